@@ -1,0 +1,374 @@
+//! Parsing one statement's text into a [`Statement`].
+
+use datafusion::sql::sqlparser::ast::{self, ColumnOption, ObjectType, SchemaName};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Token;
+use featuredb_catalog::ColumnDef;
+
+use crate::copy::copy_statement;
+use crate::error::ParseError;
+use crate::names::{normalize_ident, object_ref, schema_name};
+use crate::session::{TransactionStatement, reset_statement, set_statement, show_statement};
+use crate::split::split_statements;
+use crate::statement::{CreateSchema, CreateTable, DropObjects, Statement};
+use crate::types::column_type;
+
+/// Parses a whole query message: every statement is parsed before any is
+/// executed, so a syntax error anywhere runs nothing (as in PostgreSQL).
+/// Error positions are relative to the whole message.
+pub fn parse_query(sql: &str) -> Result<Vec<(String, Statement)>, ParseError> {
+    split_statements(sql)?
+        .into_iter()
+        .map(|piece| {
+            parse_statement(piece.text)
+                .map(|statement| (piece.text.to_string(), statement))
+                .map_err(|e| e.offset_by(piece.char_offset))
+        })
+        .collect()
+}
+
+/// Parses exactly one statement (no trailing statements allowed).
+pub fn parse_statement(sql: &str) -> Result<Statement, ParseError> {
+    if let Some(statement) = parse_special(sql) {
+        return Ok(statement);
+    }
+    // sqlparser's COPY … FROM STDIN grammar wants a semicolon followed by
+    // inline data; the data arrives separately over the wire, so give it an
+    // empty payload.
+    let owned;
+    let text = if starts_with_keyword(sql, "copy") && !sql.trim_end().ends_with(';') {
+        owned = format!("{sql};");
+        owned.as_str()
+    } else {
+        sql
+    };
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect)
+        .try_with_sql(text)
+        .map_err(|e| ParseError::from_parser(e, sql))?;
+    let statement = parser
+        .parse_statement()
+        .map_err(|e| ParseError::from_parser(e, sql))?;
+    // Allow one trailing semicolon, nothing else.
+    let _ = parser.consume_token(&Token::SemiColon);
+    let next = parser.peek_token();
+    if next.token != Token::EOF {
+        return Err(ParseError::from_parser(
+            datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
+                "Expected: end of statement, found: {} at Line: {}, Column: {}",
+                next.token, next.span.start.line, next.span.start.column
+            )),
+            sql,
+        ));
+    }
+    classify(statement)
+}
+
+fn starts_with_keyword(sql: &str, keyword: &str) -> bool {
+    let trimmed = sql.trim_start();
+    trimmed.len() >= keyword.len()
+        && trimmed[..keyword.len()].eq_ignore_ascii_case(keyword)
+        && trimmed[keyword.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !c.is_alphanumeric() && c != '_')
+}
+
+/// Statements sqlparser does not know.
+fn parse_special(sql: &str) -> Option<Statement> {
+    let words: Vec<String> = sql
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(';').to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect();
+    match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["abort"] | ["abort", "transaction"] | ["abort", "work"] => {
+            Some(Statement::Transaction(TransactionStatement::Rollback))
+        }
+        _ => None,
+    }
+}
+
+fn classify(statement: ast::Statement) -> Result<Statement, ParseError> {
+    use ast::Statement as S;
+    Ok(match statement {
+        S::Query(_) | S::Insert(_) | S::Explain { .. } | S::ExplainTable { .. } => {
+            Statement::Query(Box::new(statement))
+        }
+        S::Prepare { .. } | S::Execute { .. } | S::Deallocate { .. } => {
+            Statement::Query(Box::new(statement))
+        }
+        S::ShowTables { .. } | S::ShowColumns { .. } | S::ShowFunctions { .. } => {
+            Statement::Query(Box::new(statement))
+        }
+        S::CreateSchema {
+            schema_name,
+            if_not_exists,
+            ..
+        } => {
+            let name = match &schema_name {
+                SchemaName::Simple(name) | SchemaName::NamedAuthorization(name, _) => {
+                    schema_name_of(name)?
+                }
+                SchemaName::UnnamedAuthorization(_) => {
+                    return Err(ParseError::unsupported(
+                        "CREATE SCHEMA AUTHORIZATION without a schema name is not supported",
+                    ));
+                }
+            };
+            Statement::CreateSchema(CreateSchema {
+                name,
+                if_not_exists,
+            })
+        }
+        S::CreateTable(create) => create_table(create)?,
+        S::Drop {
+            object_type,
+            if_exists,
+            names,
+            cascade,
+            ..
+        } => {
+            let drop = |names: &[ast::ObjectName]| -> Result<DropObjects, ParseError> {
+                Ok(DropObjects {
+                    names: names.iter().map(object_ref).collect::<Result<_, _>>()?,
+                    if_exists,
+                    cascade,
+                })
+            };
+            match object_type {
+                ObjectType::Table => Statement::DropTable(drop(&names)?),
+                ObjectType::Schema => {
+                    for name in &names {
+                        schema_name_of(name)?;
+                    }
+                    Statement::DropSchema(drop(&names)?)
+                }
+                other => {
+                    return Err(ParseError::unsupported(format!(
+                        "DROP {other} is not supported"
+                    )));
+                }
+            }
+        }
+        S::Copy {
+            source,
+            to,
+            target,
+            options,
+            legacy_options,
+            values,
+        } => {
+            if values
+                .iter()
+                .any(|v| v.as_deref().is_some_and(|v| !v.is_empty()))
+            {
+                return Err(ParseError::unsupported(
+                    "inline COPY data is not supported; send rows with the COPY protocol",
+                ));
+            }
+            Statement::Copy(copy_statement(
+                &source,
+                to,
+                &target,
+                &options,
+                &legacy_options,
+            )?)
+        }
+        S::Set(set) => Statement::Set(set_statement(&set)?),
+        S::ShowVariable { variable } => Statement::Show(show_statement(&variable)),
+        S::Reset(reset) => Statement::Reset(reset_statement(&reset.reset)),
+        S::StartTransaction { statements, .. } if statements.is_empty() => {
+            Statement::Transaction(TransactionStatement::Begin)
+        }
+        S::Commit { .. } => Statement::Transaction(TransactionStatement::Commit),
+        S::Rollback {
+            savepoint: None, ..
+        } => Statement::Transaction(TransactionStatement::Rollback),
+        S::Rollback {
+            savepoint: Some(_), ..
+        }
+        | S::Savepoint { .. }
+        | S::ReleaseSavepoint { .. } => {
+            return Err(ParseError::unsupported(
+                "savepoints are not supported: featuredb commits every statement on its own",
+            ));
+        }
+        S::Discard { object_type } => {
+            if object_type == ast::DiscardObject::ALL {
+                Statement::DiscardAll
+            } else {
+                return Err(ParseError::unsupported(format!(
+                    "DISCARD {object_type} is not supported"
+                )));
+            }
+        }
+        S::Update(_) | S::Delete(_) | S::Merge(_) | S::Truncate(_) => {
+            return Err(ParseError::unsupported(
+                "UPDATE, DELETE, MERGE and TRUNCATE are not supported: featuredb tables are \
+                 append-only Iceberg tables",
+            ));
+        }
+        S::AlterTable(_) => {
+            return Err(ParseError::unsupported("ALTER TABLE is not supported yet"));
+        }
+        S::CreateView(_) => {
+            return Err(ParseError::unsupported(
+                "CREATE VIEW is not supported yet: views would not survive a restart",
+            ));
+        }
+        other => {
+            return Err(ParseError::unsupported(format!(
+                "statement is not supported: {}",
+                first_words(&other.to_string())
+            )));
+        }
+    })
+}
+
+fn schema_name_of(name: &ast::ObjectName) -> Result<String, ParseError> {
+    schema_name(name)
+}
+
+fn first_words(sql: &str) -> String {
+    sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+fn create_table(create: ast::CreateTable) -> Result<Statement, ParseError> {
+    if create.or_replace {
+        return Err(ParseError::unsupported(
+            "CREATE OR REPLACE TABLE is not supported",
+        ));
+    }
+    if create.temporary {
+        return Err(ParseError::unsupported(
+            "temporary tables are not supported",
+        ));
+    }
+    if create.external || create.location.is_some() {
+        return Err(ParseError::unsupported(
+            "external tables are not supported yet",
+        ));
+    }
+    if create.like.is_some() || create.clone.is_some() {
+        return Err(ParseError::unsupported(
+            "CREATE TABLE … LIKE/CLONE is not supported",
+        ));
+    }
+    if !create.constraints.is_empty() {
+        return Err(ParseError::unsupported(
+            "table constraints (PRIMARY KEY, UNIQUE, FOREIGN KEY, CHECK) are not supported: \
+             featuredb tables are append-only and would not enforce them",
+        ));
+    }
+    let mut columns = Vec::with_capacity(create.columns.len());
+    for column in &create.columns {
+        let name = normalize_ident(&column.name);
+        if columns.iter().any(|c: &ColumnDef| c.name == name) {
+            return Err(ParseError::new(
+                crate::ParseErrorKind::InvalidName,
+                format!("column \"{name}\" specified more than once"),
+            ));
+        }
+        let mut nullable = true;
+        for option in &column.options {
+            match &option.option {
+                ColumnOption::Null => nullable = true,
+                ColumnOption::NotNull => nullable = false,
+                other => {
+                    return Err(ParseError::unsupported(format!(
+                        "column option {other} is not supported (column \"{name}\")"
+                    )));
+                }
+            }
+        }
+        columns.push(ColumnDef {
+            name,
+            data_type: column_type(&column.data_type)?,
+            nullable,
+        });
+    }
+    if create.query.is_none() && columns.is_empty() {
+        return Err(ParseError::syntax("a table must have at least one column"));
+    }
+    Ok(Statement::CreateTable(CreateTable {
+        name: object_ref(&create.name)?,
+        if_not_exists: create.if_not_exists,
+        columns,
+        query: create.query,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ParseErrorKind;
+
+    #[test]
+    fn multi_statement_messages() {
+        let parsed = parse_query("select 1; insert into t values (1);").unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert!(matches!(parsed[0].1, Statement::Query(_)));
+        assert!(parsed[1].1.writes());
+    }
+
+    #[test]
+    fn syntax_error_position_is_relative_to_the_message() {
+        let err = parse_query("select 1; selec 2").unwrap_err();
+        assert_eq!(err.kind, ParseErrorKind::Syntax);
+        assert_eq!(err.position, Some(11));
+    }
+
+    #[test]
+    fn trailing_garbage_is_an_error() {
+        let err = parse_statement("select 1 2 3").unwrap_err();
+        assert_eq!(err.kind, ParseErrorKind::Syntax);
+    }
+
+    #[test]
+    fn create_and_drop() {
+        match parse_statement("CREATE TABLE IF NOT EXISTS S.\"T\" (id bigint not null, v text)")
+            .unwrap()
+        {
+            Statement::CreateTable(t) => {
+                assert_eq!(t.name.schema.as_deref(), Some("s"));
+                assert_eq!(t.name.name, "T");
+                assert!(t.if_not_exists);
+                assert!(!t.columns[0].nullable);
+                assert!(t.columns[1].nullable);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_statement("DROP TABLE IF EXISTS a, b.c CASCADE").unwrap() {
+            Statement::DropTable(d) => {
+                assert_eq!(d.names.len(), 2);
+                assert!(d.if_exists && d.cascade);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_statement("CREATE TABLE t AS SELECT 1 AS x").unwrap(),
+            Statement::CreateTable(CreateTable { query: Some(_), .. })
+        ));
+    }
+
+    #[test]
+    fn unsupported_statements_say_so() {
+        for sql in [
+            "UPDATE t SET a = 1",
+            "DELETE FROM t",
+            "CREATE TABLE t (a int PRIMARY KEY)",
+            "CREATE TEMP TABLE t (a int)",
+            "SAVEPOINT s",
+        ] {
+            let err = parse_statement(sql).unwrap_err();
+            assert_eq!(err.kind, ParseErrorKind::Unsupported, "{sql}");
+        }
+    }
+}

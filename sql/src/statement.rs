@@ -1,0 +1,87 @@
+//! The statements featuredb executes.
+
+use datafusion::sql::sqlparser::ast;
+use featuredb_catalog::ColumnDef;
+
+use crate::copy::CopyStatement;
+use crate::names::ObjectRef;
+use crate::session::{ResetStatement, SetStatement, ShowStatement, TransactionStatement};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    /// Planned and executed by DataFusion: SELECT, VALUES, INSERT, EXPLAIN, …
+    Query(Box<ast::Statement>),
+    CreateSchema(CreateSchema),
+    DropSchema(DropObjects),
+    CreateTable(CreateTable),
+    DropTable(DropObjects),
+    Copy(CopyStatement),
+    Set(SetStatement),
+    Show(ShowStatement),
+    Reset(ResetStatement),
+    Transaction(TransactionStatement),
+    /// `DISCARD ALL`: back to a fresh session.
+    DiscardAll,
+}
+
+impl Statement {
+    /// The command tag PostgreSQL reports for statements that return no
+    /// rows (row-returning ones get `SELECT n`, `INSERT 0 n`, …).
+    pub fn command_tag(&self) -> &'static str {
+        match self {
+            Statement::Query(_) => "SELECT",
+            Statement::CreateSchema(_) => "CREATE SCHEMA",
+            Statement::DropSchema(_) => "DROP SCHEMA",
+            Statement::CreateTable(t) if t.query.is_some() => "SELECT",
+            Statement::CreateTable(_) => "CREATE TABLE",
+            Statement::DropTable(_) => "DROP TABLE",
+            Statement::Copy(_) => "COPY",
+            Statement::Set(_) => "SET",
+            Statement::Show(_) => "SHOW",
+            Statement::Reset(_) => "RESET",
+            Statement::Transaction(TransactionStatement::Begin) => "BEGIN",
+            Statement::Transaction(TransactionStatement::Commit) => "COMMIT",
+            Statement::Transaction(TransactionStatement::Rollback) => "ROLLBACK",
+            Statement::DiscardAll => "DISCARD ALL",
+        }
+    }
+
+    /// Whether executing the statement may change stored data or the
+    /// catalog (used to refuse writes in a failed transaction block and to
+    /// report what ROLLBACK cannot undo).
+    pub fn writes(&self) -> bool {
+        match self {
+            Statement::Query(statement) => matches!(**statement, ast::Statement::Insert(_)),
+            Statement::CreateSchema(_)
+            | Statement::DropSchema(_)
+            | Statement::CreateTable(_)
+            | Statement::DropTable(_) => true,
+            Statement::Copy(copy) => copy.direction == crate::copy::CopyDirection::FromStdin,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateSchema {
+    pub name: String,
+    pub if_not_exists: bool,
+}
+
+/// `DROP TABLE|SCHEMA [IF EXISTS] a, b [CASCADE|RESTRICT]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropObjects {
+    pub names: Vec<ObjectRef>,
+    pub if_exists: bool,
+    pub cascade: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateTable {
+    pub name: ObjectRef,
+    pub if_not_exists: bool,
+    /// Declared columns; empty for `CREATE TABLE … AS` without a column list.
+    pub columns: Vec<ColumnDef>,
+    /// `CREATE TABLE … AS <query>`: columns come from the query's output.
+    pub query: Option<Box<ast::Query>>,
+}

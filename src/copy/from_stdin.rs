@@ -1,0 +1,507 @@
+//! `COPY table FROM STDIN`: turning CopyData bytes into committed rows.
+//!
+//! Records are parsed on the connection's task into Arrow batches, which a
+//! writer task encodes into Parquet data files concurrently (the two stages
+//! overlap on separate cores). Nothing is visible until the final commit; a
+//! bad record anywhere aborts the whole COPY, deletes the files written so
+//! far and reports the line, as PostgreSQL does.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use datafusion::common::ScalarValue;
+use featuredb_catalog::{ColumnDef, ColumnType};
+use featuredb_sql::copy::{CopyFormat, CopyOptions};
+use pgwire::api::Type;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::format::{Field, ReadOutcome, RecordReader};
+use crate::engine::settings::SessionTimeZone;
+use crate::error::{BadCopyDataKind, Error, Result};
+use crate::offline::{DataFileWriter, TableHandle, WrittenFiles};
+use crate::pgtypes::{ColumnParser, ValueError, parse_binary_param, pg_type};
+
+/// Rows per Arrow batch handed to the writer.
+const BATCH_ROWS: usize = 16 * 1024;
+/// Bytes buffered before records are parsed.
+const PARSE_THRESHOLD: usize = 256 * 1024;
+/// PostgreSQL's binary COPY signature.
+const BINARY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+enum WriterMessage {
+    Batch(RecordBatch),
+    Finish(oneshot::Sender<Result<WrittenFiles>>),
+}
+
+pub struct CopyFromStdin {
+    table: Arc<TableHandle>,
+    /// Target columns in the order fields arrive.
+    columns: Vec<ColumnDef>,
+    /// For each table column, its position in `columns` (if copied).
+    positions: Vec<Option<usize>>,
+    options: CopyOptions,
+    reader: RecordReader,
+    parsers: Vec<ColumnParser>,
+    binary_values: Vec<Vec<ScalarValue>>,
+    buffer: Vec<u8>,
+    header_pending: bool,
+    binary_header_pending: bool,
+    ended: bool,
+    line: u64,
+    rows: u64,
+    rows_in_batch: usize,
+    writer: mpsc::Sender<WriterMessage>,
+    writer_task: Option<JoinHandle<Result<()>>>,
+}
+
+impl CopyFromStdin {
+    pub async fn new(
+        table: Arc<TableHandle>,
+        column_names: &[String],
+        options: CopyOptions,
+        time_zone: &SessionTimeZone,
+    ) -> Result<Self> {
+        let definition = table.definition().clone();
+        let columns: Vec<ColumnDef> = if column_names.is_empty() {
+            definition.columns.clone()
+        } else {
+            let mut seen = std::collections::HashSet::new();
+            column_names
+                .iter()
+                .map(|name| {
+                    if !seen.insert(name) {
+                        return Err(Error::DuplicateColumn(name.clone()));
+                    }
+                    definition
+                        .column(name)
+                        .cloned()
+                        .ok_or_else(|| Error::UndefinedColumn {
+                            table: table.name.name.clone(),
+                            column: name.clone(),
+                        })
+                })
+                .collect::<Result<_>>()?
+        };
+        let positions = definition
+            .columns
+            .iter()
+            .map(|c| columns.iter().position(|t| t.name == c.name))
+            .collect::<Vec<_>>();
+        // A NOT NULL column left out of the column list can only get NULL.
+        if let Some(missing) = definition
+            .columns
+            .iter()
+            .zip(&positions)
+            .find(|(c, p)| p.is_none() && !c.nullable)
+        {
+            return Err(Error::NotNullViolation {
+                table: table.name.name.clone(),
+                column: missing.0.name.clone(),
+            });
+        }
+        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        let reader = RecordReader::new(&options, &names);
+        let parsers = columns
+            .iter()
+            .map(|c| ColumnParser::new(&c.data_type.to_arrow(), time_zone, BATCH_ROWS))
+            .collect();
+        let binary_values = vec![Vec::new(); columns.len()];
+
+        let writer = DataFileWriter::new(table.clone()).await?;
+        let (sender, receiver) = mpsc::channel(2);
+        let writer_task = tokio::spawn(run_writer(writer, receiver));
+
+        Ok(Self {
+            header_pending: options.header,
+            binary_header_pending: options.format == CopyFormat::Binary,
+            table,
+            columns,
+            positions,
+            options,
+            reader,
+            parsers,
+            binary_values,
+            buffer: Vec::new(),
+            ended: false,
+            line: 0,
+            rows: 0,
+            rows_in_batch: 0,
+            writer: sender,
+            writer_task: Some(writer_task),
+        })
+    }
+
+    /// Number of columns each row carries (for CopyInResponse).
+    pub fn column_count(&self) -> usize {
+        self.columns.len()
+    }
+
+    pub fn format(&self) -> CopyFormat {
+        self.options.format
+    }
+
+    /// Takes one CopyData message.
+    pub async fn push(&mut self, data: &[u8]) -> Result<()> {
+        if self.ended {
+            return Ok(());
+        }
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= PARSE_THRESHOLD {
+            self.parse_buffered(false).await?;
+        }
+        Ok(())
+    }
+
+    /// CopyDone: parses what is left, writes and commits. Returns the row
+    /// count for the `COPY n` tag.
+    pub async fn finish(mut self) -> Result<u64> {
+        self.parse_buffered(true).await?;
+        self.flush_batch().await?;
+        let (reply, result) = oneshot::channel();
+        if self
+            .writer
+            .send(WriterMessage::Finish(reply))
+            .await
+            .is_err()
+        {
+            return Err(self.writer_failure().await);
+        }
+        let written = match result.await {
+            Ok(written) => written?,
+            Err(_) => return Err(self.writer_failure().await),
+        };
+        written.commit().await
+    }
+
+    /// The writer task stopped early: its error explains why.
+    async fn writer_failure(&mut self) -> Error {
+        match self.writer_task.take() {
+            Some(task) => match task.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => Error::internal("COPY writer stopped unexpectedly"),
+                Err(e) => Error::internal(format!("COPY writer failed: {e}")),
+            },
+            None => Error::internal("COPY writer already failed"),
+        }
+    }
+
+    async fn parse_buffered(&mut self, at_eof: bool) -> Result<()> {
+        if self.options.format == CopyFormat::Binary {
+            return self.parse_binary(at_eof).await;
+        }
+        let buffer = std::mem::take(&mut self.buffer);
+        let mut pos = 0;
+        let result = loop {
+            if self.ended || pos >= buffer.len() {
+                break Ok(());
+            }
+            let outcome = match self.reader.read(&buffer, pos, at_eof) {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    break Err(self.bad_data(BadCopyDataKind::Format, e.0, None, None));
+                }
+            };
+            match outcome {
+                ReadOutcome::Incomplete => break Ok(()),
+                ReadOutcome::EndMarker(end) => {
+                    self.line += end.lines as u64;
+                    pos = end.next;
+                    self.ended = true;
+                }
+                ReadOutcome::Record(fields, end) => {
+                    self.line += end.lines as u64;
+                    pos = end.next;
+                    if self.header_pending {
+                        self.header_pending = false;
+                        continue;
+                    }
+                    if let Err(e) = self.append_record(fields, &buffer[..end.next]) {
+                        break Err(e);
+                    }
+                    if self.rows_in_batch >= BATCH_ROWS
+                        && let Err(e) = self.flush_batch().await
+                    {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        self.buffer = buffer;
+        self.buffer.drain(..pos.min(self.buffer.len()));
+        result
+    }
+
+    fn append_record(&mut self, fields: Vec<Field<'_>>, _raw: &[u8]) -> Result<()> {
+        if fields.len() > self.columns.len() {
+            return Err(self.bad_data(
+                BadCopyDataKind::Format,
+                "extra data after last expected column".to_string(),
+                None,
+                None,
+            ));
+        }
+        if fields.len() < self.columns.len() {
+            let column = self.columns[fields.len()].name.clone();
+            return Err(self.bad_data(
+                BadCopyDataKind::Format,
+                format!("missing data for column \"{column}\""),
+                None,
+                None,
+            ));
+        }
+        for (index, field) in fields.into_iter().enumerate() {
+            match field {
+                Field::Null => {
+                    if !self.columns[index].nullable {
+                        let column = self.columns[index].name.clone();
+                        return Err(self.bad_data(
+                            BadCopyDataKind::NotNull,
+                            format!(
+                                "null value in column \"{column}\" of relation \"{}\" violates not-null constraint",
+                                self.table.name.name
+                            ),
+                            Some(index),
+                            None,
+                        ));
+                    }
+                    self.parsers[index].append_null();
+                }
+                Field::Value(bytes) => {
+                    let text = match std::str::from_utf8(&bytes) {
+                        Ok(text) => text,
+                        Err(_) => {
+                            return Err(self.bad_data(
+                                BadCopyDataKind::Encoding,
+                                "invalid byte sequence for encoding \"UTF8\"".to_string(),
+                                Some(index),
+                                None,
+                            ));
+                        }
+                    };
+                    if let ColumnType::Varchar {
+                        max_len: Some(max_len),
+                    } = self.columns[index].data_type
+                        && text.len() > max_len as usize
+                        && text.chars().count() > max_len as usize
+                    {
+                        return Err(self.bad_data(
+                            BadCopyDataKind::TooLong,
+                            format!("value too long for type character varying({max_len})"),
+                            Some(index),
+                            Some(text),
+                        ));
+                    }
+                    if let Err(e) = self.parsers[index].append_text(text) {
+                        let kind = match e {
+                            ValueError::Syntax { .. } => BadCopyDataKind::Value,
+                            ValueError::OutOfRange { .. } => BadCopyDataKind::OutOfRange,
+                        };
+                        return Err(self.bad_data(kind, e.message(), Some(index), Some(text)));
+                    }
+                }
+            }
+        }
+        self.rows_in_batch += 1;
+        Ok(())
+    }
+
+    fn bad_data(
+        &self,
+        kind: BadCopyDataKind,
+        message: String,
+        column: Option<usize>,
+        value: Option<&str>,
+    ) -> Error {
+        let mut context = format!("COPY {}, line {}", self.table.name.name, self.line);
+        if let Some(column) = column {
+            context.push_str(&format!(", column {}", self.columns[column].name));
+            if let Some(value) = value {
+                let shown: String = value.chars().take(64).collect();
+                context.push_str(&format!(": \"{shown}\""));
+            }
+        }
+        Error::BadCopyData {
+            message,
+            context,
+            kind,
+        }
+    }
+
+    async fn flush_batch(&mut self) -> Result<()> {
+        let rows = if self.options.format == CopyFormat::Binary {
+            self.binary_values.first().map(Vec::len).unwrap_or(0)
+        } else {
+            self.rows_in_batch
+        };
+        if rows == 0 {
+            return Ok(());
+        }
+        let copied: Vec<ArrayRef> = if self.options.format == CopyFormat::Binary {
+            self.columns
+                .iter()
+                .zip(self.binary_values.iter_mut())
+                .map(|(column, values)| {
+                    let array = ScalarValue::iter_to_array(std::mem::take(values))?;
+                    let target = column.data_type.to_arrow();
+                    Ok(if array.data_type() == &target {
+                        array
+                    } else {
+                        datafusion::arrow::compute::cast(&array, &target)?
+                    })
+                })
+                .collect::<Result<_>>()?
+        } else {
+            self.parsers
+                .iter_mut()
+                .map(ColumnParser::finish)
+                .collect::<Result<_>>()?
+        };
+        let schema = self.table.arrow_schema();
+        let arrays: Vec<ArrayRef> = self
+            .positions
+            .iter()
+            .zip(schema.fields())
+            .map(|(position, field)| match position {
+                Some(p) => copied[*p].clone(),
+                None => new_null_array(field.data_type(), rows),
+            })
+            .collect();
+        let batch = RecordBatch::try_new(schema, arrays)?;
+        self.rows += rows as u64;
+        self.rows_in_batch = 0;
+        if self.writer.send(WriterMessage::Batch(batch)).await.is_err() {
+            return Err(self.writer_failure().await);
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL's binary COPY: signature, flags, header extension, then
+    /// tuples of length-prefixed fields, ended by a -1 field count.
+    async fn parse_binary(&mut self, at_eof: bool) -> Result<()> {
+        let buffer = std::mem::take(&mut self.buffer);
+        let mut pos = 0;
+        let result: Result<()> = async {
+            if self.binary_header_pending {
+                if buffer.len() < BINARY_SIGNATURE.len() + 8 {
+                    return if at_eof {
+                        Err(self.bad_data(BadCopyDataKind::Format, "COPY file signature not recognized".into(), None, None))
+                    } else {
+                        Ok(())
+                    };
+                }
+                if &buffer[..BINARY_SIGNATURE.len()] != BINARY_SIGNATURE {
+                    return Err(self.bad_data(BadCopyDataKind::Format, "COPY file signature not recognized".into(), None, None));
+                }
+                let ext = i32::from_be_bytes(buffer[15..19].try_into().expect("4 bytes"));
+                if ext < 0 {
+                    return Err(self.bad_data(BadCopyDataKind::Format, "invalid COPY file header (missing length)".into(), None, None));
+                }
+                let header_end = 19 + ext as usize;
+                if buffer.len() < header_end {
+                    return Ok(());
+                }
+                pos = header_end;
+                self.binary_header_pending = false;
+            }
+            let types: Vec<Type> = self.columns.iter().map(|c| pg_type(&c.data_type.to_arrow())).collect();
+            loop {
+                if self.ended || buffer.len() < pos + 2 {
+                    break;
+                }
+                let count = i16::from_be_bytes([buffer[pos], buffer[pos + 1]]);
+                if count == -1 {
+                    self.ended = true;
+                    pos += 2;
+                    break;
+                }
+                // Check the whole tuple is buffered before consuming it.
+                let mut cursor = pos + 2;
+                let mut fields = Vec::with_capacity(count.max(0) as usize);
+                let mut complete = true;
+                for _ in 0..count.max(0) {
+                    if buffer.len() < cursor + 4 {
+                        complete = false;
+                        break;
+                    }
+                    let length = i32::from_be_bytes(buffer[cursor..cursor + 4].try_into().expect("4 bytes"));
+                    cursor += 4;
+                    if length < 0 {
+                        fields.push(None);
+                    } else {
+                        let end = cursor + length as usize;
+                        if buffer.len() < end {
+                            complete = false;
+                            break;
+                        }
+                        fields.push(Some(cursor..end));
+                        cursor = end;
+                    }
+                }
+                if !complete {
+                    break;
+                }
+                self.line += 1;
+                if count as usize != self.columns.len() {
+                    return Err(self.bad_data(
+                        BadCopyDataKind::Format,
+                        format!("row field count is {count}, expected {}", self.columns.len()),
+                        None,
+                        None,
+                    ));
+                }
+                for (index, field) in fields.into_iter().enumerate() {
+                    let target = self.columns[index].data_type.to_arrow();
+                    let value = match field {
+                        None => {
+                            if !self.columns[index].nullable {
+                                return Err(self.bad_data(
+                                    BadCopyDataKind::NotNull,
+                                    format!(
+                                        "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+                                        self.columns[index].name, self.table.name.name
+                                    ),
+                                    Some(index),
+                                    None,
+                                ));
+                            }
+                            ScalarValue::try_from(&target)?
+                        }
+                        Some(range) => parse_binary_param(&buffer[range], &types[index], &target)
+                            .map_err(|e| self.bad_data(BadCopyDataKind::Value, e.to_string(), Some(index), None))?,
+                    };
+                    self.binary_values[index].push(value);
+                }
+                pos = cursor;
+                if self.binary_values[0].len() >= BATCH_ROWS {
+                    self.flush_batch().await?;
+                }
+            }
+            if at_eof && !self.ended && pos < buffer.len() {
+                return Err(self.bad_data(BadCopyDataKind::Format, "unexpected end of binary COPY data".into(), None, None));
+            }
+            Ok(())
+        }
+        .await;
+        self.buffer = buffer;
+        self.buffer.drain(..pos.min(self.buffer.len()));
+        result
+    }
+}
+
+async fn run_writer(
+    mut writer: DataFileWriter,
+    mut receiver: mpsc::Receiver<WriterMessage>,
+) -> Result<()> {
+    while let Some(message) = receiver.recv().await {
+        match message {
+            WriterMessage::Batch(batch) => writer.write(batch).await?,
+            WriterMessage::Finish(reply) => {
+                let _ = reply.send(writer.finish().await);
+                return Ok(());
+            }
+        }
+    }
+    // The COPY was abandoned: dropping the writer deletes its files.
+    Ok(())
+}

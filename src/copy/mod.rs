@@ -1,0 +1,9 @@
+//! COPY: PostgreSQL's bulk data formats (text, CSV, binary) in both
+//! directions.
+
+pub mod format;
+pub mod from_stdin;
+pub mod to_stdout;
+
+pub use from_stdin::CopyFromStdin;
+pub use to_stdout::CopyEncoder;

@@ -1,0 +1,341 @@
+//! Statements featuredb executes itself: schema and table DDL, COPY.
+
+use datafusion::sql::sqlparser::ast;
+use featuredb_catalog::names::quote_ident;
+use featuredb_catalog::{ColumnDef, ColumnType, QualifiedName, TableSchemaDef, is_system_schema};
+use featuredb_sql::Statement;
+use featuredb_sql::copy::{CopyDirection, CopyRelation, CopyStatement};
+use featuredb_sql::names::ObjectRef;
+use featuredb_sql::statement::{CreateSchema, CreateTable, DropObjects};
+
+use super::outcome::{CommandTag, Notice, Outcome};
+use super::session::Session;
+use crate::copy::{CopyEncoder, CopyFromStdin};
+use crate::error::{Error, Result};
+use crate::offline::TableHandle;
+
+impl Session {
+    pub(crate) async fn create_schema(&mut self, create: &CreateSchema) -> Result<Outcome> {
+        let created = self
+            .engine
+            .offline
+            .create_schema(&create.name, create.if_not_exists)
+            .await?;
+        if !created {
+            self.notice(Notice::notice(
+                "42P06",
+                format!("schema \"{}\" already exists, skipping", create.name),
+            ));
+        }
+        // A schema named in search_path may have just come into existence.
+        self.apply_settings();
+        Ok(Outcome::Command(CommandTag::new("CREATE SCHEMA")))
+    }
+
+    pub(crate) async fn drop_schemas(&mut self, drop: &DropObjects) -> Result<Outcome> {
+        // Check everything first so that a failing name drops nothing.
+        for name in &drop.names {
+            if is_system_schema(&name.name) {
+                return Err(Error::FeatureNotSupported(format!(
+                    "cannot drop schema {} because it is required by the server",
+                    name.name
+                )));
+            }
+            if !drop.if_exists && !self.engine.offline.schema_exists(&name.name) {
+                return Err(Error::UndefinedSchema(name.name.clone()));
+            }
+            if !drop.cascade && !self.engine.offline.table_names(&name.name).is_empty() {
+                let tables = self.engine.offline.table_names(&name.name);
+                return Err(Error::DependentObjects {
+                    schema: name.name.clone(),
+                    detail: tables
+                        .iter()
+                        .map(|t| format!("table {}.{t} depends on schema {}", name.name, name.name))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                });
+            }
+        }
+        for name in &drop.names {
+            let dropped = self
+                .engine
+                .offline
+                .drop_schema(&name.name, drop.if_exists, drop.cascade)
+                .await?;
+            if !dropped {
+                self.notice(Notice::notice(
+                    "00000",
+                    format!("schema \"{}\" does not exist, skipping", name.name),
+                ));
+            }
+        }
+        self.apply_settings();
+        Ok(Outcome::Command(CommandTag::new("DROP SCHEMA")))
+    }
+
+    /// Which schema a name refers to for creation.
+    fn creation_name(&self, name: &ObjectRef) -> Result<QualifiedName> {
+        let schema = match &name.schema {
+            Some(schema) => {
+                if is_system_schema(schema) {
+                    return Err(Error::FeatureNotSupported(format!(
+                        "cannot create objects in system schema {schema}"
+                    )));
+                }
+                schema.clone()
+            }
+            None => self.creation_schema()?,
+        };
+        Ok(QualifiedName::new(schema, &name.name))
+    }
+
+    /// The table a name refers to, searching `search_path` when unqualified.
+    pub(crate) fn lookup_table(&self, name: &ObjectRef) -> Result<std::sync::Arc<TableHandle>> {
+        let undefined = || Error::UndefinedTable {
+            name: name.to_string(),
+            position: None,
+        };
+        let offline = &self.engine.offline;
+        let schemas = match &name.schema {
+            Some(schema) => vec![schema.clone()],
+            None => self.effective_search_path(),
+        };
+        for schema in schemas {
+            if let Some(reason) = offline.broken_table(&schema, &name.name) {
+                return Err(Error::internal(format!(
+                    "table {schema}.{} cannot be read: {reason}",
+                    name.name
+                )));
+            }
+            if let Some(table) = offline.table(&schema, &name.name) {
+                return Ok(table);
+            }
+        }
+        Err(undefined())
+    }
+
+    pub(crate) async fn create_table(
+        &mut self,
+        sql: &str,
+        create: &CreateTable,
+    ) -> Result<Outcome> {
+        let name = self.creation_name(&create.name)?;
+        let Some(query) = &create.query else {
+            let definition = TableSchemaDef {
+                columns: create.columns.clone(),
+            };
+            let created = self
+                .engine
+                .offline
+                .create_table(&name, &definition, create.if_not_exists)
+                .await?;
+            if created.is_none() {
+                self.notice(Notice::notice(
+                    "42P07",
+                    format!("relation \"{}\" already exists, skipping", name.name),
+                ));
+            }
+            return Ok(Outcome::Command(CommandTag::new("CREATE TABLE")));
+        };
+
+        // CREATE TABLE … AS: the query's output defines the columns.
+        if create.if_not_exists
+            && self
+                .engine
+                .offline
+                .table(&name.schema, &name.name)
+                .is_some()
+        {
+            self.notice(Notice::notice(
+                "42P07",
+                format!("relation \"{}\" already exists, skipping", name.name),
+            ));
+            return Ok(Outcome::Command(CommandTag::with_rows("SELECT", 0)));
+        }
+        let select = ast::Statement::Query(query.clone());
+        let (plan, params) = self.plan_query(sql, &select, &[]).await?;
+        if !params.is_empty() {
+            return Err(Error::FeatureNotSupported(
+                "CREATE TABLE AS does not take parameters".to_string(),
+            ));
+        }
+        let schema = plan.schema().as_arrow().clone();
+        let mut columns = Vec::with_capacity(schema.fields().len());
+        for (index, field) in schema.fields().iter().enumerate() {
+            let column_name = create
+                .columns
+                .get(index)
+                .map(|c| c.name.clone())
+                .unwrap_or_else(|| field.name().clone());
+            let data_type = match create.columns.get(index) {
+                Some(declared) => declared.data_type.clone(),
+                None => ColumnType::from_arrow(field.data_type()).ok_or_else(|| {
+                    Error::FeatureNotSupported(format!(
+                        "column \"{column_name}\" has type {} which a table cannot store",
+                        field.data_type()
+                    ))
+                })?,
+            };
+            if columns.iter().any(|c: &ColumnDef| c.name == column_name) {
+                return Err(Error::DuplicateColumn(column_name));
+            }
+            columns.push(ColumnDef {
+                name: column_name,
+                data_type,
+                nullable: true,
+            });
+        }
+        let definition = TableSchemaDef { columns };
+        let Some(table) = self
+            .engine
+            .offline
+            .create_table(&name, &definition, false)
+            .await?
+        else {
+            return Err(Error::DuplicateTable(name.name.clone()));
+        };
+        let insert_sql = format!(
+            "INSERT INTO {}.{} {}",
+            quote_ident(&name.schema),
+            quote_ident(&name.name),
+            query
+        );
+        let result = async {
+            let statement = featuredb_sql::parse_statement(&insert_sql)?;
+            let Statement::Query(insert) = statement else {
+                return Err(Error::internal(
+                    "CREATE TABLE AS produced a non-query insert",
+                ));
+            };
+            let (plan, _) = self.plan_query(&insert_sql, &insert, &[]).await?;
+            match self.run_plan(plan, Vec::new()).await? {
+                Outcome::Command(tag) => Ok(tag.rows.unwrap_or(0)),
+                _ => Err(Error::internal("CREATE TABLE AS insert returned rows")),
+            }
+        }
+        .await;
+        match result {
+            Ok(rows) => Ok(Outcome::Command(CommandTag::with_rows("SELECT", rows))),
+            Err(e) => {
+                // Do not leave a half-made table behind.
+                drop(table);
+                if let Err(drop_error) = self.engine.offline.drop_table(&name, true).await {
+                    tracing::warn!(table = %name, error = %drop_error, "could not remove table after failed CREATE TABLE AS");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) async fn drop_tables(&mut self, drop: &DropObjects) -> Result<Outcome> {
+        let mut targets = Vec::new();
+        for name in &drop.names {
+            match self.lookup_table(name) {
+                Ok(table) => targets.push(Some(table.name.clone())),
+                Err(Error::UndefinedTable { .. }) if drop.if_exists => {
+                    self.notice(Notice::notice(
+                        "00000",
+                        format!("table \"{}\" does not exist, skipping", name.name),
+                    ));
+                    targets.push(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for target in targets.into_iter().flatten() {
+            self.engine
+                .offline
+                .drop_table(&target, drop.if_exists)
+                .await?;
+        }
+        Ok(Outcome::Command(CommandTag::new("DROP TABLE")))
+    }
+
+    pub(crate) async fn copy(&mut self, sql: &str, copy: &CopyStatement) -> Result<Outcome> {
+        match &copy.direction {
+            CopyDirection::FromStdin => {
+                let CopyRelation::Table { name, columns } = &copy.source else {
+                    return Err(Error::internal("COPY FROM with a query"));
+                };
+                let table = self.lookup_table(name)?;
+                let sink = CopyFromStdin::new(
+                    table,
+                    columns,
+                    copy.options.clone(),
+                    self.settings.time_zone(),
+                )
+                .await?;
+                Ok(Outcome::CopyIn(Box::new(sink)))
+            }
+            CopyDirection::ToStdout => {
+                let (query_sql, statement) = match &copy.source {
+                    CopyRelation::Table { name, columns } => {
+                        let table = self.lookup_table(name)?;
+                        let definition = table.definition();
+                        for column in columns {
+                            if definition.column(column).is_none() {
+                                return Err(Error::UndefinedColumn {
+                                    table: table.name.name.clone(),
+                                    column: column.clone(),
+                                });
+                            }
+                        }
+                        let list = if columns.is_empty() {
+                            "*".to_string()
+                        } else {
+                            columns
+                                .iter()
+                                .map(|c| quote_ident(c))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        };
+                        let query_sql = format!(
+                            "SELECT {list} FROM {}.{}",
+                            quote_ident(&table.name.schema),
+                            quote_ident(&table.name.name)
+                        );
+                        let Statement::Query(statement) =
+                            featuredb_sql::parse_statement(&query_sql)?
+                        else {
+                            return Err(Error::internal("COPY TO produced a non-query"));
+                        };
+                        (query_sql, statement)
+                    }
+                    CopyRelation::Query(query) => (
+                        sql.to_string(),
+                        Box::new(ast::Statement::Query(query.clone())),
+                    ),
+                };
+                let (plan, params) = self.plan_query(&query_sql, &statement, &[]).await?;
+                if !params.is_empty() {
+                    return Err(Error::FeatureNotSupported(
+                        "COPY does not take parameters".to_string(),
+                    ));
+                }
+                let Outcome::Rows { schema, stream, .. } = self.run_plan(plan, Vec::new()).await?
+                else {
+                    return Err(Error::FeatureNotSupported(
+                        "COPY (…) TO requires a query that returns rows".to_string(),
+                    ));
+                };
+                let schema = match &copy.source {
+                    CopyRelation::Query(query) => super::plan::rename_columns(
+                        &schema,
+                        &super::column_names::postgres_column_names(query, schema.fields().len()),
+                    ),
+                    CopyRelation::Table { .. } => schema,
+                };
+                let names = schema.fields().iter().map(|f| f.name().clone()).collect();
+                Ok(Outcome::CopyOut {
+                    encoder: CopyEncoder::new(copy.options.clone(), self.output_context(), names),
+                    format: copy.options.format,
+                    columns: schema.fields().len(),
+                    stream,
+                })
+            }
+            CopyDirection::ToFile(_) => Err(Error::FeatureNotSupported(
+                "COPY TO a server file is not supported yet; use COPY … TO STDOUT".to_string(),
+            )),
+        }
+    }
+}

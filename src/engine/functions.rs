@@ -1,0 +1,103 @@
+//! Functions PostgreSQL clients call to learn about the server and session:
+//! `version()`, `current_database()`, `current_schema()`, `current_user`,
+//! `current_setting(name)`, `pg_backend_pid()`.
+//!
+//! Session-dependent functions capture the values they return; the session
+//! registers them again whenever those values change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, StringBuilder};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
+use datafusion::prelude::SessionContext;
+use featuredb_catalog::DEFAULT_DATABASE;
+
+use super::settings::SERVER_VERSION;
+
+/// What `version()` returns: PostgreSQL's shape, so tools that parse it work.
+pub fn version_string() -> String {
+    format!(
+        "PostgreSQL {SERVER_VERSION} on {}-unknown-linux-gnu, compiled by rustc, 64-bit",
+        std::env::consts::ARCH
+    )
+}
+
+fn constant(name: &str, value: Option<String>) -> ScalarUDF {
+    let value = ScalarValue::Utf8(value);
+    create_udf(
+        name,
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_| Ok(ColumnarValue::Scalar(value.clone()))),
+    )
+}
+
+/// Registers the functions whose values never change in a session.
+pub fn register_static(ctx: &SessionContext, user: &str, backend_pid: i32) {
+    ctx.register_udf(constant("version", Some(version_string())));
+    ctx.register_udf(constant(
+        "current_database",
+        Some(DEFAULT_DATABASE.to_string()),
+    ));
+    for name in ["current_user", "session_user", "user", "current_role"] {
+        ctx.register_udf(constant(name, Some(user.to_string())));
+    }
+    ctx.register_udf(create_udf(
+        "pg_backend_pid",
+        vec![],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Int32(Some(backend_pid))))),
+    ));
+}
+
+/// Registers the functions that depend on session settings.
+pub fn register_settings(
+    ctx: &SessionContext,
+    current_schema: Option<String>,
+    settings: HashMap<String, String>,
+) {
+    ctx.register_udf(constant("current_schema", current_schema));
+    let settings = Arc::new(settings);
+    ctx.register_udf(create_udf(
+        "current_setting",
+        vec![DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |args| current_setting(&settings, args)),
+    ));
+}
+
+fn current_setting(
+    settings: &HashMap<String, String>,
+    args: &[ColumnarValue],
+) -> datafusion::error::Result<ColumnarValue> {
+    let lookup = |name: &str| -> datafusion::error::Result<String> {
+        settings.get(&name.to_lowercase()).cloned().ok_or_else(|| {
+            DataFusionError::External(Box::new(crate::error::Error::UnknownSetting(
+                name.to_string(),
+            )))
+        })
+    };
+    match &args[0] {
+        ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))) => Ok(ColumnarValue::Scalar(
+            ScalarValue::Utf8(Some(lookup(name)?)),
+        )),
+        ColumnarValue::Scalar(_) => Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None))),
+        ColumnarValue::Array(array) => {
+            let names = array.as_string::<i32>();
+            let mut out = StringBuilder::with_capacity(names.len(), names.len() * 8);
+            for name in names.iter() {
+                match name {
+                    Some(name) => out.append_value(lookup(name)?),
+                    None => out.append_null(),
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }
+    }
+}

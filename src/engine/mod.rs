@@ -1,0 +1,103 @@
+//! The engine: sessions that parse, plan and execute statements against the
+//! offline store, with DataFusion running every query.
+
+pub mod catalog;
+pub mod column_names;
+pub mod ddl;
+pub mod functions;
+pub mod outcome;
+pub mod plan;
+pub mod resolve;
+pub mod session;
+pub mod settings;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+
+pub use outcome::{CommandTag, Notice, Outcome};
+pub use plan::Prepared;
+pub use session::{Session, TransactionState};
+
+use self::catalog::FeatureDbCatalogList;
+use crate::error::{Error, Result};
+use crate::offline::OfflineStore;
+
+/// Engine-wide tuning.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Parallelism of query execution (DataFusion target partitions).
+    pub target_partitions: usize,
+    /// Rows per Arrow batch.
+    pub batch_size: usize,
+    /// Memory all queries together may use before spilling or failing.
+    pub memory_limit: Option<usize>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            target_partitions: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            batch_size: 8192,
+            memory_limit: None,
+        }
+    }
+}
+
+/// State shared by every session of one server.
+pub struct Engine {
+    pub offline: Arc<OfflineStore>,
+    catalogs: Arc<FeatureDbCatalogList>,
+    runtime: Arc<RuntimeEnv>,
+    options: EngineOptions,
+    next_backend_pid: AtomicI32,
+}
+
+impl Engine {
+    /// Opens the data directory: the offline store and scratch space for
+    /// queries that spill.
+    pub async fn open(data_dir: &Path, options: EngineOptions) -> Result<Arc<Self>> {
+        let offline = Arc::new(OfflineStore::open(data_dir).await?);
+        let spill_dir = data_dir.join("tmp");
+        if spill_dir.exists() {
+            // Spill files of a previous process are garbage.
+            let _ = std::fs::remove_dir_all(&spill_dir);
+        }
+        std::fs::create_dir_all(&spill_dir)
+            .map_err(|e| Error::io(format!("creating {}", spill_dir.display()), e))?;
+        let mut runtime = RuntimeEnvBuilder::new().with_temp_file_path(&spill_dir);
+        if let Some(limit) = options.memory_limit {
+            runtime = runtime.with_memory_limit(limit, 1.0);
+        }
+        let runtime = runtime.build_arc()?;
+        Ok(Arc::new(Self {
+            catalogs: Arc::new(FeatureDbCatalogList::new(offline.clone())),
+            offline,
+            runtime,
+            options,
+            next_backend_pid: AtomicI32::new(1000),
+        }))
+    }
+
+    /// A new session for a connection.
+    pub fn new_session(self: &Arc<Self>, user: &str) -> Session {
+        let pid = self.next_backend_pid.fetch_add(1, Ordering::Relaxed);
+        Session::new(self.clone(), user, pid)
+    }
+
+    pub(crate) fn catalogs(&self) -> Arc<FeatureDbCatalogList> {
+        self.catalogs.clone()
+    }
+
+    pub(crate) fn runtime(&self) -> Arc<RuntimeEnv> {
+        self.runtime.clone()
+    }
+
+    pub(crate) fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+}

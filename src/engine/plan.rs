@@ -1,0 +1,425 @@
+//! Preparing statements (parse → resolve → plan) and executing them.
+//!
+//! A [`Prepared`] statement is planned once: for queries, DataFusion's
+//! logical plan with typed parameters. Each execution binds parameter values
+//! into that plan; the physical plan is built when it runs, so every
+//! execution reads the tables' latest committed snapshots.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::logical_expr::{LogicalPlan, Statement as PlanStatement};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{
+    self, ArrayElemTypeDef, ExactNumberInfo, Ident, TimezoneInfo,
+};
+use featuredb_sql::session::ShowStatement;
+use featuredb_sql::{Statement, split_statements};
+use futures::{StreamExt, TryStreamExt};
+
+use super::outcome::{CommandTag, Outcome};
+use super::resolve::NameResolver;
+use super::session::Session;
+use crate::error::{Error, Result};
+
+/// What Describe reports for a prepared statement.
+#[derive(Debug, Clone)]
+pub enum Description {
+    NoData,
+    Rows(SchemaRef),
+}
+
+/// A statement ready to execute, possibly many times.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub sql: String,
+    /// `None` for an empty query string.
+    pub statement: Option<Statement>,
+    plan: Option<LogicalPlan>,
+    pub param_types: Vec<DataType>,
+    pub description: Description,
+    /// PostgreSQL's names for result columns where they differ from the
+    /// planner's (see `column_names`).
+    column_names: Vec<Option<String>>,
+}
+
+impl Prepared {
+    pub fn empty() -> Self {
+        Self {
+            sql: String::new(),
+            statement: None,
+            plan: None,
+            param_types: Vec::new(),
+            description: Description::NoData,
+            column_names: Vec::new(),
+        }
+    }
+}
+
+/// The schema with PostgreSQL's column names applied.
+pub fn rename_columns(schema: &SchemaRef, names: &[Option<String>]) -> SchemaRef {
+    if names.iter().all(Option::is_none) {
+        return schema.clone();
+    }
+    Arc::new(Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(index, field)| match names.get(index).cloned().flatten() {
+                Some(name) => field.as_ref().clone().with_name(name),
+                None => field.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    ))
+}
+
+fn show_schema(columns: &[&str]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(*c, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// SQL type names for parameter types a client declared, so that DataFusion
+/// plans with them (`PREPARE p(BIGINT) AS …`).
+fn sql_type(data_type: &DataType) -> Option<ast::DataType> {
+    Some(match data_type {
+        DataType::Boolean => ast::DataType::Boolean,
+        DataType::Int16 => ast::DataType::SmallInt(None),
+        DataType::Int32 => ast::DataType::Integer(None),
+        DataType::Int64 => ast::DataType::BigInt(None),
+        DataType::Float32 => ast::DataType::Real,
+        DataType::Float64 => ast::DataType::DoublePrecision,
+        DataType::Decimal128(p, s) => {
+            ast::DataType::Numeric(ExactNumberInfo::PrecisionAndScale(*p as u64, *s as i64))
+        }
+        DataType::Utf8 => ast::DataType::Text,
+        DataType::Binary => ast::DataType::Bytea,
+        DataType::Date32 => ast::DataType::Date,
+        DataType::Time64(_) => ast::DataType::Time(None, TimezoneInfo::None),
+        DataType::Timestamp(_, None) => ast::DataType::Timestamp(None, TimezoneInfo::None),
+        DataType::Timestamp(_, Some(_)) => {
+            ast::DataType::Timestamp(None, TimezoneInfo::WithTimeZone)
+        }
+        DataType::List(field) => ast::DataType::Array(ArrayElemTypeDef::SquareBracket(
+            Box::new(sql_type(field.data_type())?),
+            None,
+        )),
+        _ => return None,
+    })
+}
+
+impl Session {
+    /// Prepares the text of an extended-protocol Parse message, which may
+    /// hold at most one statement.
+    pub async fn prepare(&mut self, sql: &str, declared: &[Option<DataType>]) -> Result<Prepared> {
+        let pieces = split_statements(sql)?;
+        match pieces.as_slice() {
+            [] => Ok(Prepared::empty()),
+            [piece] => {
+                let statement = featuredb_sql::parse_statement(piece.text)
+                    .map_err(|e| e.offset_by(piece.char_offset))?;
+                self.plan_statement(piece.text, statement, declared).await
+            }
+            _ => Err(Error::Parse(featuredb_sql::ParseError::syntax(
+                "cannot insert multiple commands into a prepared statement",
+            ))),
+        }
+    }
+
+    /// Plans one parsed statement.
+    pub async fn plan_statement(
+        &mut self,
+        sql: &str,
+        statement: Statement,
+        declared: &[Option<DataType>],
+    ) -> Result<Prepared> {
+        self.check_transaction(&statement)?;
+        let mut prepared = Prepared {
+            sql: sql.to_string(),
+            statement: None,
+            plan: None,
+            param_types: Vec::new(),
+            description: Description::NoData,
+            column_names: Vec::new(),
+        };
+        match &statement {
+            Statement::Query(ast) => {
+                let (plan, param_types) = self.plan_query(sql, ast, declared).await?;
+                if let ast::Statement::Query(query) = ast.as_ref() {
+                    prepared.column_names = super::column_names::postgres_column_names(
+                        query,
+                        plan.schema().fields().len(),
+                    );
+                }
+                prepared.description = match describe_plan(&plan) {
+                    Description::Rows(schema) => {
+                        Description::Rows(rename_columns(&schema, &prepared.column_names))
+                    }
+                    Description::NoData => Description::NoData,
+                };
+                prepared.param_types = param_types;
+                prepared.plan = Some(plan);
+            }
+            Statement::Show(ShowStatement::All) => {
+                prepared.description =
+                    Description::Rows(show_schema(&["name", "setting", "description"]));
+            }
+            Statement::Show(ShowStatement::Variable(name)) => {
+                prepared.description = Description::Rows(show_schema(&[name.as_str()]));
+            }
+            _ => {}
+        }
+        prepared.statement = Some(statement);
+        Ok(prepared)
+    }
+
+    /// Resolves names and asks DataFusion for a logical plan. Returns the
+    /// plan and the type of every parameter `$1..$n`.
+    pub(crate) async fn plan_query(
+        &mut self,
+        sql: &str,
+        statement: &ast::Statement,
+        declared: &[Option<DataType>],
+    ) -> Result<(LogicalPlan, Vec<DataType>)> {
+        let mut statement = statement.clone();
+        let search_path = self.effective_search_path();
+        let default_schema = self.default_schema();
+        NameResolver {
+            store: &self.engine.offline,
+            search_path: &search_path,
+            default_schema: &default_schema,
+            sql,
+        }
+        .resolve(&mut statement)?;
+
+        // Declared parameter types (a prefix: DataFusion takes them in order).
+        let declared_sql: Vec<ast::DataType> = declared
+            .iter()
+            .map_while(|t| t.as_ref().and_then(sql_type))
+            .collect();
+        let wrapped = !declared_sql.is_empty();
+        if wrapped {
+            statement = ast::Statement::Prepare {
+                name: Ident::new("featuredb_parameters"),
+                data_types: declared_sql,
+                statement: Box::new(statement),
+            };
+        }
+        let state = self.ctx.state();
+        let plan = state
+            .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+            .await
+            .map_err(Error::from_datafusion)?;
+
+        let (plan, mut types) = match plan {
+            LogicalPlan::Statement(PlanStatement::Prepare(prepare)) if wrapped => {
+                let inner = Arc::unwrap_or_clone(prepare.input);
+                let declared_types: Vec<DataType> = prepare
+                    .fields
+                    .iter()
+                    .map(|f| f.data_type().clone())
+                    .collect();
+                (inner, declared_types)
+            }
+            plan => (plan, Vec::new()),
+        };
+        let inferred = plan.get_parameter_types().map_err(Error::from_datafusion)?;
+        let count = inferred
+            .keys()
+            .filter_map(|id| id.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()))
+            .max()
+            .unwrap_or(0)
+            .max(types.len())
+            .max(declared.len());
+        for index in types.len()..count {
+            let id = format!("${}", index + 1);
+            let data_type = inferred
+                .get(&id)
+                .cloned()
+                .flatten()
+                .or_else(|| declared.get(index).cloned().flatten())
+                .unwrap_or(DataType::Utf8);
+            types.push(data_type);
+        }
+        Ok((plan, types))
+    }
+
+    /// Runs a prepared statement with parameter values.
+    pub async fn execute(
+        &mut self,
+        prepared: &Prepared,
+        params: Vec<ScalarValue>,
+    ) -> Result<Outcome> {
+        let Some(statement) = &prepared.statement else {
+            return Ok(Outcome::Empty);
+        };
+        self.check_transaction(statement)?;
+        if params.len() != prepared.param_types.len() {
+            return Err(Error::Protocol(format!(
+                "bind message supplies {} parameters, but prepared statement requires {}",
+                params.len(),
+                prepared.param_types.len()
+            )));
+        }
+        let outcome = match statement {
+            Statement::Query(_) => {
+                let plan = prepared
+                    .plan
+                    .clone()
+                    .ok_or_else(|| Error::internal("query statement without a plan"))?;
+                match self.run_plan(plan, params).await? {
+                    Outcome::Rows {
+                        schema,
+                        stream,
+                        tag,
+                    } => Outcome::Rows {
+                        schema: rename_columns(&schema, &prepared.column_names),
+                        stream,
+                        tag,
+                    },
+                    other => other,
+                }
+            }
+            Statement::CreateSchema(create) => self.create_schema(create).await?,
+            Statement::DropSchema(drop) => self.drop_schemas(drop).await?,
+            Statement::CreateTable(create) => self.create_table(&prepared.sql, create).await?,
+            Statement::DropTable(drop) => self.drop_tables(drop).await?,
+            Statement::Copy(copy) => self.copy(&prepared.sql, copy).await?,
+            Statement::Set(set) => self.set(set)?,
+            Statement::Show(show) => self.show(show)?,
+            Statement::Reset(reset) => self.reset(reset)?,
+            Statement::Transaction(control) => self.transaction_control(*control),
+            Statement::DiscardAll => self.discard_all()?,
+        };
+        if statement.writes() && matches!(outcome, Outcome::Command(_)) {
+            self.on_write();
+        }
+        Ok(outcome)
+    }
+
+    /// Executes a logical plan: INSERTs run to completion and report their
+    /// row count; queries stream.
+    pub(crate) async fn run_plan(
+        &mut self,
+        plan: LogicalPlan,
+        params: Vec<ScalarValue>,
+    ) -> Result<Outcome> {
+        let plan = if params.is_empty() {
+            plan
+        } else {
+            plan.with_param_values(ParamValues::List(
+                params.into_iter().map(Into::into).collect(),
+            ))
+            .map_err(Error::from_datafusion)?
+        };
+        let tag = match &plan {
+            LogicalPlan::Dml(_) => None,
+            LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => Some("EXPLAIN"),
+            LogicalPlan::Statement(PlanStatement::Prepare(_)) => {
+                self.ctx
+                    .execute_logical_plan(plan)
+                    .await
+                    .map_err(Error::from_datafusion)?;
+                return Ok(Outcome::Command(CommandTag::new("PREPARE")));
+            }
+            LogicalPlan::Statement(PlanStatement::Deallocate(_)) => {
+                self.ctx
+                    .execute_logical_plan(plan)
+                    .await
+                    .map_err(Error::from_datafusion)?;
+                return Ok(Outcome::Command(CommandTag::new("DEALLOCATE")));
+            }
+            _ => Some("SELECT"),
+        };
+        let frame = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(Error::from_datafusion)?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let stream = frame
+            .execute_stream()
+            .await
+            .map_err(Error::from_datafusion)?;
+        match tag {
+            Some(tag) => Ok(Outcome::Rows {
+                schema,
+                stream,
+                tag,
+            }),
+            None => {
+                let batches: Vec<RecordBatch> =
+                    stream.try_collect().await.map_err(Error::from_datafusion)?;
+                let rows = batches
+                    .iter()
+                    .filter(|b| b.num_rows() > 0)
+                    .map(|b| b.column(0).as_primitive::<UInt64Type>().value(0))
+                    .sum();
+                Ok(Outcome::Command(CommandTag::with_rows("INSERT", rows)))
+            }
+        }
+    }
+
+    fn show(&mut self, show: &ShowStatement) -> Result<Outcome> {
+        let (schema, columns): (SchemaRef, Vec<Vec<String>>) = match show {
+            ShowStatement::All => {
+                let rows = self.settings.all();
+                (
+                    show_schema(&["name", "setting", "description"]),
+                    vec![
+                        rows.iter().map(|r| r.0.clone()).collect(),
+                        rows.iter().map(|r| r.1.clone()).collect(),
+                        rows.iter().map(|r| r.2.clone()).collect(),
+                    ],
+                )
+            }
+            ShowStatement::Variable(name) => {
+                let value = if name.starts_with("datafusion.") {
+                    let state = self.ctx.state_ref();
+                    let state = state.read();
+                    state
+                        .config_options()
+                        .entries()
+                        .into_iter()
+                        .find(|entry| entry.key == *name)
+                        .map(|entry| entry.value.unwrap_or_default())
+                        .ok_or_else(|| Error::UnknownSetting(name.clone()))?
+                } else {
+                    self.settings.show(name)?
+                };
+                (show_schema(&[name.as_str()]), vec![vec![value]])
+            }
+        };
+        let arrays = columns
+            .into_iter()
+            .map(|values| Arc::new(StringArray::from(values)) as _)
+            .collect();
+        let batch = RecordBatch::try_new(schema.clone(), arrays)?;
+        let stream = RecordBatchStreamAdapter::new(
+            schema.clone(),
+            futures::stream::once(async move { Ok(batch) }).boxed(),
+        );
+        Ok(Outcome::Rows {
+            schema,
+            stream: Box::pin(stream),
+            tag: "SHOW",
+        })
+    }
+}
+
+fn describe_plan(plan: &LogicalPlan) -> Description {
+    match plan {
+        LogicalPlan::Dml(_) => Description::NoData,
+        LogicalPlan::Statement(PlanStatement::Prepare(_))
+        | LogicalPlan::Statement(PlanStatement::Deallocate(_)) => Description::NoData,
+        plan => Description::Rows(Arc::new(plan.schema().as_arrow().clone())),
+    }
+}

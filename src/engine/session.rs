@@ -1,0 +1,359 @@
+//! A client session: its settings, its transaction-block state, and the
+//! DataFusion context its queries run in.
+//!
+//! Transactions: featuredb commits every statement on its own (each write
+//! is an Iceberg commit). BEGIN/COMMIT/ROLLBACK are accepted so that
+//! drivers and tools work, and the session tracks the block the way
+//! PostgreSQL reports it (idle / in block / failed). After an error inside a
+//! block, statements are refused with 25P02 until ROLLBACK, as clients
+//! expect. ROLLBACK cannot undo writes that already committed; it says so
+//! with a WARNING.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use featuredb_catalog::{DEFAULT_DATABASE, DEFAULT_SCHEMA};
+use featuredb_sql::Statement;
+use featuredb_sql::session::{ResetStatement, SetStatement, TransactionStatement};
+
+use super::Engine;
+use super::functions;
+use super::outcome::{CommandTag, Notice, Outcome};
+use super::settings::{ReportedChange, SessionSettings};
+use crate::error::{Error, Result};
+use crate::pgtypes::OutputContext;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionState {
+    Idle,
+    InBlock,
+    Failed,
+}
+
+pub struct Session {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) ctx: SessionContext,
+    pub(crate) settings: SessionSettings,
+    user: String,
+    backend_pid: i32,
+    transaction: TransactionState,
+    /// Writes committed inside the current transaction block.
+    writes_in_block: u64,
+    notices: Vec<Notice>,
+    reported: Vec<ReportedChange>,
+}
+
+impl Session {
+    pub(crate) fn new(engine: Arc<Engine>, user: &str, backend_pid: i32) -> Self {
+        let options = engine.options().clone();
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(DEFAULT_DATABASE, DEFAULT_SCHEMA)
+            .with_create_default_catalog_and_schema(false)
+            .with_target_partitions(options.target_partitions)
+            .with_batch_size(options.batch_size);
+        config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(engine.runtime())
+            .with_default_features()
+            .with_catalog_list(engine.catalogs())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        functions::register_static(&ctx, user, backend_pid);
+        let mut session = Self {
+            engine,
+            ctx,
+            settings: SessionSettings::new(user),
+            user: user.to_string(),
+            backend_pid,
+            transaction: TransactionState::Idle,
+            writes_in_block: 0,
+            notices: Vec::new(),
+            reported: Vec::new(),
+        };
+        session.apply_settings();
+        session.reported.clear();
+        session
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    pub fn backend_pid(&self) -> i32 {
+        self.backend_pid
+    }
+
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
+    pub fn transaction_state(&self) -> TransactionState {
+        self.transaction
+    }
+
+    /// Applies the parameters of the startup message.
+    pub fn apply_startup_parameters<'a>(
+        &mut self,
+        parameters: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) {
+        for (name, value) in parameters {
+            match name.as_str() {
+                "user" | "database" | "replication" => {}
+                "options" => {
+                    // `-c name=value` pairs, as libpq's PGOPTIONS sends them.
+                    let mut words = value.split_whitespace();
+                    while let Some(word) = words.next() {
+                        let assignment = if word == "-c" {
+                            words.next()
+                        } else {
+                            word.strip_prefix("-c").or_else(|| word.strip_prefix("--"))
+                        };
+                        if let Some((name, value)) = assignment.and_then(|a| a.split_once('=')) {
+                            self.settings.apply_startup(&name.replace('-', "_"), value);
+                        }
+                    }
+                }
+                _ => self.settings.apply_startup(name, value),
+            }
+        }
+        self.apply_settings();
+        self.reported.clear();
+    }
+
+    /// Value formatting for this session's results.
+    pub fn output_context(&self) -> OutputContext {
+        OutputContext {
+            time_zone: self.settings.time_zone().clone(),
+            extra_float_digits: self.settings.extra_float_digits(),
+        }
+    }
+
+    /// Notices raised by the last statement.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// Reported parameters that changed (sent as ParameterStatus).
+    pub fn take_reported_changes(&mut self) -> Vec<ReportedChange> {
+        std::mem::take(&mut self.reported)
+    }
+
+    pub(crate) fn notice(&mut self, notice: Notice) {
+        self.notices.push(notice);
+    }
+
+    /// Existing schemas of the search path, in order.
+    pub(crate) fn effective_search_path(&self) -> Vec<String> {
+        self.settings
+            .search_path()
+            .into_iter()
+            .filter(|schema| self.engine.offline.schema_exists(schema))
+            .collect()
+    }
+
+    /// Where unqualified new objects go: the first existing schema.
+    pub(crate) fn creation_schema(&self) -> Result<String> {
+        self.effective_search_path()
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                Error::UndefinedSchema("no schema has been selected to create in".to_string())
+            })
+    }
+
+    /// Pushes settings into DataFusion and the settings-dependent functions.
+    pub(crate) fn apply_settings(&mut self) {
+        let search_path = self.effective_search_path();
+        let default_schema = search_path
+            .first()
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_SCHEMA.to_string());
+        let time_zone = self.settings.time_zone().datafusion_name();
+        {
+            let state = self.ctx.state_ref();
+            let mut state = state.write();
+            let options = state.config_mut().options_mut();
+            options.catalog.default_schema = default_schema;
+            options.execution.time_zone = Some(time_zone);
+            refresh_configured_functions(&mut state);
+        }
+        let values: HashMap<String, String> = self
+            .settings
+            .all()
+            .into_iter()
+            .map(|(name, value, _)| (name.to_lowercase(), value))
+            .collect();
+        functions::register_settings(&self.ctx, search_path.first().cloned(), values);
+    }
+
+    /// The schema DataFusion resolves unqualified names in.
+    pub(crate) fn default_schema(&self) -> String {
+        self.ctx
+            .state_ref()
+            .read()
+            .config_options()
+            .catalog
+            .default_schema
+            .clone()
+    }
+
+    /// Refuses statements in a failed transaction block (25P02).
+    pub(crate) fn check_transaction(&self, statement: &Statement) -> Result<()> {
+        if self.transaction == TransactionState::Failed
+            && !matches!(
+                statement,
+                Statement::Transaction(
+                    TransactionStatement::Rollback | TransactionStatement::Commit
+                )
+            )
+        {
+            return Err(Error::InFailedTransaction);
+        }
+        Ok(())
+    }
+
+    /// Records that a statement failed (a block becomes failed).
+    pub fn on_error(&mut self) {
+        if self.transaction == TransactionState::InBlock {
+            self.transaction = TransactionState::Failed;
+        }
+    }
+
+    /// Records that a statement that writes completed.
+    pub fn on_write(&mut self) {
+        if self.transaction != TransactionState::Idle {
+            self.writes_in_block += 1;
+        }
+    }
+
+    pub(crate) fn transaction_control(&mut self, statement: TransactionStatement) -> Outcome {
+        let tag = match (statement, self.transaction) {
+            (TransactionStatement::Begin, TransactionState::Idle) => {
+                self.transaction = TransactionState::InBlock;
+                self.writes_in_block = 0;
+                "BEGIN"
+            }
+            (TransactionStatement::Begin, _) => {
+                self.notice(Notice::warning(
+                    "25001",
+                    "there is already a transaction in progress",
+                ));
+                "BEGIN"
+            }
+            (TransactionStatement::Commit, TransactionState::Idle)
+            | (TransactionStatement::Rollback, TransactionState::Idle) => {
+                self.notice(Notice::warning(
+                    "25P01",
+                    "there is no transaction in progress",
+                ));
+                if statement == TransactionStatement::Commit {
+                    "COMMIT"
+                } else {
+                    "ROLLBACK"
+                }
+            }
+            (TransactionStatement::Commit, TransactionState::InBlock) => {
+                self.transaction = TransactionState::Idle;
+                "COMMIT"
+            }
+            // COMMIT of a failed block rolls back, as in PostgreSQL.
+            (TransactionStatement::Commit, TransactionState::Failed)
+            | (TransactionStatement::Rollback, _) => {
+                if self.writes_in_block > 0 {
+                    self.notice(Notice::warning(
+                        "01000",
+                        format!(
+                            "featuredb commits every statement immediately: {} write statement(s) \
+                             in this transaction block were committed and are not rolled back",
+                            self.writes_in_block
+                        ),
+                    ));
+                }
+                self.transaction = TransactionState::Idle;
+                "ROLLBACK"
+            }
+        };
+        self.writes_in_block = if self.transaction == TransactionState::Idle {
+            0
+        } else {
+            self.writes_in_block
+        };
+        Outcome::Command(CommandTag::new(tag))
+    }
+
+    pub(crate) fn set(&mut self, set: &SetStatement) -> Result<Outcome> {
+        if set.name.starts_with("datafusion.") {
+            let value = match &set.value {
+                featuredb_sql::session::SetValue::Values(values) => values.join(","),
+                featuredb_sql::session::SetValue::Default => {
+                    return Err(Error::FeatureNotSupported(format!(
+                        "RESET of {} is not supported",
+                        set.name
+                    )));
+                }
+            };
+            let state = self.ctx.state_ref();
+            let mut state = state.write();
+            state
+                .config_mut()
+                .options_mut()
+                .set(&set.name, &value)
+                .map_err(|e| Error::InvalidParameterValue(e.strip_backtrace()))?;
+            refresh_configured_functions(&mut state);
+            return Ok(Outcome::Command(CommandTag::new("SET")));
+        }
+        if let Some(change) = self.settings.set(&set.name, &set.value)? {
+            self.reported.push(change);
+        }
+        self.apply_settings();
+        Ok(Outcome::Command(CommandTag::new("SET")))
+    }
+
+    pub(crate) fn reset(&mut self, reset: &ResetStatement) -> Result<Outcome> {
+        match reset {
+            ResetStatement::All => {
+                let changes = self.settings.reset_all();
+                self.reported.extend(changes);
+            }
+            ResetStatement::Variable(name) => {
+                if let Some(change) = self.settings.reset(name)? {
+                    self.reported.push(change);
+                }
+            }
+        }
+        self.apply_settings();
+        Ok(Outcome::Command(CommandTag::new("RESET")))
+    }
+
+    /// `DISCARD ALL`: settings back to defaults; the serving layer also
+    /// drops prepared statements and portals.
+    pub(crate) fn discard_all(&mut self) -> Result<Outcome> {
+        if self.transaction != TransactionState::Idle {
+            return Err(Error::FeatureNotSupported(
+                "DISCARD ALL cannot run inside a transaction block".to_string(),
+            ));
+        }
+        let changes = self.settings.reset_all();
+        self.reported.extend(changes);
+        self.apply_settings();
+        Ok(Outcome::Command(CommandTag::new("DISCARD ALL")))
+    }
+}
+
+/// Functions like `now()` bake configuration (the time zone) into their
+/// type; rebuild them after the configuration changes.
+fn refresh_configured_functions(state: &mut datafusion::execution::SessionState) {
+    let options = state.config().options().clone();
+    let updated: Vec<_> = state
+        .scalar_functions()
+        .values()
+        .filter_map(|udf| udf.inner().with_updated_config(&options).map(Arc::new))
+        .collect();
+    for udf in updated {
+        let _ = state.register_udf(udf);
+    }
+}

@@ -1,0 +1,189 @@
+//! The server's error type.
+//!
+//! Every failure a client can see is one variant here, carrying the context a
+//! PostgreSQL user expects in the message. The wire layer maps variants to
+//! SQLSTATE codes in one place (`pgwire::errors`).
+
+use datafusion::error::DataFusionError;
+use featuredb_sql::ParseError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+
+    #[error("relation \"{name}\" does not exist")]
+    UndefinedTable {
+        name: String,
+        /// 1-based character position of the reference in the statement.
+        position: Option<usize>,
+    },
+
+    #[error("schema \"{0}\" does not exist")]
+    UndefinedSchema(String),
+
+    #[error("relation \"{0}\" already exists")]
+    DuplicateTable(String),
+
+    #[error("schema \"{0}\" already exists")]
+    DuplicateSchema(String),
+
+    #[error("column \"{column}\" of relation \"{table}\" does not exist")]
+    UndefinedColumn { table: String, column: String },
+
+    #[error("column \"{0}\" specified more than once")]
+    DuplicateColumn(String),
+
+    #[error("cannot drop schema {schema} because other objects depend on it")]
+    DependentObjects { schema: String, detail: String },
+
+    #[error(
+        "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
+    )]
+    NotNullViolation { table: String, column: String },
+
+    #[error("value too long for type character varying({max_len})")]
+    StringTooLong { max_len: u32 },
+
+    #[error("{message}")]
+    InvalidTextRepresentation { message: String },
+
+    #[error("{message}")]
+    NumericValueOutOfRange { message: String },
+
+    #[error("{message}")]
+    InvalidBinaryRepresentation { message: String },
+
+    /// A bad row in `COPY … FROM STDIN`. Nothing from that COPY is committed.
+    #[error("{message}")]
+    BadCopyData {
+        message: String,
+        /// "COPY t, line 3, column b: \"x\"", as PostgreSQL's CONTEXT field.
+        context: String,
+        kind: BadCopyDataKind,
+    },
+
+    #[error("{0}")]
+    InvalidParameterValue(String),
+
+    #[error("unrecognized configuration parameter \"{0}\"")]
+    UnknownSetting(String),
+
+    #[error("parameter \"{0}\" cannot be changed")]
+    ReadOnlySetting(String),
+
+    #[error("canceling statement due to user request")]
+    QueryCanceled,
+
+    #[error("canceling statement due to statement timeout")]
+    StatementTimeout,
+
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    InFailedTransaction,
+
+    #[error("{0}")]
+    FeatureNotSupported(String),
+
+    #[error("{0}")]
+    Protocol(String),
+
+    #[error("prepared statement \"{0}\" does not exist")]
+    UndefinedPreparedStatement(String),
+
+    #[error("portal \"{0}\" does not exist")]
+    UndefinedPortal(String),
+
+    #[error("{0}")]
+    InsufficientResources(String),
+
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+
+    #[error("offline store: {0}")]
+    Iceberg(#[from] iceberg::Error),
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Why a COPY row was rejected (they map to different SQLSTATEs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadCopyDataKind {
+    /// Malformed line: wrong column count, bad quoting (22P04).
+    Format,
+    /// A value that does not parse as its column's type (22P02).
+    Value,
+    /// A number too large for its column's type (22003).
+    OutOfRange,
+    /// Bytes that are not valid UTF-8 (22021).
+    Encoding,
+    /// NULL in a NOT NULL column (23502).
+    NotNull,
+    /// Too long for VARCHAR(n) (22001).
+    TooLong,
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal(message.into())
+    }
+
+    /// Lifts an error that crossed a DataFusion boundary back into its
+    /// original variant (our table providers and execution plans return
+    /// `Error` wrapped in `DataFusionError::External`).
+    pub fn from_datafusion(err: DataFusionError) -> Self {
+        match err {
+            DataFusionError::External(inner) => match inner.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => Error::DataFusion(DataFusionError::External(other)),
+            },
+            DataFusionError::Context(context, inner) => match Error::from_datafusion(*inner) {
+                Error::DataFusion(inner) => {
+                    Error::DataFusion(DataFusionError::Context(context, Box::new(inner)))
+                }
+                ours => ours,
+            },
+            DataFusionError::Shared(shared) => match std::sync::Arc::try_unwrap(shared) {
+                Ok(inner) => Error::from_datafusion(inner),
+                Err(shared) => Error::DataFusion(DataFusionError::Shared(shared)),
+            },
+            other => Error::DataFusion(other),
+        }
+    }
+
+    /// Wraps this error for returning through a DataFusion interface.
+    pub fn into_datafusion(self) -> DataFusionError {
+        match self {
+            Error::DataFusion(inner) => inner,
+            other => DataFusionError::External(Box::new(other)),
+        }
+    }
+}
+
+impl From<Error> for DataFusionError {
+    fn from(err: Error) -> Self {
+        err.into_datafusion()
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for Error {
+    fn from(err: datafusion::arrow::error::ArrowError) -> Self {
+        Error::DataFusion(DataFusionError::ArrowError(Box::new(err), None))
+    }
+}

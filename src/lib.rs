@@ -1,0 +1,18 @@
+//! featuredb: a SQL-native feature database that speaks the PostgreSQL wire
+//! protocol, runs queries with Apache DataFusion and stores tables in Apache
+//! Iceberg.
+//!
+//! Data flows one way: wire (`pgwire`) → parse (`featuredb_sql`) → plan and
+//! execute (`engine`) → store (`offline`).
+
+pub mod config;
+pub mod copy;
+pub mod engine;
+pub mod error;
+pub mod offline;
+pub mod pgtypes;
+pub mod pgwire;
+pub mod server;
+
+pub use config::ServerConfig;
+pub use error::{Error, Result};

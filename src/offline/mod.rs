@@ -1,0 +1,13 @@
+//! The offline store: every table's full history in Apache Iceberg.
+
+pub mod provider;
+pub mod schema;
+pub mod storage;
+pub mod store;
+pub mod table;
+pub mod writer;
+
+pub use provider::IcebergTableProvider;
+pub use store::{CATALOG_NAME, OfflineStore};
+pub use table::TableHandle;
+pub use writer::{DataFileWriter, WrittenFiles};

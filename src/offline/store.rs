@@ -1,0 +1,337 @@
+//! The offline store: Iceberg tables in a SQL catalog.
+//!
+//! Schemas are Iceberg namespaces; tables are Iceberg tables whose metadata
+//! and data live under the warehouse directory. featuredb is the only writer
+//! of its embedded catalog, so the store keeps every table's committed state
+//! in memory and serves reads without catalog round trips; all changes go
+//! through this store, which updates catalog and memory together.
+//!
+//! DDL is serialised by one lock: statements like CREATE TABLE check then
+//! act, and two of them racing must not both pass the check.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use featuredb_catalog::{DEFAULT_SCHEMA, QualifiedName, TableSchemaDef, is_system_schema};
+use iceberg::spec::FormatVersion;
+use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
+use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
+
+use super::schema::{SCHEMA_PROPERTY, iceberg_schema};
+use super::storage::{DurableFsStorageFactory, create_dir_durable, local_path};
+use super::table::TableHandle;
+use crate::error::{Error, Result};
+
+/// The Iceberg catalog name other engines must use to open our catalog.
+pub const CATALOG_NAME: &str = "featuredb";
+
+pub struct OfflineStore {
+    catalog: Arc<dyn Catalog>,
+    warehouse: PathBuf,
+    state: RwLock<StoreState>,
+    ddl: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct StoreState {
+    /// schema → (table name → handle). Every namespace has an entry.
+    schemas: BTreeMap<String, BTreeMap<String, Arc<TableHandle>>>,
+    /// Tables that exist in the catalog but could not be loaded.
+    broken: HashMap<QualifiedName, String>,
+}
+
+impl OfflineStore {
+    /// Opens (creating if needed) the embedded catalog under `data_dir`:
+    /// `catalog.db` (SQLite) and `warehouse/`.
+    pub async fn open(data_dir: &Path) -> Result<Self> {
+        let warehouse = data_dir.join("warehouse");
+        create_dir_durable(&warehouse)
+            .map_err(|e| Error::io(format!("creating {}", warehouse.display()), e))?;
+        let catalog_path = data_dir.join("catalog.db");
+        let uri = format!("sqlite://{}?mode=rwc", catalog_path.display());
+        let warehouse_uri = format!("file://{}", warehouse.display());
+        let catalog = SqlCatalogBuilder::default()
+            .uri(uri)
+            .warehouse_location(warehouse_uri)
+            .sql_bind_style(SqlBindStyle::QMark)
+            // One connection: every catalog change is serialised in-process,
+            // so SQLite never returns BUSY to us (iceberg-catalog-sql would
+            // not notice a failed COMMIT).
+            .prop("pool.max-connections", "1")
+            .with_storage_factory(Arc::new(DurableFsStorageFactory))
+            .load(CATALOG_NAME, HashMap::new())
+            .await?;
+        let store = Self {
+            catalog: Arc::new(catalog),
+            warehouse,
+            state: RwLock::new(StoreState::default()),
+            ddl: tokio::sync::Mutex::new(()),
+        };
+        store.load_all().await?;
+        if !store.schema_exists(DEFAULT_SCHEMA) {
+            store.create_schema(DEFAULT_SCHEMA, true).await?;
+        }
+        Ok(store)
+    }
+
+    pub fn warehouse(&self) -> &Path {
+        &self.warehouse
+    }
+
+    /// Loads every namespace and table. A table whose metadata cannot be
+    /// read is reported and skipped, never fatal: one bad table must not
+    /// keep the server from starting.
+    async fn load_all(&self) -> Result<()> {
+        let namespaces = self.catalog.list_namespaces(None).await?;
+        let mut schemas = BTreeMap::new();
+        let mut broken = HashMap::new();
+        for namespace in namespaces {
+            let schema = namespace.join(".");
+            let mut tables = BTreeMap::new();
+            for ident in self.catalog.list_tables(&namespace).await? {
+                let name = QualifiedName::new(&schema, ident.name());
+                match self.load_table(&ident, name.clone()).await {
+                    Ok(handle) => {
+                        tables.insert(ident.name().to_string(), Arc::new(handle));
+                    }
+                    Err(e) => {
+                        tracing::error!(table = %name, error = %e, "cannot load table; it is unavailable until repaired");
+                        broken.insert(name, e.to_string());
+                    }
+                }
+            }
+            schemas.insert(schema, tables);
+        }
+        let mut state = self.write_state()?;
+        state.schemas = schemas;
+        state.broken = broken;
+        Ok(())
+    }
+
+    async fn load_table(&self, ident: &TableIdent, name: QualifiedName) -> Result<TableHandle> {
+        let table = self.catalog.load_table(ident).await?;
+        TableHandle::new(name, table, self.catalog.clone())
+    }
+
+    fn read_state(&self) -> Result<std::sync::RwLockReadGuard<'_, StoreState>> {
+        self.state
+            .read()
+            .map_err(|_| Error::internal("offline store state lock poisoned"))
+    }
+
+    fn write_state(&self) -> Result<std::sync::RwLockWriteGuard<'_, StoreState>> {
+        self.state
+            .write()
+            .map_err(|_| Error::internal("offline store state lock poisoned"))
+    }
+
+    pub fn schema_exists(&self, schema: &str) -> bool {
+        self.read_state()
+            .map(|s| s.schemas.contains_key(schema))
+            .unwrap_or(false)
+    }
+
+    pub fn schema_names(&self) -> Vec<String> {
+        self.read_state()
+            .map(|s| s.schemas.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn table_names(&self, schema: &str) -> Vec<String> {
+        self.read_state()
+            .ok()
+            .and_then(|s| s.schemas.get(schema).map(|t| t.keys().cloned().collect()))
+            .unwrap_or_default()
+    }
+
+    pub fn table(&self, schema: &str, name: &str) -> Option<Arc<TableHandle>> {
+        self.read_state()
+            .ok()?
+            .schemas
+            .get(schema)?
+            .get(name)
+            .cloned()
+    }
+
+    /// Why a table that exists in the catalog cannot be used, if it cannot.
+    pub fn broken_table(&self, schema: &str, name: &str) -> Option<String> {
+        self.read_state()
+            .ok()?
+            .broken
+            .get(&QualifiedName::new(schema, name))
+            .cloned()
+    }
+
+    pub async fn create_schema(&self, schema: &str, if_not_exists: bool) -> Result<bool> {
+        if is_system_schema(schema) {
+            return Err(Error::DuplicateSchema(schema.to_string()));
+        }
+        let _ddl = self.ddl.lock().await;
+        if self.schema_exists(schema) {
+            return if if_not_exists {
+                Ok(false)
+            } else {
+                Err(Error::DuplicateSchema(schema.to_string()))
+            };
+        }
+        let namespace = NamespaceIdent::new(schema.to_string());
+        self.catalog
+            .create_namespace(&namespace, HashMap::new())
+            .await?;
+        self.write_state()?
+            .schemas
+            .insert(schema.to_string(), BTreeMap::new());
+        Ok(true)
+    }
+
+    /// Drops schemas. Without `cascade`, a schema that holds tables is an
+    /// error naming them; with it, its tables are dropped first.
+    pub async fn drop_schema(&self, schema: &str, if_exists: bool, cascade: bool) -> Result<bool> {
+        let _ddl = self.ddl.lock().await;
+        let tables = {
+            let state = self.read_state()?;
+            match state.schemas.get(schema) {
+                None => {
+                    return if if_exists {
+                        Ok(false)
+                    } else {
+                        Err(Error::UndefinedSchema(schema.to_string()))
+                    };
+                }
+                Some(tables) => tables.keys().cloned().collect::<Vec<_>>(),
+            }
+        };
+        if !tables.is_empty() && !cascade {
+            let detail = tables
+                .iter()
+                .map(|t| format!("table {schema}.{t} depends on schema {schema}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            return Err(Error::DependentObjects {
+                schema: schema.to_string(),
+                detail,
+            });
+        }
+        for table in &tables {
+            self.drop_table_locked(schema, table).await?;
+        }
+        // Tables that failed to load still exist in the catalog.
+        let namespace = NamespaceIdent::new(schema.to_string());
+        for ident in self.catalog.list_tables(&namespace).await? {
+            self.catalog.drop_table(&ident).await?;
+        }
+        self.catalog.drop_namespace(&namespace).await?;
+        let mut state = self.write_state()?;
+        state.schemas.remove(schema);
+        state.broken.retain(|name, _| name.schema != schema);
+        Ok(true)
+    }
+
+    /// Creates a table. Returns `None` if it existed and `if_not_exists`.
+    pub async fn create_table(
+        &self,
+        name: &QualifiedName,
+        def: &TableSchemaDef,
+        if_not_exists: bool,
+    ) -> Result<Option<Arc<TableHandle>>> {
+        let _ddl = self.ddl.lock().await;
+        if !self.schema_exists(&name.schema) {
+            return Err(Error::UndefinedSchema(name.schema.clone()));
+        }
+        if self.table(&name.schema, &name.name).is_some()
+            || self.broken_table(&name.schema, &name.name).is_some()
+        {
+            return if if_not_exists {
+                Ok(None)
+            } else {
+                Err(Error::DuplicateTable(name.name.clone()))
+            };
+        }
+        let schema = iceberg_schema(def)?;
+        let properties = [
+            (
+                SCHEMA_PROPERTY.to_string(),
+                serde_json::to_string(def)
+                    .map_err(|e| Error::internal(format!("encoding table definition: {e}")))?,
+            ),
+            (
+                "write.parquet.compression-codec".to_string(),
+                "snappy".to_string(),
+            ),
+        ];
+        let creation = TableCreation::builder()
+            .name(name.name.clone())
+            .schema(schema)
+            .properties(properties)
+            .format_version(FormatVersion::V2)
+            .build();
+        let namespace = NamespaceIdent::new(name.schema.clone());
+        let table = self.catalog.create_table(&namespace, creation).await?;
+        let handle = Arc::new(TableHandle::new(name.clone(), table, self.catalog.clone())?);
+        self.write_state()?
+            .schemas
+            .entry(name.schema.clone())
+            .or_default()
+            .insert(name.name.clone(), handle.clone());
+        Ok(Some(handle))
+    }
+
+    pub async fn drop_table(&self, name: &QualifiedName, if_exists: bool) -> Result<bool> {
+        let _ddl = self.ddl.lock().await;
+        if !self.schema_exists(&name.schema) {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(Error::UndefinedSchema(name.schema.clone()))
+            };
+        }
+        let exists = self.table(&name.schema, &name.name).is_some()
+            || self.broken_table(&name.schema, &name.name).is_some();
+        if !exists {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(Error::UndefinedTable {
+                    name: name.name.clone(),
+                    position: None,
+                })
+            };
+        }
+        self.drop_table_locked(&name.schema, &name.name).await?;
+        Ok(true)
+    }
+
+    /// Removes the table from the catalog, then its files. A crash between
+    /// the two leaves only unreferenced files behind.
+    async fn drop_table_locked(&self, schema: &str, table: &str) -> Result<()> {
+        let ident = TableIdent::new(NamespaceIdent::new(schema.to_string()), table.to_string());
+        let handle = self.table(schema, table);
+        let location = match &handle {
+            Some(handle) => Some(handle.current()?.metadata().location().to_string()),
+            None => None,
+        };
+        self.catalog.drop_table(&ident).await?;
+        {
+            let mut state = self.write_state()?;
+            if let Some(tables) = state.schemas.get_mut(schema) {
+                tables.remove(table);
+            }
+            state.broken.remove(&QualifiedName::new(schema, table));
+        }
+        if let Some(handle) = handle {
+            handle.mark_dropped();
+        }
+        if let Some(location) = location {
+            let path = local_path(&location);
+            if path.starts_with(&self.warehouse) {
+                if let Err(e) = std::fs::remove_dir_all(&path) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(path = %path.display(), error = %e, "could not delete files of dropped table");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,249 @@
+//! Writing rows into new Parquet data files of a table.
+//!
+//! A `DataFileWriter` turns engine batches (declared column types) into the
+//! table's storage layout, enforces the column constraints a PostgreSQL user
+//! expects (NOT NULL, VARCHAR(n)), and writes Parquet files through Iceberg's
+//! writer so that files carry field ids and Iceberg statistics. Files become
+//! visible only when [`TableHandle::append`] commits them; a writer that is
+//! dropped or fails before that deletes what it wrote.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
+use featuredb_catalog::ColumnType;
+use iceberg::spec::{DataFile, DataFileFormat};
+use iceberg::writer::base_writer::data_file_writer::{
+    DataFileWriter as IcebergDataFileWriter, DataFileWriterBuilder,
+};
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+
+use super::storage::local_path;
+use super::table::TableHandle;
+use crate::error::{Error, Result};
+
+type InnerWriter =
+    IcebergDataFileWriter<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+/// Target size of one data file before the writer rolls to the next.
+const TARGET_FILE_SIZE: usize = 256 * 1024 * 1024;
+
+pub struct DataFileWriter {
+    table: Arc<TableHandle>,
+    inner: InnerWriter,
+    cleanup: OrphanCleanup,
+    rows: u64,
+}
+
+impl DataFileWriter {
+    pub async fn new(table: Arc<TableHandle>) -> Result<Self> {
+        let state = table.current()?;
+        let metadata = state.metadata();
+        let location = DefaultLocationGenerator::new(metadata)?;
+        let prefix = format!("fdb-{}", uuid::Uuid::now_v7());
+        let names = DefaultFileNameGenerator::new(prefix.clone(), None, DataFileFormat::Parquet);
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_created_by(format!("featuredb {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let parquet = ParquetWriterBuilder::new(properties, metadata.current_schema().clone());
+        let rolling = RollingFileWriterBuilder::new(
+            parquet,
+            TARGET_FILE_SIZE,
+            state.file_io().clone(),
+            location,
+            names,
+        );
+        let inner = DataFileWriterBuilder::new(rolling).build(None).await?;
+        let data_dir = local_path(&format!("{}/data", metadata.location()));
+        Ok(Self {
+            table,
+            inner,
+            cleanup: OrphanCleanup::new(data_dir, prefix),
+            rows: 0,
+        })
+    }
+
+    /// Writes one batch whose columns are the table's columns, in order, in
+    /// their declared (engine) types.
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let rows = batch.num_rows() as u64;
+        let storage = to_storage_batch(&self.table, batch)?;
+        self.inner.write(storage).await?;
+        self.rows += rows;
+        Ok(())
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Finishes the files. The caller commits them with
+    /// [`DataFileWriter::commit`] or drops them (deleting the files).
+    pub async fn finish(mut self) -> Result<WrittenFiles> {
+        let files = self.inner.close().await?;
+        Ok(WrittenFiles {
+            table: self.table,
+            files,
+            rows: self.rows,
+            cleanup: self.cleanup,
+        })
+    }
+}
+
+/// Data files written but not yet committed.
+pub struct WrittenFiles {
+    table: Arc<TableHandle>,
+    files: Vec<DataFile>,
+    rows: u64,
+    cleanup: OrphanCleanup,
+}
+
+impl WrittenFiles {
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Merges files written in parallel for the same table.
+    pub fn absorb(&mut self, mut other: WrittenFiles) {
+        self.files.append(&mut std::mem::take(&mut other.files));
+        self.rows += other.rows;
+        self.cleanup
+            .extra
+            .push(std::mem::take(&mut other.cleanup.prefix));
+        other.cleanup.armed = false;
+    }
+
+    /// Commits the files; returns the number of rows they hold.
+    pub async fn commit(mut self) -> Result<u64> {
+        let files = std::mem::take(&mut self.files);
+        match self.table.append(files).await {
+            Ok(()) => {
+                self.cleanup.armed = false;
+                Ok(self.rows)
+            }
+            // The outcome of a failed commit is unknown only if the catalog
+            // accepted it but we could not confirm; the table handle reports
+            // that case as an error too. Keep the files: deleting files a
+            // snapshot might reference would corrupt the table, while an
+            // orphan file is harmless.
+            Err(e) => {
+                self.cleanup.armed = false;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Deletes the files of an abandoned write (all named `<prefix>-<n>.parquet`).
+struct OrphanCleanup {
+    data_dir: std::path::PathBuf,
+    prefix: String,
+    extra: Vec<String>,
+    armed: bool,
+}
+
+impl Drop for OrphanCleanup {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(&self.data_dir) else {
+            return;
+        };
+        let prefixes: Vec<String> = std::iter::once(&self.prefix)
+            .chain(self.extra.iter())
+            .filter(|p| !p.is_empty())
+            .map(|p| format!("{p}-"))
+            .collect();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+                if let Err(e) = std::fs::remove_file(entry.path()) {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "could not delete abandoned data file");
+                }
+            }
+        }
+    }
+}
+
+impl OrphanCleanup {
+    fn new(data_dir: std::path::PathBuf, prefix: String) -> Self {
+        Self {
+            data_dir,
+            prefix,
+            extra: Vec::new(),
+            armed: true,
+        }
+    }
+}
+
+/// Checks constraints and converts a batch in declared types to the storage
+/// layout (e.g. SMALLINT widened to Iceberg's int).
+pub fn to_storage_batch(table: &TableHandle, batch: RecordBatch) -> Result<RecordBatch> {
+    let def = table.definition();
+    let storage_schema = table.storage_schema();
+    if batch.num_columns() != def.columns.len() {
+        return Err(Error::internal(format!(
+            "batch for {} has {} columns, table has {}",
+            table.name,
+            batch.num_columns(),
+            def.columns.len()
+        )));
+    }
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for ((column, array), field) in def
+        .columns
+        .iter()
+        .zip(batch.columns())
+        .zip(storage_schema.fields())
+    {
+        if !column.nullable && array.null_count() > 0 {
+            return Err(Error::NotNullViolation {
+                table: table.name.name.clone(),
+                column: column.name.clone(),
+            });
+        }
+        if let ColumnType::Varchar {
+            max_len: Some(max_len),
+        } = column.data_type
+        {
+            check_varchar_length(array, max_len)?;
+        }
+        let converted = if array.data_type() == field.data_type() {
+            array.clone()
+        } else {
+            cast(array, field.data_type())?
+        };
+        columns.push(converted);
+    }
+    Ok(RecordBatch::try_new(storage_schema, columns)?)
+}
+
+/// PostgreSQL counts VARCHAR(n) in characters, not bytes.
+fn check_varchar_length(array: &ArrayRef, max_len: u32) -> Result<()> {
+    let too_long = |s: &str| s.len() > max_len as usize && s.chars().count() > max_len as usize;
+    let violates = match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().iter().flatten().any(too_long),
+        DataType::LargeUtf8 => array.as_string::<i64>().iter().flatten().any(too_long),
+        DataType::Utf8View => array.as_string_view().iter().flatten().any(too_long),
+        _ => false,
+    };
+    if violates {
+        Err(Error::StringTooLong { max_len })
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! The bridge between Arrow values and PostgreSQL's type system: OIDs, and
+//! the text and binary representations of values on the wire and in COPY.
+
+pub mod datetime;
+pub mod float;
+pub mod input;
+pub mod numeric;
+pub mod oid;
+pub mod output;
+
+pub use input::{ColumnParser, ValueError, parse_binary_param, parse_text_param};
+pub use oid::{data_type_of_oid, pg_type, type_size};
+pub use output::{ColumnEncoder, OutputContext};

@@ -1,0 +1,150 @@
+//! The simple query protocol: one Query message, any number of statements,
+//! results in text, then ReadyForQuery.
+
+use featuredb_sql::Statement;
+use futures::SinkExt;
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::response::EmptyQueryResponse;
+
+use super::connection::{Connection, Reply};
+use super::copy::CopyInProgress;
+use super::portal::{Fetched, RowStream};
+use super::rows::{TEXT, row_description};
+use crate::engine::Outcome;
+use crate::error::Error;
+
+impl Connection {
+    pub(super) async fn simple_query(&mut self, sql: &str) -> Reply {
+        // A Query message destroys the unnamed statement and portal.
+        self.statements.remove("");
+        self.portals.remove("");
+        let statements = match featuredb_sql::parse_query(sql) {
+            Ok(statements) => statements,
+            Err(e) => {
+                self.report(&Error::Parse(e)).await?;
+                return self.ready_for_query().await;
+            }
+        };
+        if statements.is_empty() {
+            self.framed
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
+                .await?;
+            return self.ready_for_query().await;
+        }
+        self.run_simple_statements(statements).await
+    }
+
+    /// Runs statements in order until one fails; a COPY FROM STDIN pauses
+    /// the sequence until its data has arrived.
+    pub(super) async fn run_simple_statements(
+        &mut self,
+        statements: Vec<(String, Statement)>,
+    ) -> Reply {
+        let mut remaining = statements.into_iter();
+        while let Some((sql, statement)) = remaining.next() {
+            let discard_all = matches!(statement, Statement::DiscardAll);
+            let guard = self.start_statement();
+            let outcome = {
+                let session = self.session();
+                guard
+                    .run(async {
+                        let prepared = session.plan_statement(&sql, statement, &[]).await?;
+                        session.execute(&prepared, Vec::new()).await
+                    })
+                    .await
+            };
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    self.report(&e).await?;
+                    return self.ready_for_query().await;
+                }
+            };
+            if discard_all {
+                self.statements.clear();
+                self.portals.clear();
+            }
+            match outcome {
+                Outcome::CopyIn(sink) => {
+                    self.start_copy_in(CopyInProgress {
+                        sink,
+                        extended: false,
+                        remaining: remaining.collect(),
+                        guard,
+                    })
+                    .await?;
+                    // ReadyForQuery follows the data (or the rest of the
+                    // statements after it).
+                    return Ok(());
+                }
+                outcome => {
+                    if let Err(e) = self.send_simple_outcome(outcome, &guard).await? {
+                        self.report(&e).await?;
+                        return self.ready_for_query().await;
+                    }
+                }
+            }
+        }
+        self.ready_for_query().await
+    }
+
+    /// Sends a statement's full result in text format.
+    async fn send_simple_outcome(
+        &mut self,
+        outcome: Outcome,
+        guard: &super::connection::StatementGuard,
+    ) -> Reply<Result<(), Error>> {
+        match outcome {
+            Outcome::Rows {
+                schema,
+                stream,
+                tag,
+            } => {
+                let formats = vec![TEXT; schema.fields().len()];
+                self.framed
+                    .feed(PgWireBackendMessage::RowDescription(row_description(
+                        &schema, &formats,
+                    )))
+                    .await?;
+                let context = self.session().output_context();
+                let mut rows = RowStream::new(schema, stream, formats, tag, context);
+                match self.fetch_rows(&mut rows, 0, guard).await? {
+                    Ok(Fetched::Complete(count)) => {
+                        self.send_session_messages().await?;
+                        let tag = if tag == "SELECT" {
+                            format!("SELECT {count}")
+                        } else {
+                            tag.to_string()
+                        };
+                        self.command_complete(tag).await?;
+                        Ok(Ok(()))
+                    }
+                    Ok(Fetched::Suspended) => unreachable!("no row limit"),
+                    Err(e) => Ok(Err(e)),
+                }
+            }
+            Outcome::Command(tag) => {
+                self.send_session_messages().await?;
+                self.command_complete(tag.to_string()).await?;
+                Ok(Ok(()))
+            }
+            Outcome::CopyOut {
+                encoder,
+                format,
+                columns,
+                stream,
+            } => self.copy_out(encoder, format, columns, stream, guard).await,
+            Outcome::CopyIn(_) => unreachable!("handled by the caller"),
+            Outcome::Empty => {
+                self.framed
+                    .feed(PgWireBackendMessage::EmptyQueryResponse(
+                        EmptyQueryResponse::new(),
+                    ))
+                    .await?;
+                Ok(Ok(()))
+            }
+        }
+    }
+}
