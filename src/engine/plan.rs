@@ -232,6 +232,7 @@ impl Session {
             plan => (plan, Vec::new()),
         };
         let inferred = plan.get_parameter_types().map_err(Error::from_datafusion)?;
+        let cast_types = parameter_cast_types(&plan)?;
         let count = inferred
             .keys()
             .filter_map(|id| id.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()))
@@ -246,6 +247,7 @@ impl Session {
                 .cloned()
                 .flatten()
                 .or_else(|| declared.get(index).cloned().flatten())
+                .or_else(|| cast_types.get(&id).cloned())
                 .unwrap_or(DataType::Utf8);
             types.push(data_type);
         }
@@ -413,6 +415,38 @@ impl Session {
             tag: "SHOW",
         })
     }
+}
+
+/// Types of parameters that appear only inside a cast (`$1::date`):
+/// PostgreSQL infers the cast's type for them, DataFusion leaves them
+/// untyped.
+fn parameter_cast_types(plan: &LogicalPlan) -> Result<std::collections::HashMap<String, DataType>> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Cast, Expr, TryCast, expr::Placeholder};
+    let mut types = std::collections::HashMap::new();
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                let cast = match e {
+                    Expr::Cast(Cast {
+                        expr, data_type, ..
+                    }) => Some((expr, data_type)),
+                    Expr::TryCast(TryCast {
+                        expr, data_type, ..
+                    }) => Some((expr, data_type)),
+                    _ => None,
+                };
+                if let Some((inner, data_type)) = cast
+                    && let Expr::Placeholder(Placeholder { id, field: None }) = inner.as_ref()
+                {
+                    types.entry(id.clone()).or_insert_with(|| data_type.clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })
+    .map_err(Error::from_datafusion)?;
+    Ok(types)
 }
 
 fn describe_plan(plan: &LogicalPlan) -> Description {

@@ -1,0 +1,166 @@
+//! Starting the real `featuredb` binary for integration tests.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, NoTls};
+
+/// A featuredb server process on a free port with its own data directory.
+pub struct TestServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl TestServer {
+    /// Starts a server on a fresh, temporary data directory.
+    pub fn start() -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let mut server = Self::start_in(&data_dir);
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Starts a server on `data_dir` (which may hold data from an earlier
+    /// server).
+    pub fn start_in(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    pub fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let log = data_dir
+            .parent()
+            .unwrap_or(data_dir)
+            .join(format!("server-{}.log", std::process::id()));
+        for attempt in 0..5 {
+            let port = free_port();
+            let log_file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .expect("log file");
+            let mut command = Command::new(env!("CARGO_BIN_EXE_featuredb"));
+            command
+                .arg("serve")
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--data-dir")
+                .arg(data_dir)
+                .env("FEATUREDB_LOG_LEVEL", "featuredb=debug,info")
+                .stdout(Stdio::null())
+                .stderr(log_file);
+            for (k, v) in env {
+                command.env(k, v);
+            }
+            let child = command.spawn().expect("start featuredb");
+            let mut server = Self {
+                child: Some(child),
+                port,
+                data_dir: data_dir.to_path_buf(),
+                _temp: None,
+                log: log.clone(),
+            };
+            if server.wait_ready(Duration::from_secs(60)) {
+                return server;
+            }
+            server.kill();
+            eprintln!(
+                "server did not start (attempt {attempt}); log:\n{}",
+                server.log_text()
+            );
+        }
+        panic!("featuredb did not start");
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(_)) = child.try_wait()
+            {
+                return false;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    pub fn connection_string(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=test dbname=featuredb",
+            self.port
+        )
+    }
+
+    pub fn config(&self) -> tokio_postgres::Config {
+        self.connection_string().parse().expect("config")
+    }
+
+    /// A connected tokio-postgres client (its connection runs in a task).
+    pub async fn client(&self) -> Client {
+        let (client, connection) = tokio_postgres::connect(&self.connection_string(), NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+
+    /// Kills the process without warning (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Asks the server to stop (SIGTERM) and waits for it.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running server");
+        // SAFETY: signalling a child process we own.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        child.wait().expect("wait for featuredb")
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The SQLSTATE of a failed statement.
+pub fn sqlstate(error: &tokio_postgres::Error) -> String {
+    error
+        .code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("<no sqlstate: {error}>"))
+}
