@@ -224,11 +224,16 @@ fn apply_option(written: &mut WrittenOptions, option: &CopyOption) -> Result<(),
         CopyOption::Header(h) => WrittenOptions::set(&mut written.header, *h, "HEADER"),
         CopyOption::Quote(c) => WrittenOptions::set(&mut written.quote, *c, "QUOTE"),
         CopyOption::Escape(c) => WrittenOptions::set(&mut written.escape, *c, "ESCAPE"),
-        CopyOption::ForceQuote(cols) => WrittenOptions::set(
-            &mut written.force_quote,
-            ForceColumns::Columns(cols.iter().map(normalize_ident).collect()),
-            "FORCE_QUOTE",
-        ),
+        CopyOption::ForceQuote(cols) => {
+            let columns: Vec<String> = cols.iter().map(normalize_ident).collect();
+            let force = if columns.len() == 1 && columns[0] == crate::parser::FORCE_QUOTE_ALL_MARKER
+            {
+                ForceColumns::All
+            } else {
+                ForceColumns::Columns(columns)
+            };
+            WrittenOptions::set(&mut written.force_quote, force, "FORCE_QUOTE")
+        }
         CopyOption::ForceNotNull(cols) => WrittenOptions::set(
             &mut written.force_not_null,
             cols.iter().map(normalize_ident).collect(),
@@ -474,6 +479,17 @@ mod tests {
         let c = copy("COPY (SELECT 1) TO STDOUT WITH (FORMAT csv)");
         assert!(matches!(c.source, CopyRelation::Query(_)));
         assert_eq!(c.direction, CopyDirection::ToStdout);
+    }
+
+    #[test]
+    fn force_quote_all() {
+        let c = copy("COPY t TO STDOUT (FORMAT csv, FORCE_QUOTE *)");
+        assert_eq!(c.options.force_quote, ForceColumns::All);
+        let c = copy("COPY t TO STDOUT (FORMAT csv, FORCE_QUOTE (a))");
+        assert_eq!(
+            c.options.force_quote,
+            ForceColumns::Columns(vec!["a".into()])
+        );
     }
 
     #[test]

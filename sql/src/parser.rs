@@ -37,8 +37,12 @@ pub fn parse_statement(sql: &str) -> Result<Statement, ParseError> {
     // inline data; the data arrives separately over the wire, so give it an
     // empty payload.
     let owned;
-    let text = if starts_with_keyword(sql, "copy") && !sql.trim_end().ends_with(';') {
-        owned = format!("{sql};");
+    let text = if starts_with_keyword(sql, "copy") {
+        let mut copy = force_quote_all_as_list(sql);
+        if !copy.trim_end().ends_with(';') {
+            copy.push(';');
+        }
+        owned = copy;
         owned.as_str()
     } else {
         sql
@@ -63,6 +67,31 @@ pub fn parse_statement(sql: &str) -> Result<Statement, ParseError> {
         ));
     }
     classify(statement)
+}
+
+/// Marker column list for `FORCE_QUOTE *`, which sqlparser's grammar lacks.
+pub(crate) const FORCE_QUOTE_ALL_MARKER: &str = "__featuredb_all_columns__";
+
+/// Rewrites `FORCE_QUOTE *` as a column list sqlparser accepts.
+fn force_quote_all_as_list(sql: &str) -> String {
+    let lower = sql.to_ascii_lowercase();
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = 0;
+    let mut search = 0;
+    while let Some(found) = lower[search..].find("force_quote") {
+        let start = search + found;
+        let after = start + "force_quote".len();
+        let trimmed = lower[after..].trim_start();
+        if trimmed.starts_with('*') {
+            let star = after + (lower[after..].len() - trimmed.len());
+            out.push_str(&sql[rest..after]);
+            out.push_str(&format!(" ({FORCE_QUOTE_ALL_MARKER})"));
+            rest = star + 1;
+        }
+        search = after;
+    }
+    out.push_str(&sql[rest..]);
+    out
 }
 
 fn starts_with_keyword(sql: &str, keyword: &str) -> bool {

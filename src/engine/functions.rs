@@ -15,7 +15,9 @@ use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf}
 use datafusion::prelude::SessionContext;
 use featuredb_catalog::DEFAULT_DATABASE;
 
+use super::pg_semantics::PG_TEXT_FUNCTION;
 use super::settings::SERVER_VERSION;
+use crate::pgtypes::{ColumnEncoder, OutputContext};
 
 /// What `version()` returns: PostgreSQL's shape, so tools that parse it work.
 pub fn version_string() -> String {
@@ -60,7 +62,9 @@ pub fn register_settings(
     ctx: &SessionContext,
     current_schema: Option<String>,
     settings: HashMap<String, String>,
+    output: OutputContext,
 ) {
+    ctx.register_udf(ScalarUDF::from(PgText::new(output)));
     ctx.register_udf(constant("current_schema", current_schema));
     let settings = Arc::new(settings);
     ctx.register_udf(create_udf(
@@ -98,6 +102,87 @@ fn current_setting(
                 }
             }
             Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        }
+    }
+}
+
+/// `pg_text(x)`: `x` as PostgreSQL prints it (what `x::text` means).
+#[derive(Debug)]
+struct PgText {
+    signature: datafusion::logical_expr::Signature,
+    output: OutputContext,
+}
+
+impl PartialEq for PgText {
+    fn eq(&self, other: &Self) -> bool {
+        self.output.extra_float_digits == other.output.extra_float_digits
+            && self.output.time_zone == other.output.time_zone
+    }
+}
+
+impl Eq for PgText {}
+
+impl std::hash::Hash for PgText {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.output.extra_float_digits.hash(state);
+        self.output.time_zone.datafusion_name().hash(state);
+    }
+}
+
+impl PgText {
+    fn new(output: OutputContext) -> Self {
+        Self {
+            signature: datafusion::logical_expr::Signature::any(1, Volatility::Stable),
+            output,
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for PgText {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        PG_TEXT_FUNCTION
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
+        let array = args.args[0].to_array(if scalar { 1 } else { rows })?;
+        let encoder =
+            ColumnEncoder::new(array.as_ref()).map_err(crate::error::Error::into_datafusion)?;
+        let mut out = StringBuilder::with_capacity(array.len(), array.len() * 16);
+        let mut buffer = Vec::new();
+        for row in 0..array.len() {
+            if encoder.is_null(array.as_ref(), row) {
+                out.append_null();
+                continue;
+            }
+            buffer.clear();
+            encoder.write_text(row, &self.output, &mut buffer);
+            out.append_value(String::from_utf8_lossy(&buffer));
+        }
+        let result = Arc::new(out.finish());
+        if scalar {
+            Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                result.as_ref(),
+                0,
+            )?))
+        } else {
+            Ok(ColumnarValue::Array(result))
         }
     }
 }

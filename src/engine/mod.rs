@@ -6,6 +6,7 @@ pub mod column_names;
 pub mod ddl;
 pub mod functions;
 pub mod outcome;
+pub mod pg_semantics;
 pub mod plan;
 pub mod resolve;
 pub mod session;

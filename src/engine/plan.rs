@@ -199,6 +199,7 @@ impl Session {
             sql,
         }
         .resolve(&mut statement)?;
+        super::pg_semantics::rewrite(&mut statement);
 
         // Declared parameter types (a prefix: DataFusion takes them in order).
         let declared_sql: Vec<ast::DataType> = declared

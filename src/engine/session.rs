@@ -187,7 +187,8 @@ impl Session {
             .into_iter()
             .map(|(name, value, _)| (name.to_lowercase(), value))
             .collect();
-        functions::register_settings(&self.ctx, search_path.first().cloned(), values);
+        let output = self.output_context();
+        functions::register_settings(&self.ctx, search_path.first().cloned(), values, output);
     }
 
     /// The schema DataFusion resolves unqualified names in.

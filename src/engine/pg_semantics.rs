@@ -1,0 +1,83 @@
+//! Rewrites that give statements PostgreSQL's meaning where DataFusion's
+//! differs, applied to the syntax tree before planning.
+//!
+//! Casting to text: DataFusion formats values with Arrow's display rules
+//! (`2024-01-01T10:00:00Z`, `true`); PostgreSQL with its output functions
+//! (`2024-01-01 10:00:00+00`, `true` for bool, shortest floats). `x::text`
+//! and `CAST(x AS TEXT|VARCHAR)` become `pg_text(x)`, which prints exactly
+//! what the wire protocol would send.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, Ident, ObjectName, Statement, visit_expressions_mut,
+};
+
+/// The function casts to text are rewritten to.
+pub const PG_TEXT_FUNCTION: &str = "pg_text";
+
+pub fn rewrite(statement: &mut Statement) {
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::Cast {
+            kind: CastKind::Cast | CastKind::DoubleColon,
+            expr: inner,
+            data_type,
+            format: None,
+            ..
+        } = expr
+            && is_unbounded_text(data_type)
+        {
+            let argument = std::mem::replace(
+                inner.as_mut(),
+                Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
+            );
+            *expr = Expr::Function(Function {
+                name: ObjectName::from(vec![Ident::new(PG_TEXT_FUNCTION)]),
+                uses_odbc_syntax: false,
+                parameters: FunctionArguments::None,
+                args: FunctionArguments::List(FunctionArgumentList {
+                    duplicate_treatment: None,
+                    args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(argument))],
+                    clauses: vec![],
+                }),
+                filter: None,
+                null_treatment: None,
+                over: None,
+                within_group: vec![],
+            });
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+fn is_unbounded_text(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Text
+            | DataType::String(None)
+            | DataType::Varchar(None)
+            | DataType::CharacterVarying(None)
+            | DataType::CharVarying(None)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn casts_to_text_become_pg_text() {
+        let featuredb_sql::Statement::Query(mut statement) = featuredb_sql::parse_statement(
+            "SELECT ts::text, CAST(x AS VARCHAR), y::varchar(3), z::int FROM t",
+        )
+        .unwrap() else {
+            panic!()
+        };
+        rewrite(&mut statement);
+        assert_eq!(
+            statement.to_string(),
+            "SELECT pg_text(ts), pg_text(x), y::VARCHAR(3), z::INT FROM t"
+        );
+    }
+}
