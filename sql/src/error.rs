@@ -16,6 +16,8 @@ pub enum ParseErrorKind {
     InvalidName,
     /// A type name that does not exist or cannot be stored (42704).
     UndefinedType,
+    /// The same column named twice (42701).
+    DuplicateColumn,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -301,7 +301,7 @@ fn create_table(create: ast::CreateTable) -> Result<Statement, ParseError> {
         let name = normalize_ident(&column.name);
         if columns.iter().any(|c: &ColumnDef| c.name == name) {
             return Err(ParseError::new(
-                crate::ParseErrorKind::InvalidName,
+                crate::ParseErrorKind::DuplicateColumn,
                 format!("column \"{name}\" specified more than once"),
             ));
         }

@@ -355,7 +355,7 @@ impl Connection {
             }
         }
         if !matches!(error, Error::QueryCanceled | Error::StatementTimeout) {
-            tracing::debug!(error = %error, "statement failed");
+            tracing::debug!(error = ?error, "statement failed");
         }
         self.send_error(client_error(error)).await
     }

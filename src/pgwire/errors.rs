@@ -85,6 +85,7 @@ pub fn client_error(error: &Error) -> ClientError {
                 ParseErrorKind::InvalidParameter => "22023",
                 ParseErrorKind::InvalidName => "42602",
                 ParseErrorKind::UndefinedType => "42704",
+                ParseErrorKind::DuplicateColumn => "42701",
             };
             ClientError {
                 position: e.position,
@@ -206,7 +207,29 @@ fn datafusion_error(error: &DataFusionError) -> ClientError {
     }
 }
 
+/// Arrow's "Can't cast value 40000 to type Int16" is PostgreSQL's
+/// "smallint out of range" (22003).
+fn out_of_range(message: &str) -> Option<ClientError> {
+    let rest = message.split("Can't cast value ").nth(1)?;
+    let target = rest.split(" to type ").nth(1)?.trim();
+    let type_name = match target {
+        "Int16" => "smallint",
+        "Int32" => "integer",
+        "Int64" => "bigint",
+        "Float32" => "real",
+        _ if target.starts_with("Decimal") => "numeric",
+        _ => return Some(ClientError::new("22003", message)),
+    };
+    Some(ClientError::new(
+        "22003",
+        format!("{type_name} out of range"),
+    ))
+}
+
 fn plan_error(message: &str) -> ClientError {
+    if let Some(error) = out_of_range(message) {
+        return error;
+    }
     let lower = message.to_lowercase();
     if lower.contains("not found") && lower.starts_with("table") {
         return ClientError::new("42P01", message);
@@ -236,6 +259,9 @@ fn plan_error(message: &str) -> ClientError {
 }
 
 fn execution_error(message: &str) -> ClientError {
+    if let Some(error) = out_of_range(message) {
+        return error;
+    }
     let lower = message.to_lowercase();
     if lower.contains("divide by zero") || lower.contains("division by zero") {
         return ClientError::new("22012", "division by zero");
@@ -253,6 +279,10 @@ fn arrow_error(error: &ArrowError) -> ClientError {
     match error {
         ArrowError::DivideByZero => ClientError::new("22012", "division by zero"),
         ArrowError::ArithmeticOverflow(m) => ClientError::new("22003", m.clone()),
+        // "Can't cast value 40000 to type Int16": out of range, not bad syntax.
+        ArrowError::CastError(m) if out_of_range(m).is_some() => {
+            out_of_range(m).expect("checked above")
+        }
         ArrowError::CastError(m) | ArrowError::ParseError(m) => {
             ClientError::new("22P02", m.clone())
         }
@@ -261,6 +291,12 @@ fn arrow_error(error: &ArrowError) -> ClientError {
             None => ClientError::new("XX000", inner.to_string()),
         },
         ArrowError::MemoryError(m) => ClientError::new("53200", m.clone()),
+        ArrowError::InvalidArgumentError(m) if m.contains("too large to store in a Decimal") => {
+            ClientError {
+                detail: Some(m.clone()),
+                ..ClientError::new("22003", "numeric field overflow")
+            }
+        }
         other => ClientError::new("22000", other.to_string()),
     }
 }
