@@ -54,6 +54,9 @@ pub enum Error {
     NumericValueOutOfRange { message: String },
 
     #[error("{message}")]
+    InvalidDatetimeFormat { message: String },
+
+    #[error("{message}")]
     InvalidBinaryRepresentation { message: String },
 
     /// A bad row in `COPY … FROM STDIN`. Nothing from that COPY is committed.
@@ -124,6 +127,8 @@ pub enum BadCopyDataKind {
     Value,
     /// A number too large for its column's type (22003).
     OutOfRange,
+    /// A date or time that does not parse (22007).
+    DateTime,
     /// Bytes that are not valid UTF-8 (22021).
     Encoding,
     /// NULL in a NOT NULL column (23502).

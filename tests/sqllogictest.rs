@@ -5,6 +5,13 @@
 //! `SLT_FILTER=name cargo test --test sqllogictest` runs matching files.
 //! Records can be limited to one protocol with `onlyif simple` /
 //! `onlyif extended` (and `skipif`).
+//!
+//! `SLT_PROTOCOL=simple|extended` runs one protocol only.
+//! `SLT_POSTGRES="host=… port=… user=… dbname=…"` runs the same files
+//! against a real PostgreSQL instead (label `reference-postgres` instead of
+//! `featuredb`), to check that the expectations are PostgreSQL's. Each
+//! file then needs a clean database: the runner drops what it created
+//! only if the file does.
 
 mod common;
 
@@ -33,15 +40,29 @@ async fn sqllogictest_files() {
     assert!(!files.is_empty(), "no .slt files matched");
     let mut failures = Vec::new();
     for file in &files {
+        let only = std::env::var("SLT_PROTOCOL").unwrap_or_default();
         for protocol in ["simple", "extended"] {
-            let server = TestServer::start();
-            let config = server.config();
+            if !only.is_empty() && only != protocol {
+                continue;
+            }
+            let external = std::env::var("SLT_POSTGRES").ok();
+            let server = external.is_none().then(TestServer::start);
+            let label = if external.is_some() {
+                "reference-postgres"
+            } else {
+                "featuredb"
+            };
+            let config: tokio_postgres::Config = match (&server, &external) {
+                (Some(server), _) => server.config(),
+                (None, Some(connection)) => connection.parse().expect("SLT_POSTGRES"),
+                (None, None) => unreachable!(),
+            };
             let result = if protocol == "simple" {
                 let mut runner = Runner::new(move || {
                     let config = config.clone();
                     async move { PostgresSimple::connect(config).await }
                 });
-                runner.add_label("featuredb");
+                runner.add_label(label);
                 runner.add_label(protocol);
                 runner.run_file_async(file).await
             } else {
@@ -49,7 +70,7 @@ async fn sqllogictest_files() {
                     let config = config.clone();
                     async move { PostgresExtended::connect(config).await }
                 });
-                runner.add_label("featuredb");
+                runner.add_label(label);
                 runner.add_label(protocol);
                 runner.run_file_async(file).await
             };

@@ -296,6 +296,7 @@ impl CopyFromStdin {
                         let kind = match e {
                             ValueError::Syntax { .. } => BadCopyDataKind::Value,
                             ValueError::OutOfRange { .. } => BadCopyDataKind::OutOfRange,
+                            ValueError::DateTime { .. } => BadCopyDataKind::DateTime,
                         };
                         return Err(self.bad_data(kind, e.message(), Some(index), Some(text)));
                     }

@@ -166,9 +166,17 @@ impl datafusion::logical_expr::ScalarUDFImpl for PgText {
             ColumnEncoder::new(array.as_ref()).map_err(crate::error::Error::into_datafusion)?;
         let mut out = StringBuilder::with_capacity(array.len(), array.len() * 16);
         let mut buffer = Vec::new();
+        let boolean = array.data_type() == &DataType::Boolean;
         for row in 0..array.len() {
             if encoder.is_null(array.as_ref(), row) {
                 out.append_null();
+                continue;
+            }
+            // bool's output function prints t/f, but its cast to text
+            // spells the word.
+            if boolean {
+                let value = array.as_boolean().value(row);
+                out.append_value(if value { "true" } else { "false" });
                 continue;
             }
             buffer.clear();

@@ -34,12 +34,14 @@ pub enum ValueError {
     Syntax { type_name: String, value: String },
     /// `value "v" is out of range for type T` (22003).
     OutOfRange { type_name: String, value: String },
+    /// A date, time or timestamp that does not parse (22007).
+    DateTime { type_name: String, value: String },
 }
 
 impl ValueError {
     pub fn message(&self) -> String {
         match self {
-            ValueError::Syntax { type_name, value } => {
+            ValueError::Syntax { type_name, value } | ValueError::DateTime { type_name, value } => {
                 format!("invalid input syntax for type {type_name}: \"{value}\"")
             }
             ValueError::OutOfRange { type_name, value } => {
@@ -56,12 +58,22 @@ impl ValueError {
             ValueError::OutOfRange { .. } => Error::NumericValueOutOfRange {
                 message: self.message(),
             },
+            ValueError::DateTime { .. } => Error::InvalidDatetimeFormat {
+                message: self.message(),
+            },
         }
     }
 }
 
 fn syntax(type_name: &str, value: &str) -> ValueError {
     ValueError::Syntax {
+        type_name: type_name.to_string(),
+        value: value.to_string(),
+    }
+}
+
+fn datetime(type_name: &str, value: &str) -> ValueError {
+    ValueError::DateTime {
         type_name: type_name.to_string(),
         value: value.to_string(),
     }
@@ -259,16 +271,16 @@ impl ColumnParser {
             Builder::Timestamp(b, tz) => {
                 let micros = if *tz {
                     parse_timestamptz(text, &self.time_zone)
-                        .ok_or_else(|| syntax("timestamp with time zone", text))?
+                        .ok_or_else(|| datetime("timestamp with time zone", text))?
                 } else {
                     parse_timestamp(text)
-                        .ok_or_else(|| syntax("timestamp without time zone", text))?
+                        .ok_or_else(|| datetime("timestamp without time zone", text))?
                 };
                 b.append_value(micros)
             }
             Builder::Interval(b) => {
                 let (months, days, micros) =
-                    parse_interval(text).ok_or_else(|| syntax("interval", text))?;
+                    parse_interval(text).ok_or_else(|| datetime("interval", text))?;
                 b.append_value(IntervalMonthDayNano::new(months, days, micros * 1000))
             }
             Builder::List(list) => {

@@ -110,6 +110,7 @@ pub fn client_error(error: &Error) -> ClientError {
         Error::StringTooLong { .. } => ClientError::new("22001", error.to_string()),
         Error::InvalidTextRepresentation { .. } => ClientError::new("22P02", error.to_string()),
         Error::NumericValueOutOfRange { .. } => ClientError::new("22003", error.to_string()),
+        Error::InvalidDatetimeFormat { .. } => ClientError::new("22007", error.to_string()),
         Error::InvalidBinaryRepresentation { .. } => ClientError::new("22P03", error.to_string()),
         Error::BadCopyData {
             message,
@@ -122,6 +123,7 @@ pub fn client_error(error: &Error) -> ClientError {
                     BadCopyDataKind::Format => "22P04",
                     BadCopyDataKind::Value => "22P02",
                     BadCopyDataKind::OutOfRange => "22003",
+                    BadCopyDataKind::DateTime => "22007",
                     BadCopyDataKind::Encoding => "22021",
                     BadCopyDataKind::NotNull => "23502",
                     BadCopyDataKind::TooLong => "22001",
@@ -275,6 +277,27 @@ fn execution_error(message: &str) -> ClientError {
     ClientError::new("XX000", message)
 }
 
+/// Casts of strings to dates and times fail with 22007 in PostgreSQL.
+fn is_datetime_cast(message: &str) -> bool {
+    [
+        "Date32",
+        "Date64",
+        "Timestamp",
+        "Time64",
+        "Time32",
+        "Interval",
+        "timestamp",
+        "date",
+    ]
+    .iter()
+    .any(|t| {
+        message.contains(&format!("of {t}"))
+            || message.contains(&format!("value of {t}"))
+            || message.contains(&format!("to {t}"))
+    }) || message.contains("Error parsing timestamp")
+        || message.contains("as date")
+}
+
 fn arrow_error(error: &ArrowError) -> ClientError {
     match error {
         ArrowError::DivideByZero => ClientError::new("22012", "division by zero"),
@@ -282,6 +305,9 @@ fn arrow_error(error: &ArrowError) -> ClientError {
         // "Can't cast value 40000 to type Int16": out of range, not bad syntax.
         ArrowError::CastError(m) if out_of_range(m).is_some() => {
             out_of_range(m).expect("checked above")
+        }
+        ArrowError::CastError(m) | ArrowError::ParseError(m) if is_datetime_cast(m) => {
+            ClientError::new("22007", m.clone())
         }
         ArrowError::CastError(m) | ArrowError::ParseError(m) => {
             ClientError::new("22P02", m.clone())
