@@ -1,0 +1,121 @@
+//! Other engines can read what featuredb writes: PyIceberg opens the
+//! embedded SQL catalog and scans a table. The test installs PyIceberg in a
+//! virtualenv under `target/` on first run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::TestServer;
+
+/// A virtualenv with PyIceberg, created once and reused.
+fn pyiceberg_python() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("target/interop-venv");
+    let python = venv.join("bin/python");
+    let requirements = root.join("tests/interop/requirements.txt");
+    let stamp = venv.join("installed-requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return python;
+    }
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .expect("python3 -m venv");
+    assert!(status.success(), "creating {}", venv.display());
+    let status = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&requirements)
+        .status()
+        .expect("pip install");
+    assert!(
+        status.success(),
+        "pip install -r {}",
+        requirements.display()
+    );
+    std::fs::write(&stamp, wanted).unwrap();
+    python
+}
+
+fn read_with_pyiceberg(
+    python: &Path,
+    data_dir: &Path,
+    namespace: &str,
+    table: &str,
+) -> serde_json::Value {
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/read_with_pyiceberg.py");
+    let output = Command::new(python)
+        .arg(script)
+        .arg(data_dir)
+        .arg(namespace)
+        .arg(table)
+        .output()
+        .expect("run PyIceberg");
+    assert!(
+        output.status.success(),
+        "PyIceberg failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON from PyIceberg")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pyiceberg_reads_a_table_featuredb_wrote() {
+    let python = tokio::task::spawn_blocking(pyiceberg_python).await.unwrap();
+    let server = TestServer::start();
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE SCHEMA features; \
+             CREATE TABLE features.users (id BIGINT NOT NULL, name TEXT, score DOUBLE PRECISION, \
+                 amount NUMERIC(10,2), active BOOLEAN, born DATE, seen TIMESTAMPTZ, tags TEXT[]); \
+             INSERT INTO features.users VALUES \
+                 (1, 'ann', 0.5, 10.25, true, '1990-05-01', '2024-01-01 12:00:00+00', ARRAY['a','b']), \
+                 (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL); \
+             INSERT INTO features.users (id, name) VALUES (3, 'cyd')",
+        )
+        .await
+        .unwrap();
+    let data_dir = std::fs::canonicalize(&server.data_dir).unwrap();
+    // Read while the server is running: commits are visible to other readers.
+    let result = read_with_pyiceberg(&python, &data_dir, "features", "users");
+    assert_eq!(
+        result["namespaces"],
+        serde_json::json!(["features", "public"])
+    );
+    assert_eq!(
+        result["schema"],
+        serde_json::json!([
+            "id:long",
+            "name:string",
+            "score:double",
+            "amount:decimal(10, 2)",
+            "active:boolean",
+            "born:date",
+            "seen:timestamptz",
+            "tags:list<string>"
+        ])
+    );
+    assert_eq!(result["snapshots"], 2);
+    let rows = result["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["id"], "1");
+    assert_eq!(rows[0]["name"], "ann");
+    assert_eq!(rows[0]["amount"], "10.25");
+    assert_eq!(rows[0]["born"], "1990-05-01");
+    assert_eq!(rows[0]["seen"], "2024-01-01 12:00:00+00:00");
+    assert_eq!(rows[0]["tags"], "['a', 'b']");
+    assert_eq!(rows[1]["name"], serde_json::Value::Null);
+    assert_eq!(rows[2]["name"], "cyd");
+}
