@@ -40,7 +40,9 @@ pub enum ReadOutcome<'a> {
     Incomplete,
     /// The `\.` end-of-data marker.
     EndMarker(RecordEnd),
-    Record(Vec<Field<'a>>, RecordEnd),
+    /// A record; its fields are in the vector passed to `read`, and its raw
+    /// bytes (newline excluded) in `raw`.
+    Record { end: RecordEnd, raw: &'a [u8] },
 }
 
 /// A record is malformed (22P04 in PostgreSQL).
@@ -68,15 +70,19 @@ impl RecordReader {
 
     /// Reads the record starting at `buf[start..]`. With `at_eof`, a final
     /// record without a newline is complete.
+    /// `fields` is cleared and receives the record's fields (reusing one
+    /// vector across records avoids an allocation per row).
     pub fn read<'a>(
         &self,
         buf: &'a [u8],
         start: usize,
         at_eof: bool,
+        fields: &mut Vec<Field<'a>>,
     ) -> Result<ReadOutcome<'a>, FormatError> {
+        fields.clear();
         match self.format {
-            CopyFormat::Csv => self.read_csv(buf, start, at_eof),
-            _ => self.read_text(buf, start, at_eof),
+            CopyFormat::Csv => self.read_csv(buf, start, at_eof, fields),
+            _ => self.read_text(buf, start, at_eof, fields),
         }
     }
 
@@ -85,6 +91,7 @@ impl RecordReader {
         buf: &'a [u8],
         start: usize,
         at_eof: bool,
+        fields: &mut Vec<Field<'a>>,
     ) -> Result<ReadOutcome<'a>, FormatError> {
         let rest = &buf[start..];
         let (line, next) = match memchr::memchr(b'\n', rest) {
@@ -97,7 +104,6 @@ impl RecordReader {
         if line == b"\\." {
             return Ok(ReadOutcome::EndMarker(end));
         }
-        let mut fields = Vec::new();
         for raw in line.split(|b| *b == self.delimiter) {
             if raw == self.null.as_slice() {
                 fields.push(Field::Null);
@@ -110,7 +116,7 @@ impl RecordReader {
                 fields.push(Field::Value(Cow::Borrowed(raw)));
             }
         }
-        Ok(ReadOutcome::Record(fields, end))
+        Ok(ReadOutcome::Record { end, raw: line })
     }
 
     fn read_csv<'a>(
@@ -118,8 +124,8 @@ impl RecordReader {
         buf: &'a [u8],
         start: usize,
         at_eof: bool,
+        fields: &mut Vec<Field<'a>>,
     ) -> Result<ReadOutcome<'a>, FormatError> {
-        let mut fields: Vec<Field<'a>> = Vec::new();
         let mut i = start;
         let mut lines = 0;
         // A record that is exactly `\.` ends the data.
@@ -206,10 +212,9 @@ impl RecordReader {
                 if i >= buf.len() && !at_eof {
                     return Ok(ReadOutcome::Incomplete);
                 }
+                // A CR before the newline (or the end) belongs to the line end.
                 let mut raw = &buf[field_start..i];
-                if i < buf.len() && buf[i] == b'\n' {
-                    raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-                } else if i >= buf.len() {
+                if i >= buf.len() || buf[i] == b'\n' {
                     raw = raw.strip_suffix(b"\r").unwrap_or(raw);
                 }
                 let force_not_null = self.force_not_null.get(column).copied().unwrap_or(false);
@@ -224,13 +229,13 @@ impl RecordReader {
                 if !at_eof {
                     return Ok(ReadOutcome::Incomplete);
                 }
-                return Ok(ReadOutcome::Record(
-                    fields,
-                    RecordEnd {
+                return Ok(ReadOutcome::Record {
+                    end: RecordEnd {
                         next: buf.len(),
                         lines: lines + 1,
                     },
-                ));
+                    raw: &buf[start..],
+                });
             }
             match buf[i] {
                 b if b == self.delimiter => {
@@ -240,23 +245,23 @@ impl RecordReader {
                     }
                 }
                 b'\r' if buf.get(i + 1) == Some(&b'\n') => {
-                    return Ok(ReadOutcome::Record(
-                        fields,
-                        RecordEnd {
+                    return Ok(ReadOutcome::Record {
+                        end: RecordEnd {
                             next: i + 2,
                             lines: lines + 1,
                         },
-                    ));
+                        raw: &buf[start..i],
+                    });
                 }
                 b'\r' if i + 1 >= buf.len() && !at_eof => return Ok(ReadOutcome::Incomplete),
                 b'\n' | b'\r' => {
-                    return Ok(ReadOutcome::Record(
-                        fields,
-                        RecordEnd {
+                    return Ok(ReadOutcome::Record {
+                        end: RecordEnd {
                             next: i + 1,
                             lines: lines + 1,
                         },
-                    ));
+                        raw: &buf[start..i],
+                    });
                 }
                 _ => {
                     return Err(FormatError(
@@ -383,12 +388,13 @@ mod tests {
     fn records(reader: &RecordReader, data: &[u8]) -> Vec<Vec<Option<String>>> {
         let mut out = Vec::new();
         let mut pos = 0;
+        let mut fields = Vec::new();
         while pos < data.len() {
-            match reader.read(data, pos, true).unwrap() {
-                ReadOutcome::Record(fields, end) => {
+            match reader.read(data, pos, true, &mut fields).unwrap() {
+                ReadOutcome::Record { end, .. } => {
                     out.push(
                         fields
-                            .into_iter()
+                            .drain(..)
                             .map(|f| match f {
                                 Field::Null => None,
                                 Field::Value(v) => Some(String::from_utf8(v.into_owned()).unwrap()),
@@ -421,7 +427,7 @@ mod tests {
     fn text_incomplete_line_waits() {
         let reader = RecordReader::new(&options("COPY t FROM STDIN"), &[]);
         assert!(matches!(
-            reader.read(b"1\t2", 0, false).unwrap(),
+            reader.read(b"1\t2", 0, false, &mut Vec::new()).unwrap(),
             ReadOutcome::Incomplete
         ));
     }
@@ -448,10 +454,12 @@ mod tests {
     fn csv_incomplete_quote_waits() {
         let reader = RecordReader::new(&options("COPY t FROM STDIN (FORMAT csv)"), &[]);
         assert!(matches!(
-            reader.read(b"1,\"ab\nc", 0, false).unwrap(),
+            reader
+                .read(b"1,\"ab\nc", 0, false, &mut Vec::new())
+                .unwrap(),
             ReadOutcome::Incomplete
         ));
-        assert!(reader.read(b"1,\"ab\nc", 0, true).is_err());
+        assert!(reader.read(b"1,\"ab\nc", 0, true, &mut Vec::new()).is_err());
     }
 
     #[test]

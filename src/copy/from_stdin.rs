@@ -192,11 +192,12 @@ impl CopyFromStdin {
         }
         let buffer = std::mem::take(&mut self.buffer);
         let mut pos = 0;
+        let mut fields = Vec::with_capacity(self.columns.len());
         let result = loop {
             if self.ended || pos >= buffer.len() {
                 break Ok(());
             }
-            let outcome = match self.reader.read(&buffer, pos, at_eof) {
+            let outcome = match self.reader.read(&buffer, pos, at_eof, &mut fields) {
                 Ok(outcome) => outcome,
                 Err(e) => {
                     break Err(self.bad_data(BadCopyDataKind::Format, e.0, None, None));
@@ -209,14 +210,14 @@ impl CopyFromStdin {
                     pos = end.next;
                     self.ended = true;
                 }
-                ReadOutcome::Record(fields, end) => {
+                ReadOutcome::Record { end, raw } => {
                     self.line += end.lines as u64;
                     pos = end.next;
                     if self.header_pending {
                         self.header_pending = false;
                         continue;
                     }
-                    if let Err(e) = self.append_record(fields, &buffer[..end.next]) {
+                    if let Err(e) = self.append_record(&fields, raw) {
                         break Err(e);
                     }
                     if self.rows_in_batch >= BATCH_ROWS
@@ -232,7 +233,7 @@ impl CopyFromStdin {
         result
     }
 
-    fn append_record(&mut self, fields: Vec<Field<'_>>, _raw: &[u8]) -> Result<()> {
+    fn append_record(&mut self, fields: &[Field<'_>], raw: &[u8]) -> Result<()> {
         if fields.len() > self.columns.len() {
             return Err(self.bad_data(
                 BadCopyDataKind::Format,
@@ -250,7 +251,10 @@ impl CopyFromStdin {
                 None,
             ));
         }
-        for (index, field) in fields.into_iter().enumerate() {
+        // One UTF-8 check per record: fields that are slices of a valid
+        // record are valid too (they are split at ASCII bytes).
+        let record_is_utf8 = std::str::from_utf8(raw).is_ok();
+        for (index, field) in fields.iter().enumerate() {
             match field {
                 Field::Null => {
                     if !self.columns[index].nullable {
@@ -268,7 +272,13 @@ impl CopyFromStdin {
                     self.parsers[index].append_null();
                 }
                 Field::Value(bytes) => {
-                    let text = match std::str::from_utf8(&bytes) {
+                    let checked = match bytes {
+                        std::borrow::Cow::Borrowed(slice) if record_is_utf8 => {
+                            Ok(borrowed_utf8(raw, slice))
+                        }
+                        _ => std::str::from_utf8(bytes),
+                    };
+                    let text = match checked {
                         Ok(text) => text,
                         Err(_) => {
                             return Err(self.bad_data(
@@ -451,7 +461,7 @@ impl CopyFromStdin {
                         None,
                     ));
                 }
-                for (index, field) in fields.into_iter().enumerate() {
+                        for (index, field) in fields.into_iter().enumerate() {
                     let target = self.columns[index].data_type.to_arrow();
                     let value = match field {
                         None => {
@@ -488,6 +498,16 @@ impl CopyFromStdin {
         self.buffer.drain(..pos.min(self.buffer.len()));
         result
     }
+}
+
+/// A field borrowed from a record already checked to be UTF-8.
+fn borrowed_utf8<'a>(record: &[u8], field: &'a [u8]) -> &'a str {
+    debug_assert!(std::str::from_utf8(record).is_ok());
+    debug_assert!(std::str::from_utf8(field).is_ok());
+    // SAFETY: `record` is valid UTF-8 and `field` is a sub-slice of it
+    // whose ends are next to ASCII separators (delimiter, quote, newline)
+    // or the record's ends, so it starts and ends on character boundaries.
+    unsafe { std::str::from_utf8_unchecked(field) }
 }
 
 async fn run_writer(

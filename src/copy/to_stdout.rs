@@ -78,44 +78,32 @@ impl CopyEncoder {
             }
             for (index, (encoder, array)) in encoders.iter().zip(batch.columns()).enumerate() {
                 let null = encoder.is_null(array.as_ref(), row);
-                match self.options.format {
-                    CopyFormat::Binary => {
-                        if null {
-                            line.extend_from_slice(&(-1i32).to_be_bytes());
-                        } else {
-                            let at = line.len();
-                            line.extend_from_slice(&0i32.to_be_bytes());
-                            encoder.write_binary(row, &self.context, &mut line);
-                            let length = (line.len() - at - 4) as i32;
-                            line[at..at + 4].copy_from_slice(&length.to_be_bytes());
-                        }
+                if self.options.format == CopyFormat::Binary {
+                    if null {
+                        line.extend_from_slice(&(-1i32).to_be_bytes());
+                    } else {
+                        let at = line.len();
+                        line.extend_from_slice(&0i32.to_be_bytes());
+                        encoder.write_binary(row, &self.context, &mut line);
+                        let length = (line.len() - at - 4) as i32;
+                        line[at..at + 4].copy_from_slice(&length.to_be_bytes());
                     }
-                    CopyFormat::Csv => {
-                        if index > 0 {
-                            line.push(delimiter);
-                        }
-                        if null {
-                            line.extend_from_slice(self.options.null.as_bytes());
-                        } else {
-                            value.clear();
-                            encoder.write_text(row, &self.context, &mut value);
-                            let force =
-                                self.options.force_quote.contains(&self.column_names[index]);
-                            write_csv_field(&mut line, &value, &self.options, force);
-                        }
-                    }
-                    _ => {
-                        if index > 0 {
-                            line.push(delimiter);
-                        }
-                        if null {
-                            line.extend_from_slice(self.options.null.as_bytes());
-                        } else {
-                            value.clear();
-                            encoder.write_text(row, &self.context, &mut value);
-                            write_text_field(&mut line, &value, delimiter);
-                        }
-                    }
+                    continue;
+                }
+                if index > 0 {
+                    line.push(delimiter);
+                }
+                if null {
+                    line.extend_from_slice(self.options.null.as_bytes());
+                    continue;
+                }
+                value.clear();
+                encoder.write_text(row, &self.context, &mut value);
+                if self.options.format == CopyFormat::Csv {
+                    let force = self.options.force_quote.contains(&self.column_names[index]);
+                    write_csv_field(&mut line, &value, &self.options, force);
+                } else {
+                    write_text_field(&mut line, &value, delimiter);
                 }
             }
             if self.options.format != CopyFormat::Binary {

@@ -9,7 +9,7 @@
 //! does not.
 
 use datafusion::sql::sqlparser::ast::{
-    CastKind, DataType, Expr, Function, ObjectNamePart, Query, SelectItem, SetExpr, Value,
+    DataType, Expr, Function, ObjectNamePart, Query, SelectItem, SetExpr, Value,
 };
 use featuredb_sql::names::normalize_ident;
 
@@ -81,15 +81,10 @@ fn figure_name(expr: &Expr) -> (String, u8) {
         Expr::Function(function) => (function_name(function), 2),
         Expr::Nested(inner) => figure_name(inner),
         Expr::Cast {
-            expr,
-            data_type,
-            kind,
-            ..
+            expr, data_type, ..
         } => {
             let (name, strength) = figure_name(expr);
-            if strength > 1
-                || matches!(kind, CastKind::TryCast | CastKind::SafeCast) && strength > 1
-            {
+            if strength > 1 {
                 (name, strength)
             } else {
                 (type_name(data_type), 1)

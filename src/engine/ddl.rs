@@ -22,7 +22,7 @@ impl Session {
             .create_schema(&create.name, create.if_not_exists)
             .await?;
         if !created {
-            self.notice(Notice::notice(
+            self.notice(Notice::informational(
                 "42P06",
                 format!("schema \"{}\" already exists, skipping", create.name),
             ));
@@ -63,7 +63,7 @@ impl Session {
                 .drop_schema(&name.name, drop.if_exists, drop.cascade)
                 .await?;
             if !dropped {
-                self.notice(Notice::notice(
+                self.notice(Notice::informational(
                     "00000",
                     format!("schema \"{}\" does not exist, skipping", name.name),
                 ));
@@ -130,7 +130,7 @@ impl Session {
                 .create_table(&name, &definition, create.if_not_exists)
                 .await?;
             if created.is_none() {
-                self.notice(Notice::notice(
+                self.notice(Notice::informational(
                     "42P07",
                     format!("relation \"{}\" already exists, skipping", name.name),
                 ));
@@ -146,7 +146,7 @@ impl Session {
                 .table(&name.schema, &name.name)
                 .is_some()
         {
-            self.notice(Notice::notice(
+            self.notice(Notice::informational(
                 "42P07",
                 format!("relation \"{}\" already exists, skipping", name.name),
             ));
@@ -233,7 +233,7 @@ impl Session {
             match self.lookup_table(name) {
                 Ok(table) => targets.push(Some(table.name.clone())),
                 Err(Error::UndefinedTable { .. }) if drop.if_exists => {
-                    self.notice(Notice::notice(
+                    self.notice(Notice::informational(
                         "00000",
                         format!("table \"{}\" does not exist, skipping", name.name),
                     ));

@@ -74,7 +74,7 @@ pub struct Notice {
 }
 
 impl Notice {
-    pub fn notice(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn informational(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             severity: "NOTICE",
             code,

@@ -162,7 +162,7 @@ impl TableProvider for IcebergTableProvider {
 
 /// Spreads files over at most `partitions` groups, balancing bytes.
 fn split_into_groups(mut files: Vec<PartitionedFile>, partitions: usize) -> Vec<FileGroup> {
-    files.sort_by(|a, b| b.object_meta.size.cmp(&a.object_meta.size));
+    files.sort_by_key(|f| std::cmp::Reverse(f.object_meta.size));
     let group_count = partitions.min(files.len()).max(1);
     let mut groups: Vec<(u64, Vec<PartitionedFile>)> = vec![(0, Vec::new()); group_count];
     for file in files {

@@ -324,12 +324,11 @@ impl OfflineStore {
         }
         if let Some(location) = location {
             let path = local_path(&location);
-            if path.starts_with(&self.warehouse) {
-                if let Err(e) = std::fs::remove_dir_all(&path) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(path = %path.display(), error = %e, "could not delete files of dropped table");
-                    }
-                }
+            if path.starts_with(&self.warehouse)
+                && let Err(e) = std::fs::remove_dir_all(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %e, "could not delete files of dropped table");
             }
         }
         Ok(())

@@ -50,10 +50,7 @@ impl DataFileWriter {
         let location = DefaultLocationGenerator::new(metadata)?;
         let prefix = format!("fdb-{}", uuid::Uuid::now_v7());
         let names = DefaultFileNameGenerator::new(prefix.clone(), None, DataFileFormat::Parquet);
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_created_by(format!("featuredb {}", env!("CARGO_PKG_VERSION")))
-            .build();
+        let properties = writer_properties(table.definition());
         let parquet = ParquetWriterBuilder::new(properties, metadata.current_schema().clone());
         let rolling = RollingFileWriterBuilder::new(
             parquet,
@@ -170,10 +167,10 @@ impl Drop for OrphanCleanup {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if prefixes.iter().any(|p| name.starts_with(p.as_str())) {
-                if let Err(e) = std::fs::remove_file(entry.path()) {
-                    tracing::warn!(path = %entry.path().display(), error = %e, "could not delete abandoned data file");
-                }
+            if prefixes.iter().any(|p| name.starts_with(p.as_str()))
+                && let Err(e) = std::fs::remove_file(entry.path())
+            {
+                tracing::warn!(path = %entry.path().display(), error = %e, "could not delete abandoned data file");
             }
         }
     }
@@ -188,6 +185,29 @@ impl OrphanCleanup {
             armed: true,
         }
     }
+}
+
+/// Parquet settings for a table's data files. Dictionary encoding pays off
+/// for strings (repeated categories) and costs time for the high-cardinality
+/// numbers and timestamps features are made of, so it is enabled for string
+/// columns only.
+fn writer_properties(definition: &featuredb_catalog::TableSchemaDef) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(false)
+        .set_created_by(format!("featuredb {}", env!("CARGO_PKG_VERSION")));
+    for column in &definition.columns {
+        if matches!(
+            column.data_type,
+            ColumnType::Text | ColumnType::Varchar { .. }
+        ) {
+            builder = builder.set_column_dictionary_enabled(
+                datafusion::parquet::schema::types::ColumnPath::from(column.name.as_str()),
+                true,
+            );
+        }
+    }
+    builder.build()
 }
 
 /// Checks constraints and converts a batch in declared types to the storage

@@ -123,10 +123,10 @@ pub fn write_timestamptz(out: &mut Vec<u8>, micros_since_unix: i64, zone: &Sessi
     out.push(if offset < 0 { b'-' } else { b'+' });
     let magnitude = offset.unsigned_abs();
     push_padded(out, magnitude / 3600, 2);
-    if magnitude % 3600 != 0 {
+    if !magnitude.is_multiple_of(3600) {
         out.push(b':');
         push_padded(out, (magnitude / 60) % 60, 2);
-        if magnitude % 60 != 0 {
+        if !magnitude.is_multiple_of(60) {
             out.push(b':');
             push_padded(out, magnitude % 60, 2);
         }
@@ -444,7 +444,7 @@ pub fn parse_interval(text: &str) -> Option<(i32, i32, i64)> {
         let day_part = d + m.fract() * 30.0;
         days += day_part.trunc() as i64;
         micros += (us + day_part.fract() * 8.64e10).round() as i64;
-        i += if tokens.get(i + 1).is_some() && unit != "" {
+        i += if tokens.get(i + 1).is_some() && !unit.is_empty() {
             2
         } else {
             1

@@ -317,13 +317,7 @@ impl Connection {
                         Ok(())
                     }
                     Ok(Fetched::Complete(count)) => {
-                        self.send_session_messages().await?;
-                        let tag = if tag == "SELECT" {
-                            format!("SELECT {count}")
-                        } else {
-                            tag.to_string()
-                        };
-                        self.command_complete(tag).await?;
+                        self.rows_complete(tag, count).await?;
                         portal.state = PortalState::Done;
                         self.portals.insert(name, portal);
                         Ok(())

@@ -125,6 +125,18 @@ impl Connection {
         }
     }
 
+    /// Ends a row-returning statement: notices, then `SELECT n` (or the
+    /// statement's own tag, e.g. `SHOW`).
+    pub(super) async fn rows_complete(&mut self, tag: &'static str, count: usize) -> Reply {
+        self.send_session_messages().await?;
+        let tag = if tag == "SELECT" {
+            format!("SELECT {count}")
+        } else {
+            tag.to_string()
+        };
+        self.command_complete(tag).await
+    }
+
     pub(super) async fn command_complete(&mut self, tag: String) -> Reply {
         self.framed
             .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(

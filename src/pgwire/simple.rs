@@ -112,13 +112,7 @@ impl Connection {
                 let mut rows = RowStream::new(schema, stream, formats, tag, context);
                 match self.fetch_rows(&mut rows, 0, guard).await? {
                     Ok(Fetched::Complete(count)) => {
-                        self.send_session_messages().await?;
-                        let tag = if tag == "SELECT" {
-                            format!("SELECT {count}")
-                        } else {
-                            tag.to_string()
-                        };
-                        self.command_complete(tag).await?;
+                        self.rows_complete(tag, count).await?;
                         Ok(Ok(()))
                     }
                     Ok(Fetched::Suspended) => unreachable!("no row limit"),
