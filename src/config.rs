@@ -25,6 +25,9 @@ pub struct ServerConfig {
     pub target_partitions: Option<usize>,
     /// Seconds to let running statements finish on shutdown.
     pub shutdown_timeout_secs: u64,
+    /// Small writes are logged, then committed to Iceberg at least this
+    /// often (milliseconds; default 1000).
+    pub flush_interval_ms: Option<u64>,
 }
 
 impl Default for ServerConfig {
@@ -37,6 +40,7 @@ impl Default for ServerConfig {
             memory_limit: None,
             target_partitions: None,
             shutdown_timeout_secs: 30,
+            flush_interval_ms: None,
         }
     }
 }
@@ -91,6 +95,13 @@ impl ServerConfig {
         }
         if let Some(v) = env("FEATUREDB_MEMORY_LIMIT") {
             config.memory_limit = Some(v);
+        }
+        if let Some(v) = env("FEATUREDB_FLUSH_INTERVAL_MS") {
+            config.flush_interval_ms = Some(v.parse().map_err(|_| {
+                Error::InvalidParameterValue(format!(
+                    "FEATUREDB_FLUSH_INTERVAL_MS: not a number: {v}"
+                ))
+            })?);
         }
         if let Some(v) = env("FEATUREDB_TARGET_PARTITIONS") {
             config.target_partitions = Some(v.parse().map_err(|_| {

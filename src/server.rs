@@ -58,6 +58,9 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         options.target_partitions = partitions.max(1);
     }
     options.memory_limit = config.memory_limit_bytes()?;
+    if let Some(ms) = config.flush_interval_ms {
+        options.flush.max_age = Duration::from_millis(ms.max(1));
+    }
     let engine = Engine::open(&data_dir, options).await?;
 
     let listener = TcpListener::bind(&config.listen)
@@ -107,6 +110,9 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         tracing::warn!("statements still running after {timeout:?}; exiting anyway");
         connections.abort_all();
     }
+    // Logged writes are durable already; committing them now just spares
+    // the next start a replay.
+    server.engine.offline.flush_all().await;
     tracing::info!("shutdown complete");
     Ok(())
 }

@@ -188,3 +188,118 @@ async fn sigterm_shuts_down_cleanly_and_idle_clients_are_told() {
     assert!(status.success(), "{status:?}");
     assert!(client.simple_query("SELECT 1").await.is_err());
 }
+
+fn parquet_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Small INSERTs are acknowledged from the write-ahead log and committed to
+/// Iceberg in one snapshot shortly after; a COPY commits the logged rows
+/// first.
+#[tokio::test(flavor = "multi_thread")]
+async fn small_writes_are_logged_then_committed_in_batches() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE small (id BIGINT)")
+        .await
+        .unwrap();
+    for id in 0..50i64 {
+        client
+            .execute("INSERT INTO small VALUES ($1)", &[&id])
+            .await
+            .unwrap();
+    }
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM small", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 50, "logged rows are visible at once");
+    let data = server.data_dir.join("warehouse/public/small/data");
+    // Within the flush interval the 50 INSERTs become one data file.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while parquet_files(&data) == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(parquet_files(&data), 1);
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM small", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 50, "rows are not read twice once committed");
+    // The log is emptied once its rows are committed.
+    let wal_files: usize = std::fs::read_dir(server.data_dir.join("wal"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|table| {
+            std::fs::read_dir(table.path())
+                .map(|d| d.count())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(wal_files, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logged_rows_survive_kill_and_are_committed_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    {
+        let mut server =
+            TestServer::start_with(&data_dir, &[("FEATUREDB_FLUSH_INTERVAL_MS", "600000")]);
+        let client = server.client().await;
+        client
+            .batch_execute("CREATE TABLE k (id BIGINT, note TEXT)")
+            .await
+            .unwrap();
+        for id in 0..20i64 {
+            client
+                .execute("INSERT INTO k VALUES ($1, 'logged')", &[&id])
+                .await
+                .unwrap();
+        }
+        server.kill();
+    }
+    let mut server =
+        TestServer::start_with(&data_dir, &[("FEATUREDB_FLUSH_INTERVAL_MS", "600000")]);
+    let client = server.client().await;
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM k", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 20, "replayed from the log");
+    // A direct commit (COPY) takes the logged rows with it.
+    {
+        use futures::SinkExt;
+        let sink = client.copy_in("COPY k FROM STDIN").await.unwrap();
+        futures::pin_mut!(sink);
+        let mut data = String::new();
+        for id in 100..20_100 {
+            data.push_str(&format!("{id}\tcopied\n"));
+        }
+        sink.send(bytes::Bytes::from(data)).await.unwrap();
+        sink.finish().await.unwrap();
+    }
+    assert!(server.stop().success());
+    let server = TestServer::start_in(&data_dir);
+    let client = server.client().await;
+    let row = client
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE note = 'logged') FROM k",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 20_020);
+    assert_eq!(row.get::<_, i64>(1), 20);
+}

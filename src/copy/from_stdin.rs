@@ -154,9 +154,19 @@ impl CopyFromStdin {
     }
 
     /// CopyDone: parses what is left, writes and commits. Returns the row
-    /// count for the `COPY n` tag.
+    /// count for the `COPY n` tag. A COPY small enough to fit one batch goes
+    /// through the table's write-ahead log, like a small INSERT.
     pub async fn finish(mut self) -> Result<u64> {
         self.parse_buffered(true).await?;
+        if self.rows == 0 {
+            let batch = self.take_batch()?;
+            let rows = batch.as_ref().map(|b| b.num_rows() as u64).unwrap_or(0);
+            if let Some(batch) = batch {
+                self.table.append_logged(batch).await?;
+            }
+            // Dropping the unused writer deletes nothing: it wrote nothing.
+            return Ok(rows);
+        }
         self.flush_batch().await?;
         let (reply, result) = oneshot::channel();
         if self
@@ -340,13 +350,25 @@ impl CopyFromStdin {
     }
 
     async fn flush_batch(&mut self) -> Result<()> {
+        let Some(batch) = self.take_batch()? else {
+            return Ok(());
+        };
+        self.rows += batch.num_rows() as u64;
+        if self.writer.send(WriterMessage::Batch(batch)).await.is_err() {
+            return Err(self.writer_failure().await);
+        }
+        Ok(())
+    }
+
+    /// The rows parsed since the last batch, as a batch of the table.
+    fn take_batch(&mut self) -> Result<Option<RecordBatch>> {
         let rows = if self.options.format == CopyFormat::Binary {
             self.binary_values.first().map(Vec::len).unwrap_or(0)
         } else {
             self.rows_in_batch
         };
         if rows == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let copied: Vec<ArrayRef> = if self.options.format == CopyFormat::Binary {
             self.columns
@@ -378,13 +400,8 @@ impl CopyFromStdin {
                 None => new_null_array(field.data_type(), rows),
             })
             .collect();
-        let batch = RecordBatch::try_new(schema, arrays)?;
-        self.rows += rows as u64;
         self.rows_in_batch = 0;
-        if self.writer.send(WriterMessage::Batch(batch)).await.is_err() {
-            return Err(self.writer_failure().await);
-        }
-        Ok(())
+        Ok(Some(RecordBatch::try_new(schema, arrays)?))
     }
 
     /// PostgreSQL's binary COPY: signature, flags, header extension, then

@@ -35,6 +35,8 @@ pub struct EngineOptions {
     pub batch_size: usize,
     /// Memory all queries together may use before spilling or failing.
     pub memory_limit: Option<usize>,
+    /// When logged small writes are committed to Iceberg.
+    pub flush: crate::offline::FlushPolicy,
 }
 
 impl Default for EngineOptions {
@@ -45,6 +47,7 @@ impl Default for EngineOptions {
                 .unwrap_or(2),
             batch_size: 8192,
             memory_limit: None,
+            flush: crate::offline::FlushPolicy::default(),
         }
     }
 }
@@ -63,6 +66,7 @@ impl Engine {
     /// queries that spill.
     pub async fn open(data_dir: &Path, options: EngineOptions) -> Result<Arc<Self>> {
         let offline = Arc::new(OfflineStore::open(data_dir).await?);
+        offline.start_flusher(options.flush);
         let spill_dir = data_dir.join("tmp");
         if spill_dir.exists() {
             // Spill files of a previous process are garbage.

@@ -5,9 +5,10 @@ pub mod schema;
 pub mod storage;
 pub mod store;
 pub mod table;
+pub mod wal;
 pub mod writer;
 
 pub use provider::IcebergTableProvider;
-pub use store::{CATALOG_NAME, OfflineStore};
+pub use store::{CATALOG_NAME, FlushPolicy, OfflineStore};
 pub use table::TableHandle;
 pub use writer::{DataFileWriter, WrittenFiles};

@@ -12,6 +12,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::{Statistics, project_schema};
@@ -20,6 +22,7 @@ use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::error::{DataFusionError, Result as DFResult};
@@ -28,14 +31,20 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::limit::GlobalLimitExec;
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan};
 use futures::TryStreamExt;
 use iceberg_datafusion::physical_plan::convert_filters_to_predicate;
 
 use super::storage::local_path;
-use super::table::TableHandle;
+use super::table::{ReadView, TableHandle};
 use super::writer::DataFileWriter;
 use crate::error::Error;
+
+/// Inserts up to this many rows (and bytes) go through the write-ahead log.
+const SMALL_WRITE_ROWS: usize = 10_000;
+const SMALL_WRITE_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug)]
 pub struct IcebergTableProvider {
@@ -73,13 +82,80 @@ impl TableProvider for IcebergTableProvider {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        // The snapshot is fixed here: a query reads one committed state even
-        // if appends land while it runs.
-        let table = self.table.current().map_err(Error::into_datafusion)?;
+        // The snapshot and the tail are fixed here: a query reads one
+        // committed state even if writes land while it runs.
+        let view = self.table.read_view().map_err(Error::into_datafusion)?;
+        let schema = self.schema();
+        let files = self
+            .files_scan(state, &view, projection, filters, limit)
+            .await?;
+        let tail = (!view.tail.is_empty())
+            .then(|| {
+                MemorySourceConfig::try_new_exec(
+                    std::slice::from_ref(&view.tail),
+                    schema.clone(),
+                    projection.cloned(),
+                )
+                .map(|exec| exec as Arc<dyn ExecutionPlan>)
+            })
+            .transpose()?;
+        let plan = match (files, tail) {
+            (Some(files), Some(tail)) => {
+                let union = UnionExec::try_new(vec![files, tail])?;
+                // The file scan applied the limit; the union must too.
+                match limit {
+                    Some(limit) => Arc::new(GlobalLimitExec::new(union, 0, Some(limit))),
+                    None => union,
+                }
+            }
+            (Some(files), None) => files,
+            (None, Some(tail)) => tail,
+            (None, None) => Arc::new(EmptyExec::new(project_schema(&schema, projection)?)),
+        };
+        Ok(plan)
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DFResult<Vec<TableProviderFilterPushDown>> {
+        // Filters prune files (Iceberg manifests) and row groups (Parquet
+        // statistics) but are re-applied on the rows.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        if insert_op != InsertOp::Append {
+            return Err(DataFusionError::NotImplemented(format!(
+                "{insert_op} is not supported: featuredb tables are append-only"
+            )));
+        }
+        let sink = Arc::new(IcebergSink {
+            table: self.table.clone(),
+        });
+        Ok(Arc::new(DataSinkExec::new(input, sink, None)))
+    }
+}
+
+impl IcebergTableProvider {
+    /// Scans the data files of the view's snapshot (`None` if it has none).
+    async fn files_scan(
+        &self,
+        state: &dyn Session,
+        view: &ReadView,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Option<Arc<dyn ExecutionPlan>>> {
+        let table = &view.table;
         let schema = self.schema();
         let Some(snapshot) = table.metadata().current_snapshot() else {
-            let projected = project_schema(&schema, projection)?;
-            return Ok(Arc::new(EmptyExec::new(projected)));
+            return Ok(None);
         };
 
         let mut scan = table
@@ -116,8 +192,7 @@ impl TableProvider for IcebergTableProvider {
             ));
         }
         if files.is_empty() {
-            let projected = project_schema(&schema, projection)?;
-            return Ok(Arc::new(EmptyExec::new(projected)));
+            return Ok(None);
         }
 
         let target_partitions = state.config().target_partitions().max(1);
@@ -130,33 +205,7 @@ impl TableProvider for IcebergTableProvider {
             .with_limit(limit)
             .with_statistics(Statistics::new_unknown(&schema))
             .build();
-        format.create_physical_plan(state, config).await
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DFResult<Vec<TableProviderFilterPushDown>> {
-        // Filters prune files (Iceberg manifests) and row groups (Parquet
-        // statistics) but are re-applied on the rows.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
-    }
-
-    async fn insert_into(
-        &self,
-        _state: &dyn Session,
-        input: Arc<dyn ExecutionPlan>,
-        insert_op: InsertOp,
-    ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        if insert_op != InsertOp::Append {
-            return Err(DataFusionError::NotImplemented(format!(
-                "{insert_op} is not supported: featuredb tables are append-only"
-            )));
-        }
-        let sink = Arc::new(IcebergSink {
-            table: self.table.clone(),
-        });
-        Ok(Arc::new(DataSinkExec::new(input, sink, None)))
+        Ok(Some(format.create_physical_plan(state, config).await?))
     }
 }
 
@@ -205,18 +254,56 @@ impl DataSink for IcebergSink {
         self.table.arrow_schema_ref()
     }
 
+    /// Small inserts go to the table's write-ahead log (fast, and no
+    /// Iceberg commit each); larger ones are written as data files and
+    /// committed directly.
     async fn write_all(
         &self,
         mut data: SendableRecordBatchStream,
         _context: &Arc<TaskContext>,
     ) -> DFResult<u64> {
-        let mut writer = DataFileWriter::new(self.table.clone())
-            .await
-            .map_err(Error::into_datafusion)?;
+        let mut buffered: Vec<RecordBatch> = Vec::new();
+        let mut buffered_rows = 0usize;
+        let mut buffered_bytes = 0usize;
+        let mut writer: Option<DataFileWriter> = None;
         while let Some(batch) = data.try_next().await? {
+            if writer.is_none()
+                && buffered_rows + batch.num_rows() <= SMALL_WRITE_ROWS
+                && buffered_bytes + batch.get_array_memory_size() <= SMALL_WRITE_BYTES
+            {
+                buffered_rows += batch.num_rows();
+                buffered_bytes += batch.get_array_memory_size();
+                buffered.push(batch);
+                continue;
+            }
+            let writer = match writer.as_mut() {
+                Some(writer) => writer,
+                None => {
+                    let mut new = DataFileWriter::new(self.table.clone())
+                        .await
+                        .map_err(Error::into_datafusion)?;
+                    for pending in buffered.drain(..) {
+                        new.write(pending).await.map_err(Error::into_datafusion)?;
+                    }
+                    writer.insert(new)
+                }
+            };
             writer.write(batch).await.map_err(Error::into_datafusion)?;
         }
-        let written = writer.finish().await.map_err(Error::into_datafusion)?;
-        written.commit().await.map_err(Error::into_datafusion)
+        match writer {
+            Some(writer) => {
+                let written = writer.finish().await.map_err(Error::into_datafusion)?;
+                written.commit().await.map_err(Error::into_datafusion)
+            }
+            None => {
+                let batch = concat_batches(&self.table.arrow_schema(), &buffered)?;
+                let rows = batch.num_rows() as u64;
+                self.table
+                    .append_logged(batch)
+                    .await
+                    .map_err(Error::into_datafusion)?;
+                Ok(rows)
+            }
+        }
     }
 }

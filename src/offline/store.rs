@@ -26,9 +26,35 @@ use crate::error::{Error, Result};
 /// The Iceberg catalog name other engines must use to open our catalog.
 pub const CATALOG_NAME: &str = "featuredb";
 
+/// When logged small writes are committed to Iceberg.
+#[derive(Debug, Clone, Copy)]
+pub struct FlushPolicy {
+    /// Commit when the tail is older than this…
+    pub max_age: std::time::Duration,
+    /// …or holds this many rows…
+    pub max_rows: usize,
+    /// …or this many bytes.
+    pub max_bytes: usize,
+    /// How often tails are checked.
+    pub check_interval: std::time::Duration,
+}
+
+impl Default for FlushPolicy {
+    fn default() -> Self {
+        Self {
+            max_age: std::time::Duration::from_secs(1),
+            max_rows: 100_000,
+            max_bytes: 64 * 1024 * 1024,
+            check_interval: std::time::Duration::from_millis(100),
+        }
+    }
+}
+
 pub struct OfflineStore {
     catalog: Arc<dyn Catalog>,
     warehouse: PathBuf,
+    /// Write-ahead logs of small writes, one directory per table.
+    wal_root: PathBuf,
     state: RwLock<StoreState>,
     ddl: tokio::sync::Mutex<()>,
 }
@@ -65,6 +91,7 @@ impl OfflineStore {
         let store = Self {
             catalog: Arc::new(catalog),
             warehouse,
+            wal_root: data_dir.join("wal"),
             state: RwLock::new(StoreState::default()),
             ddl: tokio::sync::Mutex::new(()),
         };
@@ -111,7 +138,55 @@ impl OfflineStore {
 
     async fn load_table(&self, ident: &TableIdent, name: QualifiedName) -> Result<TableHandle> {
         let table = self.catalog.load_table(ident).await?;
-        TableHandle::new(name, table, self.catalog.clone())
+        TableHandle::open(name, table, self.catalog.clone(), &self.wal_root)
+    }
+
+    /// Every table, for the flusher.
+    fn all_tables(&self) -> Vec<Arc<TableHandle>> {
+        self.read_state()
+            .map(|s| {
+                s.schemas
+                    .values()
+                    .flat_map(|t| t.values().cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Starts the background task that commits tables' logged writes to
+    /// Iceberg when their tail is large or old enough.
+    pub fn start_flusher(self: &Arc<Self>, policy: FlushPolicy) {
+        let store = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(policy.check_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(store) = store.upgrade() else { return };
+                for table in store.all_tables() {
+                    let stats = table.tail_stats();
+                    let due = stats.rows >= policy.max_rows
+                        || stats.bytes >= policy.max_bytes
+                        || stats.age.is_some_and(|age| age >= policy.max_age);
+                    if due && stats.rows > 0 {
+                        tokio::spawn(async move {
+                            if let Err(e) = table.flush().await {
+                                tracing::warn!(table = %table.name, error = %e, "flushing logged writes failed; will retry");
+                            }
+                        });
+                    }
+                }
+            }
+        });
+    }
+
+    /// Commits every table's logged writes (at shutdown).
+    pub async fn flush_all(&self) {
+        for table in self.all_tables() {
+            if let Err(e) = table.flush().await {
+                tracing::warn!(table = %table.name, error = %e, "flushing logged writes at shutdown failed; they stay in the log");
+            }
+        }
     }
 
     fn read_state(&self) -> Result<std::sync::RwLockReadGuard<'_, StoreState>> {
@@ -268,7 +343,12 @@ impl OfflineStore {
             .build();
         let namespace = NamespaceIdent::new(name.schema.clone());
         let table = self.catalog.create_table(&namespace, creation).await?;
-        let handle = Arc::new(TableHandle::new(name.clone(), table, self.catalog.clone())?);
+        let handle = Arc::new(TableHandle::open(
+            name.clone(),
+            table,
+            self.catalog.clone(),
+            &self.wal_root,
+        )?);
         self.write_state()?
             .schemas
             .entry(name.schema.clone())
@@ -320,7 +400,7 @@ impl OfflineStore {
             state.broken.remove(&QualifiedName::new(schema, table));
         }
         if let Some(handle) = handle {
-            handle.mark_dropped();
+            handle.mark_dropped().await;
         }
         if let Some(location) = location {
             let path = local_path(&location);

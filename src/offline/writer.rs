@@ -112,6 +112,16 @@ impl WrittenFiles {
         self.rows
     }
 
+    /// The data files, for a commit the caller makes itself.
+    pub fn files(&self) -> &[DataFile] {
+        &self.files
+    }
+
+    /// The files were committed by the caller: keep them.
+    pub fn disarm(mut self) {
+        self.cleanup.armed = false;
+    }
+
     /// Merges files written in parallel for the same table.
     pub fn absorb(&mut self, mut other: WrittenFiles) {
         self.files.append(&mut std::mem::take(&mut other.files));
@@ -210,11 +220,10 @@ fn writer_properties(definition: &featuredb_catalog::TableSchemaDef) -> WriterPr
     builder.build()
 }
 
-/// Checks constraints and converts a batch in declared types to the storage
-/// layout (e.g. SMALLINT widened to Iceberg's int).
-pub fn to_storage_batch(table: &TableHandle, batch: RecordBatch) -> Result<RecordBatch> {
+/// Checks the columns' declared constraints (NOT NULL, VARCHAR(n)) on a
+/// batch in the table's column order.
+pub fn check_constraints(table: &TableHandle, batch: &RecordBatch) -> Result<()> {
     let def = table.definition();
-    let storage_schema = table.storage_schema();
     if batch.num_columns() != def.columns.len() {
         return Err(Error::internal(format!(
             "batch for {} has {} columns, table has {}",
@@ -223,13 +232,7 @@ pub fn to_storage_batch(table: &TableHandle, batch: RecordBatch) -> Result<Recor
             def.columns.len()
         )));
     }
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
-    for ((column, array), field) in def
-        .columns
-        .iter()
-        .zip(batch.columns())
-        .zip(storage_schema.fields())
-    {
+    for (column, array) in def.columns.iter().zip(batch.columns()) {
         if !column.nullable && array.null_count() > 0 {
             return Err(Error::NotNullViolation {
                 table: table.name.name.clone(),
@@ -242,6 +245,17 @@ pub fn to_storage_batch(table: &TableHandle, batch: RecordBatch) -> Result<Recor
         {
             check_varchar_length(array, max_len)?;
         }
+    }
+    Ok(())
+}
+
+/// Checks constraints and converts a batch in declared types to the storage
+/// layout (e.g. SMALLINT widened to Iceberg's int).
+pub fn to_storage_batch(table: &TableHandle, batch: RecordBatch) -> Result<RecordBatch> {
+    check_constraints(table, &batch)?;
+    let storage_schema = table.storage_schema();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (array, field) in batch.columns().iter().zip(storage_schema.fields()) {
         let converted = if array.data_type() == field.data_type() {
             array.clone()
         } else {
