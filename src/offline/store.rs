@@ -130,10 +130,36 @@ impl OfflineStore {
             }
             schemas.insert(schema, tables);
         }
+        if broken.is_empty() {
+            self.remove_orphaned_logs(&schemas);
+        }
         let mut state = self.write_state()?;
         state.schemas = schemas;
         state.broken = broken;
         Ok(())
+    }
+
+    /// Deletes write-ahead logs of tables that no longer exist (dropped
+    /// while the server stopped between the catalog update and the log
+    /// deletion). Only called when every table loaded, so that no live
+    /// table's log can be mistaken for an orphan.
+    fn remove_orphaned_logs(&self, schemas: &BTreeMap<String, BTreeMap<String, Arc<TableHandle>>>) {
+        let live: std::collections::HashSet<String> = schemas
+            .values()
+            .flat_map(|tables| tables.values())
+            .filter_map(|t| t.current().ok())
+            .map(|t| t.metadata().uuid().to_string())
+            .collect();
+        let Ok(entries) = std::fs::read_dir(&self.wal_root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if !live.contains(&name) {
+                tracing::info!(log = %entry.path().display(), "removing the write-ahead log of a dropped table");
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 
     async fn load_table(&self, ident: &TableIdent, name: QualifiedName) -> Result<TableHandle> {
