@@ -18,8 +18,82 @@ mod common;
 use std::path::PathBuf;
 
 use common::TestServer;
-use sqllogictest::Runner;
+use sqllogictest::{AsyncDB, DBOutput, Runner};
 use sqllogictest_engines::postgres::{PostgresExtended, PostgresSimple};
+
+/// An engine whose errors read like psql's verbose ones (`ERROR:  42P01:
+/// message`, then `DETAIL:`/`HINT:` lines), so `statement error <regex>`
+/// can pin the SQLSTATE and the message together; tokio-postgres's own
+/// error text is only "db error".
+struct WithMessages<D>(D);
+
+#[derive(Debug)]
+struct ServerError {
+    text: String,
+    sqlstate: Option<String>,
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl From<tokio_postgres::Error> for ServerError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        match error.as_db_error() {
+            Some(db) => {
+                let mut text =
+                    format!("{}:  {}: {}", db.severity(), db.code().code(), db.message());
+                if let Some(detail) = db.detail() {
+                    text.push_str(&format!("\nDETAIL:  {detail}"));
+                }
+                if let Some(hint) = db.hint() {
+                    text.push_str(&format!("\nHINT:  {hint}"));
+                }
+                Self {
+                    text,
+                    sqlstate: Some(db.code().code().to_string()),
+                }
+            }
+            None => Self {
+                text: format!("{error:?}"),
+                sqlstate: None,
+            },
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<D> AsyncDB for WithMessages<D>
+where
+    D: AsyncDB<Error = tokio_postgres::Error> + Send,
+{
+    type Error = ServerError;
+    type ColumnType = D::ColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<Self::ColumnType>, ServerError> {
+        Ok(self.0.run(sql).await?)
+    }
+
+    async fn shutdown(&mut self) {
+        self.0.shutdown().await
+    }
+
+    fn engine_name(&self) -> &str {
+        self.0.engine_name()
+    }
+
+    async fn sleep(duration: std::time::Duration) {
+        tokio::time::sleep(duration).await
+    }
+
+    fn error_sql_state(error: &ServerError) -> Option<String> {
+        error.sqlstate.clone()
+    }
+}
 
 fn slt_files() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
@@ -60,7 +134,12 @@ async fn sqllogictest_files() {
             let result = if protocol == "simple" {
                 let mut runner = Runner::new(move || {
                     let config = config.clone();
-                    async move { PostgresSimple::connect(config).await }
+                    async move {
+                        PostgresSimple::connect(config)
+                            .await
+                            .map(WithMessages)
+                            .map_err(ServerError::from)
+                    }
                 });
                 runner.add_label(label);
                 runner.add_label(protocol);
@@ -68,7 +147,12 @@ async fn sqllogictest_files() {
             } else {
                 let mut runner = Runner::new(move || {
                     let config = config.clone();
-                    async move { PostgresExtended::connect(config).await }
+                    async move {
+                        PostgresExtended::connect(config)
+                            .await
+                            .map(WithMessages)
+                            .map_err(ServerError::from)
+                    }
                 });
                 runner.add_label(label);
                 runner.add_label(protocol);
