@@ -21,8 +21,34 @@ pub enum Error {
         position: Option<usize>,
     },
 
+    /// A feature view or service named where one must exist (42P01, as
+    /// for any relation, with the kind in the message).
+    #[error("{kind} \"{name}\" does not exist")]
+    UndefinedRelation { kind: &'static str, name: String },
+
     #[error("schema \"{0}\" does not exist")]
     UndefinedSchema(String),
+
+    /// An entity, feature view version or other registry object that does
+    /// not exist (42704).
+    #[error("{message}")]
+    UndefinedObject { message: String },
+
+    /// A registry object that already exists (42710).
+    #[error("{message}")]
+    DuplicateObject { message: String },
+
+    /// A definition that is invalid: missing key or timestamp column, wrong
+    /// type, cycle (42P17 invalid_object_definition).
+    #[error("{message}")]
+    InvalidDefinition {
+        message: String,
+        detail: Option<String>,
+    },
+
+    /// Dropping something others depend on without CASCADE (2BP01).
+    #[error("cannot drop {object} because other objects depend on it")]
+    DependentObjectsExist { object: String, detail: String },
 
     #[error("relation \"{0}\" already exists")]
     DuplicateTable(String),
@@ -190,5 +216,11 @@ impl From<Error> for DataFusionError {
 impl From<datafusion::arrow::error::ArrowError> for Error {
     fn from(err: datafusion::arrow::error::ArrowError) -> Self {
         Error::DataFusion(DataFusionError::ArrowError(Box::new(err), None))
+    }
+}
+
+impl From<featuredb_catalog::RegistryError> for Error {
+    fn from(err: featuredb_catalog::RegistryError) -> Self {
+        Error::Internal(err.to_string())
     }
 }

@@ -1,13 +1,21 @@
 //! featuredb's registry: the object model shared by every layer.
 //!
-//! This crate holds no I/O. It names things (databases, schemas, tables) and
-//! defines the column type system that the dialect parses into, the offline
-//! store persists, and the wire layer describes to clients.
+//! It names things (databases, schemas, tables), defines the column type
+//! system that the dialect parses into, the offline store persists and the
+//! wire layer describes to clients, and holds the feature registry: its
+//! model (`registry`) and its transactional persistence (`store`).
 
 pub mod names;
+pub mod registry;
+pub mod store;
 pub mod types;
 
 pub use names::{
     DEFAULT_DATABASE, DEFAULT_SCHEMA, QualifiedName, SYSTEM_SCHEMAS, is_system_schema,
 };
+pub use registry::{
+    ColumnRole, Dependency, Entity, FeatureService, FeatureServiceVersion, FeatureView,
+    FeatureViewVersion, KeyColumn, ObjectKind, RegistryState, ServiceFeature, ViewColumn,
+};
+pub use store::{Registry, RegistryError, RegistryLock, RegistryTransaction};
 pub use types::{ColumnDef, ColumnType, TableSchemaDef};

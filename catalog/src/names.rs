@@ -19,7 +19,9 @@ pub fn is_system_schema(schema: &str) -> bool {
 
 /// A schema-qualified object name, already normalised (unquoted identifiers
 /// lower-cased, as PostgreSQL does).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct QualifiedName {
     pub schema: String,
     pub name: String,

@@ -60,6 +60,34 @@ impl ParseError {
         self
     }
 
+    /// Wraps sqlparser's error as is; [`ParseError::locate`] later turns the
+    /// location in its message into a position.
+    pub(crate) fn from_raw(err: ParserError) -> Self {
+        let message = match err {
+            ParserError::TokenizerError(m) | ParserError::ParserError(m) => m,
+            ParserError::RecursionLimitExceeded => "statement is nested too deeply".to_string(),
+        };
+        Self::syntax(message)
+    }
+
+    /// Resolves a location left in the message by [`ParseError::from_raw`].
+    pub(crate) fn locate(self, text: &str) -> Self {
+        if self.position.is_some() || self.kind != ParseErrorKind::Syntax {
+            return self;
+        }
+        let (message, position) = split_location(&self.message, text);
+        let message = if message.starts_with("syntax error") {
+            message
+        } else {
+            format!("syntax error: {message}")
+        };
+        Self {
+            message,
+            position,
+            ..self
+        }
+    }
+
     /// Converts sqlparser's error, recovering the position it embeds in the
     /// message ("… at Line: 1, Column: 8").
     pub(crate) fn from_parser(err: ParserError, text: &str) -> Self {

@@ -7,15 +7,19 @@
 //! crate performs no I/O and knows nothing about what exists in the catalog.
 
 pub mod copy;
+pub mod dialect;
 pub mod error;
+pub mod feature;
 pub mod names;
 pub mod parser;
 pub mod session;
 pub mod split;
 pub mod statement;
+pub mod temporal;
 pub mod types;
 
 pub use datafusion::sql::sqlparser;
+pub use dialect::FeatureDbDialect;
 pub use error::{ParseError, ParseErrorKind};
 pub use parser::{parse_query, parse_statement};
 pub use split::{StatementText, split_statements};

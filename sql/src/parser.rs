@@ -1,12 +1,12 @@
 //! Parsing one statement's text into a [`Statement`].
 
 use datafusion::sql::sqlparser::ast::{self, ColumnOption, ObjectType, SchemaName};
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Token;
 use featuredb_catalog::ColumnDef;
 
 use crate::copy::copy_statement;
+use crate::dialect::FeatureDbDialect;
 use crate::error::ParseError;
 use crate::names::{normalize_ident, object_ref, schema_name};
 use crate::session::{TransactionStatement, reset_statement, set_statement, show_statement};
@@ -33,6 +33,21 @@ pub fn parse_statement(sql: &str) -> Result<Statement, ParseError> {
     if let Some(statement) = parse_special(sql) {
         return Ok(statement);
     }
+    let rewritten = crate::temporal::rewrite(sql)?;
+    let sql_for_parser: &str = &rewritten;
+    let dialect = FeatureDbDialect::default();
+    {
+        let mut parser = Parser::new(&dialect)
+            .try_with_sql(sql_for_parser)
+            .map_err(|e| ParseError::from_parser(e, sql))?;
+        if crate::feature::is_feature_statement(&parser) {
+            let statement = crate::feature::parse_feature_statement(&mut parser)
+                .map_err(|e| e.locate(sql_for_parser))?;
+            expect_end(&mut parser, sql_for_parser)?;
+            return Ok(Statement::Feature(statement));
+        }
+    }
+    let sql = sql_for_parser;
     // sqlparser's COPY … FROM STDIN grammar wants a semicolon followed by
     // inline data; the data arrives separately over the wire, so give it an
     // empty payload.
@@ -47,14 +62,18 @@ pub fn parse_statement(sql: &str) -> Result<Statement, ParseError> {
     } else {
         sql
     };
-    let dialect = PostgreSqlDialect {};
     let mut parser = Parser::new(&dialect)
         .try_with_sql(text)
         .map_err(|e| ParseError::from_parser(e, sql))?;
     let statement = parser
         .parse_statement()
         .map_err(|e| ParseError::from_parser(e, sql))?;
-    // Allow one trailing semicolon, nothing else.
+    expect_end(&mut parser, sql)?;
+    classify(statement)
+}
+
+/// Allows one trailing semicolon, nothing else.
+fn expect_end(parser: &mut Parser, sql: &str) -> Result<(), ParseError> {
     let _ = parser.consume_token(&Token::SemiColon);
     let next = parser.peek_token();
     if next.token != Token::EOF {
@@ -66,7 +85,7 @@ pub fn parse_statement(sql: &str) -> Result<Statement, ParseError> {
             sql,
         ));
     }
-    classify(statement)
+    Ok(())
 }
 
 /// Marker column list for `FORCE_QUOTE *`, which sqlparser's grammar lacks.
@@ -120,6 +139,11 @@ fn parse_special(sql: &str) -> Option<Statement> {
         ["abort"] | ["abort", "transaction"] | ["abort", "work"] => {
             Some(Statement::Transaction(TransactionStatement::Rollback))
         }
+        // PostgreSQL's `RESET TIME ZONE` spelling; sqlparser only knows
+        // `RESET timezone`.
+        ["reset", "time", "zone"] => Some(Statement::Reset(
+            crate::session::ResetStatement::Variable("timezone".into()),
+        )),
         _ => None,
     }
 }

@@ -223,6 +223,10 @@ mod tests {
             parse_statement("RESET ALL").unwrap(),
             Statement::Reset(ResetStatement::All)
         );
+        assert_eq!(
+            parse_statement("reset time  zone;").unwrap(),
+            Statement::Reset(ResetStatement::Variable("timezone".into()))
+        );
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! its own text (for error positions and for COPY, whose sqlparser grammar
 //! would otherwise swallow the rest of the message as inline data).
 
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 
 use crate::error::ParseError;
@@ -22,7 +21,7 @@ pub struct StatementText<'a> {
 
 /// Splits `sql` into statements, dropping empty ones (`;;`, comments only).
 pub fn split_statements(sql: &str) -> Result<Vec<StatementText<'_>>, ParseError> {
-    let dialect = PostgreSqlDialect {};
+    let dialect = crate::dialect::FeatureDbDialect::default();
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(|e| ParseError::from_tokenizer(e, sql))?;

@@ -4,6 +4,7 @@ use datafusion::sql::sqlparser::ast;
 use featuredb_catalog::ColumnDef;
 
 use crate::copy::CopyStatement;
+use crate::feature::FeatureStatement;
 use crate::names::ObjectRef;
 use crate::session::{ResetStatement, SetStatement, ShowStatement, TransactionStatement};
 
@@ -22,6 +23,8 @@ pub enum Statement {
     Transaction(TransactionStatement),
     /// `DISCARD ALL`: back to a fresh session.
     DiscardAll,
+    /// Entities, feature views and feature services.
+    Feature(FeatureStatement),
 }
 
 impl Statement {
@@ -43,6 +46,7 @@ impl Statement {
             Statement::Transaction(TransactionStatement::Commit) => "COMMIT",
             Statement::Transaction(TransactionStatement::Rollback) => "ROLLBACK",
             Statement::DiscardAll => "DISCARD ALL",
+            Statement::Feature(feature) => feature.command_tag(),
         }
     }
 
@@ -57,6 +61,7 @@ impl Statement {
             | Statement::CreateTable(_)
             | Statement::DropTable(_) => true,
             Statement::Copy(copy) => copy.direction == crate::copy::CopyDirection::FromStdin,
+            Statement::Feature(feature) => !matches!(feature, FeatureStatement::Show(_)),
             _ => false,
         }
     }

@@ -7,10 +7,17 @@ use std::any::Any;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::catalog::{CatalogProvider, CatalogProviderList, SchemaProvider, TableProvider};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, SchemaProvider, Session, TableProvider,
+};
+use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DFResult};
-use featuredb_catalog::DEFAULT_DATABASE;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use featuredb_catalog::{ColumnType, DEFAULT_DATABASE, QualifiedName, Registry};
 
+use super::system_tables::{REGISTRY_SCHEMA, RegistrySchema};
 use crate::offline::{IcebergTableProvider, OfflineStore};
 
 #[derive(Debug)]
@@ -19,9 +26,9 @@ pub struct FeatureDbCatalogList {
 }
 
 impl FeatureDbCatalogList {
-    pub fn new(store: Arc<OfflineStore>) -> Self {
+    pub fn new(store: Arc<OfflineStore>, registry: Arc<Registry>) -> Self {
         Self {
-            catalog: Arc::new(FeatureDbCatalog { store }),
+            catalog: Arc::new(FeatureDbCatalog { store, registry }),
         }
     }
 }
@@ -51,6 +58,7 @@ impl CatalogProviderList for FeatureDbCatalogList {
 
 pub struct FeatureDbCatalog {
     store: Arc<OfflineStore>,
+    registry: Arc<Registry>,
 }
 
 impl std::fmt::Debug for FeatureDbCatalog {
@@ -65,13 +73,19 @@ impl CatalogProvider for FeatureDbCatalog {
     }
 
     fn schema_names(&self) -> Vec<String> {
-        self.store.schema_names()
+        let mut names = self.store.schema_names();
+        names.push(REGISTRY_SCHEMA.to_string());
+        names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == REGISTRY_SCHEMA {
+            return Some(Arc::new(RegistrySchema::new(self.registry.clone())));
+        }
         self.store.schema_exists(name).then(|| {
             Arc::new(IcebergSchema {
                 store: self.store.clone(),
+                registry: self.registry.clone(),
                 name: name.to_string(),
             }) as Arc<dyn SchemaProvider>
         })
@@ -88,8 +102,13 @@ impl CatalogProvider for FeatureDbCatalog {
     }
 }
 
+/// A schema: its Iceberg tables, and the feature views and services
+/// defined in it (listed as views, so that `information_schema` and BI tools
+/// see them; queries reach them through the name resolver, which replaces
+/// them by the subqueries computing them).
 pub struct IcebergSchema {
     store: Arc<OfflineStore>,
+    registry: Arc<Registry>,
     name: String,
 }
 
@@ -106,10 +125,44 @@ impl SchemaProvider for IcebergSchema {
     }
 
     fn table_names(&self) -> Vec<String> {
-        self.store.table_names(&self.name)
+        let registry = self.registry.snapshot();
+        let mut names = self.store.table_names(&self.name);
+        names.extend(
+            registry
+                .views
+                .keys()
+                .chain(registry.services.keys())
+                .filter(|n| n.schema == self.name)
+                .map(|n| n.name.clone()),
+        );
+        names
     }
 
     async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        let registry = self.registry.snapshot();
+        let qualified = QualifiedName::new(&self.name, name);
+        if let Some(view) = registry.views.get(&qualified) {
+            let fields = view
+                .current()
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), c.column_type.clone()));
+            return Ok(Some(Arc::new(RegistryRelation::new(qualified, fields))));
+        }
+        if let Some(service) = registry.services.get(&qualified) {
+            let current = service.current();
+            let fields = current
+                .keys
+                .iter()
+                .map(|k| (k.name.clone(), Some(k.data_type.clone())))
+                .chain(
+                    current
+                        .features
+                        .iter()
+                        .map(|f| (f.output_name.clone(), f.column_type.clone())),
+                );
+            return Ok(Some(Arc::new(RegistryRelation::new(qualified, fields))));
+        }
         if let Some(reason) = self.store.broken_table(&self.name, name) {
             return Err(DataFusionError::Execution(format!(
                 "table {}.{name} cannot be read: {reason}",
@@ -133,6 +186,67 @@ impl SchemaProvider for IcebergSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
+        let registry = self.registry.snapshot();
+        let qualified = QualifiedName::new(&self.name, name);
         self.store.table(&self.name, name).is_some()
+            || registry.views.contains_key(&qualified)
+            || registry.services.contains_key(&qualified)
+    }
+}
+
+/// A feature view or service as DataFusion's catalog sees it: a view with
+/// columns. It is never scanned; the name resolver replaces references to
+/// it before planning.
+#[derive(Debug)]
+pub struct RegistryRelation {
+    name: QualifiedName,
+    schema: SchemaRef,
+}
+
+impl RegistryRelation {
+    fn new(
+        name: QualifiedName,
+        columns: impl Iterator<Item = (String, Option<ColumnType>)>,
+    ) -> Self {
+        let fields: Vec<Field> = columns
+            .map(|(column, column_type)| {
+                let data_type = column_type
+                    .map(|t| t.to_arrow())
+                    .unwrap_or(datafusion::arrow::datatypes::DataType::Utf8);
+                Field::new(column, data_type, true)
+            })
+            .collect();
+        Self {
+            name,
+            schema: Arc::new(Schema::new(fields)),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for RegistryRelation {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        Err(DataFusionError::Internal(format!(
+            "{} reached the planner without being resolved",
+            self.name
+        )))
     }
 }

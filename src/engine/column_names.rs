@@ -58,6 +58,24 @@ pub fn postgres_column_names(query: &Query, width: usize) -> Vec<Option<String>>
     names
 }
 
+/// PostgreSQL's names for the columns a query's select list spells out,
+/// without planning it; empty when a wildcard makes the list incomplete.
+pub fn explicit_column_names(query: &Query) -> Vec<Option<String>> {
+    let Some(items) = first_select_items(&query.body) else {
+        return Vec::new();
+    };
+    let has_wildcard = items.iter().any(|item| {
+        matches!(
+            item,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+        )
+    });
+    if has_wildcard {
+        return Vec::new();
+    }
+    postgres_column_names(query, items.len())
+}
+
 /// The select list that names a query's columns: for set operations, the
 /// leftmost SELECT's.
 fn first_select_items(body: &SetExpr) -> Option<&Vec<SelectItem>> {

@@ -2,12 +2,15 @@
 
 use datafusion::sql::sqlparser::ast;
 use featuredb_catalog::names::quote_ident;
-use featuredb_catalog::{ColumnDef, ColumnType, QualifiedName, TableSchemaDef, is_system_schema};
+use featuredb_catalog::{
+    ColumnDef, ColumnType, ObjectKind, QualifiedName, TableSchemaDef, is_system_schema,
+};
 use featuredb_sql::Statement;
 use featuredb_sql::copy::{CopyDirection, CopyRelation, CopyStatement};
 use featuredb_sql::names::ObjectRef;
 use featuredb_sql::statement::{CreateSchema, CreateTable, DropObjects};
 
+use super::features::{dependents_closure, describe_dependents};
 use super::outcome::{CommandTag, Notice, Outcome};
 use super::session::Session;
 use crate::copy::{CopyEncoder, CopyFromStdin};
@@ -33,7 +36,12 @@ impl Session {
     }
 
     pub(crate) async fn drop_schemas(&mut self, drop: &DropObjects) -> Result<Outcome> {
+        // The registry transaction serialises this with feature DDL, so no
+        // feature view can appear on a table between the check and the drop.
+        let registry = self.engine.registry.clone();
+        let mut txn = registry.begin().await;
         // Check everything first so that a failing name drops nothing.
+        let mut doomed = Vec::new();
         for name in &drop.names {
             if is_system_schema(&name.name) {
                 return Err(Error::FeatureNotSupported(format!(
@@ -44,18 +52,36 @@ impl Session {
             if !drop.if_exists && !self.engine.offline.schema_exists(&name.name) {
                 return Err(Error::UndefinedSchema(name.name.clone()));
             }
-            if !drop.cascade && !self.engine.offline.table_names(&name.name).is_empty() {
-                let tables = self.engine.offline.table_names(&name.name);
+            let mut contents: Vec<(ObjectKind, QualifiedName)> = self
+                .engine
+                .offline
+                .table_names(&name.name)
+                .into_iter()
+                .map(|t| (ObjectKind::Table, QualifiedName::new(&name.name, t)))
+                .collect();
+            contents.extend(txn.state.objects_in_schema(&name.name));
+            if !drop.cascade && !contents.is_empty() {
                 return Err(Error::DependentObjects {
                     schema: name.name.clone(),
-                    detail: tables
+                    detail: contents
                         .iter()
-                        .map(|t| format!("table {}.{t} depends on schema {}", name.name, name.name))
+                        .map(|(kind, object)| {
+                            format!("{} {object} depends on schema {}", kind.noun(), name.name)
+                        })
                         .collect::<Vec<_>>()
                         .join("\n"),
                 });
             }
+            // Registry objects in the schema, on its tables, and what
+            // depends on them anywhere.
+            for object in dependents_closure(&txn.state, &contents) {
+                if object.0 != ObjectKind::Table && !doomed.contains(&object) {
+                    doomed.push(object);
+                }
+            }
         }
+        self.remove_registry_objects(&mut txn, &doomed, &[]);
+        let _registry_lock = txn.commit_holding_lock().await?;
         for name in &drop.names {
             let dropped = self
                 .engine
@@ -114,6 +140,35 @@ impl Session {
         Err(undefined())
     }
 
+    /// Creates a table, unless a table, feature view or feature service of
+    /// that name exists. Holding the registry's DDL lock while creating keeps
+    /// a concurrent CREATE FEATURE VIEW from taking the same name. Returns
+    /// false when the table already existed and `if_not_exists` was given.
+    async fn create_offline_table(
+        &self,
+        name: &QualifiedName,
+        definition: &TableSchemaDef,
+        if_not_exists: bool,
+    ) -> Result<bool> {
+        let registry = self.engine.registry.clone();
+        let txn = registry.begin().await;
+        let is_registry_relation =
+            txn.state.views.contains_key(name) || txn.state.services.contains_key(name);
+        if is_registry_relation {
+            if if_not_exists {
+                return Ok(false);
+            }
+            return Err(Error::DuplicateTable(name.name.clone()));
+        }
+        let created = self
+            .engine
+            .offline
+            .create_table(name, definition, if_not_exists)
+            .await?;
+        drop(txn);
+        Ok(created.is_some())
+    }
+
     pub(crate) async fn create_table(
         &mut self,
         sql: &str,
@@ -125,11 +180,9 @@ impl Session {
                 columns: create.columns.clone(),
             };
             let created = self
-                .engine
-                .offline
-                .create_table(&name, &definition, create.if_not_exists)
+                .create_offline_table(&name, &definition, create.if_not_exists)
                 .await?;
-            if created.is_none() {
+            if !created {
                 self.notice(Notice::informational(
                     "42P07",
                     format!("relation \"{}\" already exists, skipping", name.name),
@@ -139,13 +192,15 @@ impl Session {
         };
 
         // CREATE TABLE … AS: the query's output defines the columns.
-        if create.if_not_exists
-            && self
-                .engine
-                .offline
-                .table(&name.schema, &name.name)
-                .is_some()
-        {
+        let registry = self.engine.registry.snapshot();
+        let name_taken = self
+            .engine
+            .offline
+            .table(&name.schema, &name.name)
+            .is_some()
+            || registry.views.contains_key(&name)
+            || registry.services.contains_key(&name);
+        if create.if_not_exists && name_taken {
             self.notice(Notice::informational(
                 "42P07",
                 format!("relation \"{}\" already exists, skipping", name.name),
@@ -186,14 +241,7 @@ impl Session {
             });
         }
         let definition = TableSchemaDef { columns };
-        let Some(table) = self
-            .engine
-            .offline
-            .create_table(&name, &definition, false)
-            .await?
-        else {
-            return Err(Error::DuplicateTable(name.name.clone()));
-        };
+        self.create_offline_table(&name, &definition, false).await?;
         let insert_sql = format!(
             "INSERT INTO {}.{} {}",
             quote_ident(&name.schema),
@@ -218,7 +266,6 @@ impl Session {
             Ok(rows) => Ok(Outcome::Command(CommandTag::with_rows("SELECT", rows))),
             Err(e) => {
                 // Do not leave a half-made table behind.
-                drop(table);
                 if let Err(drop_error) = self.engine.offline.drop_table(&name, true).await {
                     tracing::warn!(table = %name, error = %drop_error, "could not remove table after failed CREATE TABLE AS");
                 }
@@ -228,24 +275,44 @@ impl Session {
     }
 
     pub(crate) async fn drop_tables(&mut self, drop: &DropObjects) -> Result<Outcome> {
+        // Held from the dependents check to the drop: see drop_schemas.
+        let registry = self.engine.registry.clone();
+        let mut txn = registry.begin().await;
         let mut targets = Vec::new();
         for name in &drop.names {
             match self.lookup_table(name) {
-                Ok(table) => targets.push(Some(table.name.clone())),
+                Ok(table) => targets.push((ObjectKind::Table, table.name.clone())),
                 Err(Error::UndefinedTable { .. }) if drop.if_exists => {
                     self.notice(Notice::informational(
                         "00000",
                         format!("table \"{}\" does not exist, skipping", name.name),
                     ));
-                    targets.push(None);
                 }
                 Err(e) => return Err(e),
             }
         }
-        for target in targets.into_iter().flatten() {
+        // Feature views reading the tables go with them only on CASCADE.
+        let closure = dependents_closure(&txn.state, &targets);
+        let dependents: Vec<(ObjectKind, QualifiedName)> = closure
+            .iter()
+            .filter(|(kind, _)| *kind != ObjectKind::Table)
+            .cloned()
+            .collect();
+        if let Some((_, table)) = targets.first()
+            && !dependents.is_empty()
+            && !drop.cascade
+        {
+            return Err(Error::DependentObjectsExist {
+                object: format!("table {table}"),
+                detail: describe_dependents(&txn.state, &closure, &targets),
+            });
+        }
+        self.remove_registry_objects(&mut txn, &dependents, &targets);
+        let _registry_lock = txn.commit_holding_lock().await?;
+        for (_, table) in targets {
             self.engine
                 .offline
-                .drop_table(&target, drop.if_exists)
+                .drop_table(&table, drop.if_exists)
                 .await?;
         }
         Ok(Outcome::Command(CommandTag::new("DROP TABLE")))

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod column_names;
 pub mod ddl;
+pub mod features;
 pub mod functions;
 pub mod outcome;
 pub mod pg_semantics;
@@ -11,12 +12,15 @@ pub mod plan;
 pub mod resolve;
 pub mod session;
 pub mod settings;
+pub mod system_tables;
+pub mod temporal;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use featuredb_catalog::Registry;
 
 pub use outcome::{CommandTag, Notice, Outcome};
 pub use plan::Prepared;
@@ -55,6 +59,7 @@ impl Default for EngineOptions {
 /// State shared by every session of one server.
 pub struct Engine {
     pub offline: Arc<OfflineStore>,
+    pub registry: Arc<Registry>,
     catalogs: Arc<FeatureDbCatalogList>,
     runtime: Arc<RuntimeEnv>,
     options: EngineOptions,
@@ -67,6 +72,7 @@ impl Engine {
     pub async fn open(data_dir: &Path, options: EngineOptions) -> Result<Arc<Self>> {
         let offline = Arc::new(OfflineStore::open(data_dir).await?);
         offline.start_flusher(options.flush);
+        let registry = Arc::new(Registry::open(&data_dir.join("registry.db")).await?);
         let spill_dir = data_dir.join("tmp");
         if spill_dir.exists() {
             // Spill files of a previous process are garbage.
@@ -80,8 +86,9 @@ impl Engine {
         }
         let runtime = runtime.build_arc()?;
         Ok(Arc::new(Self {
-            catalogs: Arc::new(FeatureDbCatalogList::new(offline.clone())),
+            catalogs: Arc::new(FeatureDbCatalogList::new(offline.clone(), registry.clone())),
             offline,
+            registry,
             runtime,
             options,
             next_backend_pid: AtomicI32::new(1000),

@@ -21,9 +21,10 @@ use featuredb_sql::{Statement, split_statements};
 use futures::{StreamExt, TryStreamExt};
 
 use super::outcome::{CommandTag, Outcome};
-use super::resolve::NameResolver;
+use super::resolve::{NameResolver, ResolveMode};
 use super::session::Session;
 use crate::error::{Error, Result};
+use featuredb_catalog::RegistryState;
 
 /// What Describe reports for a prepared statement.
 #[derive(Debug, Clone)]
@@ -175,6 +176,9 @@ impl Session {
             Statement::Show(ShowStatement::Variable(name)) => {
                 prepared.description = Description::Rows(show_schema(&[name.as_str()]));
             }
+            Statement::Feature(featuredb_sql::feature::FeatureStatement::Show(show)) => {
+                prepared.description = Description::Rows(registry_show_schema(show));
+            }
             _ => {}
         }
         prepared.statement = Some(statement);
@@ -189,15 +193,32 @@ impl Session {
         statement: &ast::Statement,
         declared: &[Option<DataType>],
     ) -> Result<(LogicalPlan, Vec<DataType>)> {
+        let registry = self.engine.registry.snapshot();
+        self.plan_query_in(&registry, ResolveMode::Query, sql, statement, declared)
+            .await
+    }
+
+    /// Plans against a given registry state (a registry change validates
+    /// against the state it would produce).
+    pub(crate) async fn plan_query_in(
+        &mut self,
+        registry: &RegistryState,
+        mode: ResolveMode,
+        sql: &str,
+        statement: &ast::Statement,
+        declared: &[Option<DataType>],
+    ) -> Result<(LogicalPlan, Vec<DataType>)> {
         let mut statement = statement.clone();
         let search_path = self.effective_search_path();
         let default_schema = self.default_schema();
-        NameResolver {
-            store: &self.engine.offline,
-            search_path: &search_path,
-            default_schema: &default_schema,
+        NameResolver::new(
+            &self.engine.offline,
+            registry,
+            &search_path,
+            &default_schema,
             sql,
-        }
+            mode,
+        )
         .resolve(&mut statement)?;
         super::pg_semantics::rewrite(&mut statement);
 
@@ -301,6 +322,7 @@ impl Session {
             Statement::Reset(reset) => self.reset(reset)?,
             Statement::Transaction(control) => self.transaction_control(*control),
             Statement::DiscardAll => self.discard_all()?,
+            Statement::Feature(feature) => self.feature_statement(&prepared.sql, feature).await?,
         };
         if statement.writes() && matches!(outcome, Outcome::Command(_)) {
             self.on_write();
@@ -448,6 +470,39 @@ fn parameter_cast_types(plan: &LogicalPlan) -> Result<std::collections::HashMap<
     })
     .map_err(Error::from_datafusion)?;
     Ok(types)
+}
+
+/// Columns of the registry's SHOW statements (kept in step with
+/// `features::show_registry`).
+fn registry_show_schema(show: &featuredb_sql::feature::ShowRegistry) -> SchemaRef {
+    use featuredb_sql::feature::{RegistryKind, ShowRegistry};
+    match show {
+        ShowRegistry::List(RegistryKind::Entity) => {
+            show_schema(&["schema_name", "name", "keys", "comment"])
+        }
+        ShowRegistry::List(RegistryKind::FeatureView) => Arc::new(Schema::new(vec![
+            Field::new("schema_name", DataType::Utf8, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("version", DataType::Int32, true),
+            Field::new("entity", DataType::Utf8, true),
+            Field::new("keys", DataType::Utf8, true),
+            Field::new("timestamp_column", DataType::Utf8, true),
+            Field::new("ttl", DataType::Utf8, true),
+            Field::new("online", DataType::Boolean, true),
+            Field::new("owner", DataType::Utf8, true),
+            Field::new("description", DataType::Utf8, true),
+        ])),
+        ShowRegistry::List(RegistryKind::FeatureService) => Arc::new(Schema::new(vec![
+            Field::new("schema_name", DataType::Utf8, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("version", DataType::Int32, true),
+            Field::new("keys", DataType::Utf8, true),
+            Field::new("features", DataType::Utf8, true),
+            Field::new("owner", DataType::Utf8, true),
+            Field::new("description", DataType::Utf8, true),
+        ])),
+        ShowRegistry::Create { .. } => show_schema(&["definition"]),
+    }
 }
 
 fn describe_plan(plan: &LogicalPlan) -> Description {

@@ -96,7 +96,19 @@ pub fn client_error(error: &Error) -> ClientError {
             position: *position,
             ..ClientError::new("42P01", error.to_string())
         },
+        Error::UndefinedRelation { .. } => ClientError::new("42P01", error.to_string()),
         Error::UndefinedSchema(_) => ClientError::new("3F000", error.to_string()),
+        Error::UndefinedObject { .. } => ClientError::new("42704", error.to_string()),
+        Error::DuplicateObject { .. } => ClientError::new("42710", error.to_string()),
+        Error::InvalidDefinition { detail, .. } => ClientError {
+            detail: detail.clone(),
+            ..ClientError::new("42P17", error.to_string())
+        },
+        Error::DependentObjectsExist { detail, .. } => ClientError {
+            detail: Some(detail.clone()),
+            hint: Some("Use DROP ... CASCADE to drop the dependent objects too.".to_string()),
+            ..ClientError::new("2BP01", error.to_string())
+        },
         Error::DuplicateTable(_) => ClientError::new("42P07", error.to_string()),
         Error::DuplicateSchema(_) => ClientError::new("42P06", error.to_string()),
         Error::UndefinedColumn { .. } => ClientError::new("42703", error.to_string()),

@@ -1,0 +1,244 @@
+//! The feature registry's model: entities, feature views and feature
+//! services, each view and service with every version of its definition.
+//!
+//! Invariants (checked by the engine before a change is committed):
+//! - Names are unique per kind within a schema; feature views and services
+//!   share the relation namespace with tables.
+//! - Versions of an object start at 1 and grow by one per definition change;
+//!   the last is the current one. Dropping an object drops its history.
+//! - Dependencies (`Dependency`) always name existing objects; the
+//!   dependency graph of feature views has no cycles.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::QualifiedName;
+use crate::types::ColumnType;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyColumn {
+    pub name: String,
+    pub data_type: ColumnType,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entity {
+    pub name: QualifiedName,
+    pub keys: Vec<KeyColumn>,
+    pub comment: Option<String>,
+    pub created_at: String,
+    /// The statement that created it, canonical form.
+    pub sql: String,
+}
+
+/// What a column of a feature view is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnRole {
+    Key,
+    Timestamp,
+    Feature,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewColumn {
+    pub name: String,
+    /// PostgreSQL's name for the column's type.
+    pub data_type: String,
+    /// The storable type, when the column has one.
+    pub column_type: Option<ColumnType>,
+    pub role: ColumnRole,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    Table,
+    Entity,
+    FeatureView,
+    FeatureService,
+}
+
+impl ObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Table => "table",
+            ObjectKind::Entity => "entity",
+            ObjectKind::FeatureView => "feature_view",
+            ObjectKind::FeatureService => "feature_service",
+        }
+    }
+
+    /// The kind as messages name it: "feature view".
+    pub fn noun(self) -> &'static str {
+        match self {
+            ObjectKind::Table => "table",
+            ObjectKind::Entity => "entity",
+            ObjectKind::FeatureView => "feature view",
+            ObjectKind::FeatureService => "feature service",
+        }
+    }
+}
+
+/// An object a definition reads from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Dependency {
+    pub kind: ObjectKind,
+    pub name: QualifiedName,
+    /// The pinned version, for feature views read at a fixed version.
+    pub version: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureViewVersion {
+    pub version: u32,
+    /// The entity the view is keyed by, if declared with ENTITY.
+    pub entity: Option<QualifiedName>,
+    pub keys: Vec<String>,
+    pub timestamp: String,
+    /// The TTL as SQL (`INTERVAL '30 days'`), if any.
+    pub ttl: Option<String>,
+    pub online: bool,
+    pub owner: Option<String>,
+    pub tags: Option<String>,
+    pub description: Option<String>,
+    /// The defining query.
+    pub query: String,
+    pub columns: Vec<ViewColumn>,
+    pub dependencies: Vec<Dependency>,
+    pub created_at: String,
+    /// The statement equivalent to this version, canonical form.
+    pub sql: String,
+}
+
+impl FeatureViewVersion {
+    pub fn features(&self) -> impl Iterator<Item = &ViewColumn> {
+        self.columns
+            .iter()
+            .filter(|c| c.role == ColumnRole::Feature)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureView {
+    pub name: QualifiedName,
+    pub versions: Vec<FeatureViewVersion>,
+}
+
+impl FeatureView {
+    pub fn current(&self) -> &FeatureViewVersion {
+        self.versions
+            .last()
+            .expect("a feature view has at least one version")
+    }
+
+    pub fn version(&self, version: u32) -> Option<&FeatureViewVersion> {
+        self.versions.iter().find(|v| v.version == version)
+    }
+}
+
+/// One feature a service serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceFeature {
+    pub view: QualifiedName,
+    /// Pinned view version; `None` follows the view's current version.
+    pub view_version: Option<u32>,
+    pub feature: String,
+    /// The column name in the service's output.
+    pub output_name: String,
+    pub data_type: String,
+    pub column_type: Option<ColumnType>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureServiceVersion {
+    pub version: u32,
+    /// The join key every view of the service shares.
+    pub keys: Vec<KeyColumn>,
+    pub features: Vec<ServiceFeature>,
+    pub owner: Option<String>,
+    pub tags: Option<String>,
+    pub description: Option<String>,
+    pub dependencies: Vec<Dependency>,
+    pub created_at: String,
+    pub sql: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureService {
+    pub name: QualifiedName,
+    pub versions: Vec<FeatureServiceVersion>,
+}
+
+impl FeatureService {
+    pub fn current(&self) -> &FeatureServiceVersion {
+        self.versions
+            .last()
+            .expect("a feature service has at least one version")
+    }
+
+    pub fn version(&self, version: u32) -> Option<&FeatureServiceVersion> {
+        self.versions.iter().find(|v| v.version == version)
+    }
+}
+
+/// Everything the registry holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryState {
+    pub entities: BTreeMap<QualifiedName, Entity>,
+    pub views: BTreeMap<QualifiedName, FeatureView>,
+    pub services: BTreeMap<QualifiedName, FeatureService>,
+}
+
+impl RegistryState {
+    /// Objects whose current definition depends on `name` (of `kind`).
+    pub fn dependents(
+        &self,
+        kind: ObjectKind,
+        name: &QualifiedName,
+    ) -> Vec<(ObjectKind, QualifiedName)> {
+        let mut found = Vec::new();
+        for view in self.views.values() {
+            if view
+                .current()
+                .dependencies
+                .iter()
+                .any(|d| d.kind == kind && &d.name == name)
+                || (kind == ObjectKind::Entity && view.current().entity.as_ref() == Some(name))
+            {
+                found.push((ObjectKind::FeatureView, view.name.clone()));
+            }
+        }
+        for service in self.services.values() {
+            if service
+                .current()
+                .dependencies
+                .iter()
+                .any(|d| d.kind == kind && &d.name == name)
+            {
+                found.push((ObjectKind::FeatureService, service.name.clone()));
+            }
+        }
+        found
+    }
+
+    /// Whether any object lives in `schema`.
+    pub fn objects_in_schema(&self, schema: &str) -> Vec<(ObjectKind, QualifiedName)> {
+        self.entities
+            .keys()
+            .map(|n| (ObjectKind::Entity, n.clone()))
+            .chain(
+                self.views
+                    .keys()
+                    .map(|n| (ObjectKind::FeatureView, n.clone())),
+            )
+            .chain(
+                self.services
+                    .keys()
+                    .map(|n| (ObjectKind::FeatureService, n.clone())),
+            )
+            .filter(|(_, n)| n.schema == schema)
+            .collect()
+    }
+}
