@@ -110,6 +110,11 @@ pub struct FeatureViewVersion {
     pub created_at: String,
     /// The statement equivalent to this version, canonical form.
     pub sql: String,
+    /// `query` reading its one table in write order, with the
+    /// `featuredb_write_order` column added, when the query has that shape:
+    /// ties on event time then go to the row written last.
+    #[serde(default)]
+    pub write_ordered_query: Option<String>,
 }
 
 impl FeatureViewVersion {

@@ -307,6 +307,7 @@ mod tests {
             dependencies: vec![],
             created_at: "2024-01-01T00:00:00Z".into(),
             sql: String::new(),
+            write_ordered_query: None,
         }
     }
 

@@ -23,6 +23,7 @@ use featuredb_sql::names::ObjectRef;
 use super::outcome::{CommandTag, Notice, Outcome};
 use super::resolve::{NameResolver, ResolveMode};
 use super::session::Session;
+use super::temporal::write_ordered_query;
 use crate::error::{Error, Result};
 
 fn now() -> String {
@@ -446,6 +447,19 @@ impl Session {
             check_no_cycle(&txn.state, &name, &dependencies)?;
         }
         let columns = self.definition_schema(&txn.state, &stored_query).await?;
+        // Only a variant that plans to the same columns is kept.
+        let write_ordered_query = match write_ordered_query(query, &self.engine.offline) {
+            Some(variant) => match self.definition_schema(&txn.state, &variant).await {
+                Ok(variant_columns)
+                    if variant_columns.len() == columns.len() + 1
+                        && columns.iter().all(|c| variant_columns.contains(c)) =>
+                {
+                    Some(variant)
+                }
+                _ => None,
+            },
+            None => None,
+        };
         let columns = Self::view_columns(
             &columns,
             &keys,
@@ -473,6 +487,7 @@ impl Session {
             dependencies: dependencies.into_iter().collect(),
             created_at: now(),
             sql: String::new(),
+            write_ordered_query,
         };
         definition.sql = view_sql(&name, &definition);
         let mut view = existing.clone().unwrap_or(FeatureView {

@@ -63,6 +63,12 @@ impl Session {
             .build();
         let ctx = SessionContext::new_with_state(state);
         functions::register_static(&ctx, user, backend_pid);
+        ctx.register_udtf(
+            crate::offline::write_order::WRITE_ORDERED_FUNCTION,
+            Arc::new(crate::offline::write_order::WriteOrderedFunction::new(
+                engine.offline.clone(),
+            )),
+        );
         let mut session = Self {
             engine,
             ctx,

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, Int32Builder, ListBuilder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result as DFResult};
@@ -88,6 +89,7 @@ enum ColumnBuilder {
     Int(Int32Builder),
     Bool(BooleanBuilder),
     TextList(ListBuilder<StringBuilder>),
+    Time(TimestampMicrosecondBuilder),
 }
 
 enum Value<'a> {
@@ -95,6 +97,8 @@ enum Value<'a> {
     Int(Option<i32>),
     Bool(bool),
     TextList(Vec<&'a str>),
+    /// An RFC 3339 time, stored as timestamptz.
+    Time(&'a str),
 }
 
 impl TableBuilder {
@@ -109,6 +113,9 @@ impl TableBuilder {
                 .map(|(_, data_type)| match data_type {
                     DataType::Int32 => ColumnBuilder::Int(Int32Builder::new()),
                     DataType::Boolean => ColumnBuilder::Bool(BooleanBuilder::new()),
+                    DataType::Timestamp(_, _) => ColumnBuilder::Time(
+                        TimestampMicrosecondBuilder::new().with_timezone("+00:00"),
+                    ),
                     DataType::List(_) => {
                         ColumnBuilder::TextList(ListBuilder::new(StringBuilder::new()))
                     }
@@ -124,6 +131,11 @@ impl TableBuilder {
                 (ColumnBuilder::Text(b), Value::Text(v)) => b.append_option(v),
                 (ColumnBuilder::Int(b), Value::Int(v)) => b.append_option(v),
                 (ColumnBuilder::Bool(b), Value::Bool(v)) => b.append_value(v),
+                (ColumnBuilder::Time(b), Value::Time(v)) => b.append_option(
+                    chrono::DateTime::parse_from_rfc3339(v)
+                        .ok()
+                        .map(|t| t.timestamp_micros()),
+                ),
                 (ColumnBuilder::TextList(b), Value::TextList(items)) => {
                     for item in items {
                         b.values().append_value(item);
@@ -144,6 +156,7 @@ impl TableBuilder {
                     ColumnBuilder::Text(mut b) => Arc::new(b.finish()),
                     ColumnBuilder::Int(mut b) => Arc::new(b.finish()),
                     ColumnBuilder::Bool(mut b) => Arc::new(b.finish()),
+                    ColumnBuilder::Time(mut b) => Arc::new(b.finish()),
                     ColumnBuilder::TextList(mut b) => Arc::new(b.finish()),
                 }
             })
@@ -151,6 +164,10 @@ impl TableBuilder {
         let schema: SchemaRef = Arc::new(Schema::new(self.fields));
         RecordBatch::try_new(schema, arrays)
     }
+}
+
+fn timestamptz() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
 }
 
 fn text_list() -> DataType {
@@ -166,7 +183,7 @@ fn entities(state: &RegistryState) -> Built {
         ("key_columns", text_list()),
         ("key_types", text_list()),
         ("comment", DataType::Utf8),
-        ("created_at", DataType::Utf8),
+        ("created_at", timestamptz()),
         ("definition", DataType::Utf8),
     ]);
     for entity in state.entities.values() {
@@ -181,7 +198,7 @@ fn entities(state: &RegistryState) -> Built {
             Value::TextList(entity.keys.iter().map(|k| k.name.as_str()).collect()),
             Value::TextList(types.iter().map(String::as_str).collect()),
             Value::Text(entity.comment.as_deref()),
-            Value::Text(Some(&entity.created_at)),
+            Value::Time(&entity.created_at),
             Value::Text(Some(&entity.sql)),
         ]);
     }
@@ -202,7 +219,8 @@ fn feature_views(state: &RegistryState) -> Built {
         ("tags", DataType::Utf8),
         ("description", DataType::Utf8),
         ("query", DataType::Utf8),
-        ("created_at", DataType::Utf8),
+        ("tie_break", DataType::Utf8),
+        ("created_at", timestamptz()),
         ("definition", DataType::Utf8),
     ]);
     for view in state.views.values() {
@@ -221,7 +239,12 @@ fn feature_views(state: &RegistryState) -> Built {
             Value::Text(current.tags.as_deref()),
             Value::Text(current.description.as_deref()),
             Value::Text(Some(&current.query)),
-            Value::Text(Some(&current.created_at)),
+            Value::Text(Some(if current.write_ordered_query.is_some() {
+                "write_order"
+            } else {
+                "feature_values"
+            })),
+            Value::Time(&current.created_at),
             Value::Text(Some(&current.sql)),
         ]);
     }
@@ -271,7 +294,7 @@ fn feature_services(state: &RegistryState) -> Built {
         ("owner", DataType::Utf8),
         ("tags", DataType::Utf8),
         ("description", DataType::Utf8),
-        ("created_at", DataType::Utf8),
+        ("created_at", timestamptz()),
         ("definition", DataType::Utf8),
     ]);
     for service in state.services.values() {
@@ -290,7 +313,7 @@ fn feature_services(state: &RegistryState) -> Built {
             Value::Text(current.owner.as_deref()),
             Value::Text(current.tags.as_deref()),
             Value::Text(current.description.as_deref()),
-            Value::Text(Some(&current.created_at)),
+            Value::Time(&current.created_at),
             Value::Text(Some(&current.sql)),
         ]);
     }
@@ -304,7 +327,7 @@ fn versions(state: &RegistryState) -> Built {
         ("name", DataType::Utf8),
         ("version", DataType::Int32),
         ("is_current", DataType::Boolean),
-        ("created_at", DataType::Utf8),
+        ("created_at", timestamptz()),
         ("definition", DataType::Utf8),
     ]);
     for view in state.views.values() {
@@ -315,7 +338,7 @@ fn versions(state: &RegistryState) -> Built {
                 Value::Text(Some(&view.name.name)),
                 Value::Int(Some(version.version as i32)),
                 Value::Bool(version.version == view.current().version),
-                Value::Text(Some(&version.created_at)),
+                Value::Time(&version.created_at),
                 Value::Text(Some(&version.sql)),
             ]);
         }
@@ -328,7 +351,7 @@ fn versions(state: &RegistryState) -> Built {
                 Value::Text(Some(&service.name.name)),
                 Value::Int(Some(version.version as i32)),
                 Value::Bool(version.version == service.current().version),
-                Value::Text(Some(&version.created_at)),
+                Value::Time(&version.created_at),
                 Value::Text(Some(&version.sql)),
             ]);
         }

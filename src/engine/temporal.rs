@@ -24,6 +24,8 @@ use featuredb_sql::temporal::ALL_HISTORY;
 
 use super::resolve::{NameResolver, ResolveMode};
 use crate::error::Error;
+use crate::offline::OfflineStore;
+use crate::offline::write_order::{WRITE_ORDER_COLUMN, WRITE_ORDERED_FUNCTION};
 
 /// Which rows of a feature view a read wants.
 #[derive(Debug, Clone)]
@@ -93,12 +95,20 @@ fn column_list(columns: impl Iterator<Item = String>) -> String {
 /// The SQL of a feature view version read with `clause`.
 pub fn view_sql(view: &FeatureViewVersion, clause: &TemporalClause) -> String {
     let columns = column_list(view.columns.iter().map(|c| c.name.clone()));
-    let history = format!("({}) AS featuredb_history", view.query);
     let time = match clause {
-        TemporalClause::All => return format!("SELECT {columns} FROM {history}"),
+        TemporalClause::All => {
+            return format!(
+                "SELECT {columns} FROM ({}) AS featuredb_history",
+                view.query
+            );
+        }
         TemporalClause::Now => "now()".to_string(),
         TemporalClause::AsOf(expr) => format!("({expr})"),
     };
+    let history = format!(
+        "({}) AS featuredb_history",
+        view.write_ordered_query.as_deref().unwrap_or(&view.query)
+    );
     let ts = quote_ident(&view.timestamp);
     let mut conditions: Vec<String> = view
         .keys
@@ -111,19 +121,120 @@ pub fn view_sql(view: &FeatureViewVersion, clause: &TemporalClause) -> String {
         conditions.push(format!("{ts} >= {time} - {ttl}"));
     }
     let partition = column_list(view.keys.iter().cloned());
-    // Ties on event time: later-written rows first where known, then a
-    // deterministic order on the features.
+    // Ties on event time: the row written last where the write order is
+    // known, otherwise a deterministic order on the features.
     let mut order = vec![format!("{ts} DESC")];
-    order.extend(
-        view.features()
-            .map(|c| format!("{} DESC NULLS LAST", quote_ident(&c.name))),
-    );
+    if view.write_ordered_query.is_some() {
+        order.push(format!("{WRITE_ORDER_COLUMN} DESC"));
+    } else {
+        order.extend(
+            view.features()
+                .map(|c| format!("{} DESC NULLS LAST", quote_ident(&c.name))),
+        );
+    }
     format!(
         "SELECT {columns} FROM (SELECT *, row_number() OVER (PARTITION BY {partition} ORDER BY {order}) AS featuredb_rank \
          FROM {history} WHERE {conditions}) AS featuredb_ranked WHERE featuredb_rank = 1",
         order = order.join(", "),
         conditions = conditions.join(" AND "),
     )
+}
+
+/// `query` rewritten to read its table in write order and to output
+/// [`WRITE_ORDER_COLUMN`], if it is a plain SELECT over one base table
+/// (projections, filters, no grouping or windows), the shape in which
+/// "the row written last" means something. `query` is a stored
+/// definition, its names already qualified.
+pub fn write_ordered_query(query: &Query, store: &OfflineStore) -> Option<String> {
+    use datafusion::sql::sqlparser::ast::{GroupByExpr, SelectItem, SetExpr, TableFactor};
+    if query.with.is_some() {
+        return None;
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let plain = select.from.len() == 1
+        && select.from[0].joins.is_empty()
+        && select.distinct.is_none()
+        && select.having.is_none()
+        && select.named_window.is_empty()
+        && matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+    if !plain || has_window_function(&select.projection) {
+        return None;
+    }
+    let TableFactor::Table {
+        name,
+        args: None,
+        version: None,
+        alias,
+        ..
+    } = &select.from[0].relation
+    else {
+        return None;
+    };
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| p.as_ident().map(featuredb_sql::names::normalize_ident))
+        .collect::<Option<_>>()?;
+    let [schema, table] = parts.as_slice() else {
+        return None;
+    };
+    store.table(schema, table)?;
+    let alias_name = alias
+        .as_ref()
+        .map(|a| a.name.value.clone())
+        .unwrap_or_else(|| table.clone());
+    let replacement = parse_query(&format!(
+        "SELECT 1 FROM {WRITE_ORDERED_FUNCTION}({}, {}) AS {}",
+        sql_string(schema),
+        sql_string(table),
+        quote_ident(&alias_name)
+    ))
+    .ok()?;
+    let SetExpr::Select(replacement) = *replacement.body else {
+        return None;
+    };
+    let mut rewritten = query.clone();
+    let SetExpr::Select(select) = rewritten.body.as_mut() else {
+        return None;
+    };
+    select.from[0].relation = replacement.from[0].relation.clone();
+    // A wildcard already brings the column along.
+    let has_wildcard = select.projection.iter().any(|item| {
+        matches!(
+            item,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+        )
+    });
+    if !has_wildcard {
+        select
+            .projection
+            .push(SelectItem::UnnamedExpr(Expr::Identifier(Ident::new(
+                WRITE_ORDER_COLUMN,
+            ))));
+    }
+    Some(rewritten.to_string())
+}
+
+fn has_window_function(projection: &[datafusion::sql::sqlparser::ast::SelectItem]) -> bool {
+    let mut found = false;
+    for item in projection {
+        let _ = visit_expressions(item, |e| {
+            if let Expr::Function(f) = e
+                && f.over.is_some()
+            {
+                found = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        });
+    }
+    found
+}
+
+fn sql_string(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
 }
 
 fn parse_query(sql: &str) -> Result<Box<Query>, Error> {

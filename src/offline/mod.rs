@@ -6,6 +6,7 @@ pub mod storage;
 pub mod store;
 pub mod table;
 pub mod wal;
+pub mod write_order;
 pub mod writer;
 
 pub use provider::IcebergTableProvider;

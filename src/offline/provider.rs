@@ -152,61 +152,89 @@ impl IcebergTableProvider {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DFResult<Option<Arc<dyn ExecutionPlan>>> {
-        let table = &view.table;
-        let schema = self.schema();
-        let Some(snapshot) = table.metadata().current_snapshot() else {
-            return Ok(None);
-        };
-
-        let mut scan = table
-            .scan()
-            .snapshot_id(snapshot.snapshot_id())
-            .select_all();
-        if let Some(predicate) = convert_filters_to_predicate(filters) {
-            scan = scan.with_filter(predicate);
-        }
-        let tasks: Vec<_> = scan
-            .build()
-            .map_err(to_df)?
-            .plan_files()
-            .await
-            .map_err(to_df)?
-            .try_collect()
-            .await
-            .map_err(to_df)?;
-
-        let mut files = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            if !task.deletes.is_empty() {
-                return Err(Error::FeatureNotSupported(format!(
-                    "table {} has delete files (written by another engine), which featuredb cannot apply yet",
-                    self.table.name
-                ))
-                .into_datafusion());
-            }
-            let path = local_path(&task.data_file_path);
-            let path = path.to_string_lossy();
-            files.push(PartitionedFile::new(
-                path.trim_start_matches('/').to_string(),
-                task.file_size_in_bytes,
-            ));
-        }
+        let files = plan_data_files(&self.table, view, filters).await?;
         if files.is_empty() {
             return Ok(None);
         }
-
         let target_partitions = state.config().target_partitions().max(1);
         let groups = split_into_groups(files, target_partitions);
-        let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
-        let source = Arc::new(ParquetSource::new(schema.clone()));
-        let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
-            .with_file_groups(groups)
-            .with_projection_indices(projection.cloned())?
-            .with_limit(limit)
-            .with_statistics(Statistics::new_unknown(&schema))
-            .build();
-        Ok(Some(format.create_physical_plan(state, config).await?))
+        let schema = self.schema();
+        let source = ParquetSource::new(schema.clone());
+        Ok(Some(
+            parquet_scan(state, &schema, source, groups, projection, limit).await?,
+        ))
     }
+}
+
+/// The data files of the view's snapshot that may hold rows matching
+/// `filters` (Iceberg prunes with manifest statistics), in no particular
+/// order.
+pub(super) async fn plan_data_files(
+    handle: &TableHandle,
+    view: &ReadView,
+    filters: &[Expr],
+) -> DFResult<Vec<PartitionedFile>> {
+    let table = &view.table;
+    let Some(snapshot) = table.metadata().current_snapshot() else {
+        return Ok(Vec::new());
+    };
+    let mut scan = table
+        .scan()
+        .snapshot_id(snapshot.snapshot_id())
+        .select_all();
+    if let Some(predicate) = convert_filters_to_predicate(filters) {
+        scan = scan.with_filter(predicate);
+    }
+    let tasks: Vec<_> = scan
+        .build()
+        .map_err(to_df)?
+        .plan_files()
+        .await
+        .map_err(to_df)?
+        .try_collect()
+        .await
+        .map_err(to_df)?;
+
+    let mut files = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        if !task.deletes.is_empty() {
+            return Err(Error::FeatureNotSupported(format!(
+                "table {} has delete files (written by another engine), which featuredb cannot apply yet",
+                handle.name
+            ))
+            .into_datafusion());
+        }
+        files.push(PartitionedFile::new(
+            object_store_path(&task.data_file_path),
+            task.file_size_in_bytes,
+        ));
+    }
+    Ok(files)
+}
+
+/// The local object store's path of an Iceberg file location.
+pub(super) fn object_store_path(location: &str) -> String {
+    let path = local_path(location);
+    path.to_string_lossy().trim_start_matches('/').to_string()
+}
+
+/// DataFusion's Parquet scan of `groups`, one partition per group.
+pub(super) async fn parquet_scan(
+    state: &dyn Session,
+    schema: &SchemaRef,
+    source: ParquetSource,
+    groups: Vec<FileGroup>,
+    projection: Option<&Vec<usize>>,
+    limit: Option<usize>,
+) -> DFResult<Arc<dyn ExecutionPlan>> {
+    let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+    let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+        .with_file_groups(groups)
+        .with_projection_indices(projection.cloned())?
+        .with_limit(limit)
+        .with_statistics(Statistics::new_unknown(schema))
+        .build();
+    format.create_physical_plan(state, config).await
 }
 
 /// Spreads files over at most `partitions` groups, balancing bytes.

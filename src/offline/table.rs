@@ -65,6 +65,8 @@ pub struct TableHandle {
     pending_logged: Mutex<Vec<PendingLogged>>,
     log: tokio::sync::Mutex<LogState>,
     dropped: AtomicBool,
+    /// Write order of committed files, for write-ordered scans.
+    pub(super) manifest_order: super::write_order::ManifestOrderCache,
 }
 
 struct TableState {
@@ -200,6 +202,7 @@ impl TableHandle {
             pending_logged: Mutex::new(Vec::new()),
             log: tokio::sync::Mutex::new(LogState { wal, next_seq }),
             dropped: AtomicBool::new(false),
+            manifest_order: Default::default(),
         })
     }
 
