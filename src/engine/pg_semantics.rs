@@ -6,6 +6,9 @@
 //! (`2024-01-01 10:00:00+00`, `true` for bool, shortest floats). `x::text`
 //! and `CAST(x AS TEXT|VARCHAR)` become `pg_text(x)`, which prints exactly
 //! what the wire protocol would send.
+//!
+//! `x AT TIME ZONE z` becomes a function call with PostgreSQL's meaning
+//! (see `time_zones.rs`).
 
 use std::ops::ControlFlow;
 
@@ -19,6 +22,26 @@ pub const PG_TEXT_FUNCTION: &str = "pg_text";
 
 pub fn rewrite(statement: &mut Statement) {
     let _ = visit_expressions_mut(statement, |expr| {
+        // `x AT TIME ZONE z`: DataFusion's meaning differs (see time_zones).
+        if let Expr::AtTimeZone {
+            timestamp,
+            time_zone,
+        } = expr
+        {
+            let timestamp = std::mem::replace(
+                timestamp.as_mut(),
+                Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
+            );
+            let time_zone = std::mem::replace(
+                time_zone.as_mut(),
+                Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
+            );
+            *expr = call(
+                super::time_zones::AT_TIME_ZONE_FUNCTION,
+                vec![timestamp, time_zone],
+            );
+            return ControlFlow::<()>::Continue(());
+        }
         if let Expr::Cast {
             kind: CastKind::Cast | CastKind::DoubleColon,
             expr: inner,
@@ -32,23 +55,30 @@ pub fn rewrite(statement: &mut Statement) {
                 inner.as_mut(),
                 Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
             );
-            *expr = Expr::Function(Function {
-                name: ObjectName::from(vec![Ident::new(PG_TEXT_FUNCTION)]),
-                uses_odbc_syntax: false,
-                parameters: FunctionArguments::None,
-                args: FunctionArguments::List(FunctionArgumentList {
-                    duplicate_treatment: None,
-                    args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(argument))],
-                    clauses: vec![],
-                }),
-                filter: None,
-                null_treatment: None,
-                over: None,
-                within_group: vec![],
-            });
+            *expr = call(PG_TEXT_FUNCTION, vec![argument]);
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+fn call(function: &str, arguments: Vec<Expr>) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(function)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: arguments
+                .into_iter()
+                .map(|argument| FunctionArg::Unnamed(FunctionArgExpr::Expr(argument)))
+                .collect(),
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
 }
 
 fn is_unbounded_text(data_type: &DataType) -> bool {
