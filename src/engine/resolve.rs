@@ -210,7 +210,7 @@ impl<'a> NameResolver<'a> {
             || schema_ident.is_none() && qualified.schema != self.default_schema;
         if needs_qualifier && parts.len() == 1 {
             name.0 = vec![
-                ObjectNamePart::Identifier(Ident::with_quote('"', qualified.schema.clone())),
+                ObjectNamePart::Identifier(identifier(&qualified.schema)),
                 ObjectNamePart::Identifier(relation_ident),
             ];
         }
@@ -326,6 +326,15 @@ impl<'a> NameResolver<'a> {
                 Ok(())
             }
         }
+    }
+}
+
+/// An identifier for `name`, quoted only where SQL needs it.
+fn identifier(name: &str) -> Ident {
+    if featuredb_catalog::names::quote_ident(name) == name {
+        Ident::new(name)
+    } else {
+        Ident::with_quote('"', name)
     }
 }
 
