@@ -45,6 +45,9 @@ pub struct Prepared {
     /// PostgreSQL's names for result columns where they differ from the
     /// planner's (see `column_names`).
     column_names: Vec<Option<String>>,
+    /// For SQL-level `PREPARE name AS query`: the name and the rows the
+    /// prepared query returns, which `EXECUTE name` describes.
+    defines: Option<(String, SchemaRef)>,
 }
 
 impl Prepared {
@@ -56,6 +59,7 @@ impl Prepared {
             param_types: Vec::new(),
             description: Description::NoData,
             column_names: Vec::new(),
+            defines: None,
         }
     }
 }
@@ -150,6 +154,7 @@ impl Session {
             param_types: Vec::new(),
             description: Description::NoData,
             column_names: Vec::new(),
+            defines: None,
         };
         match &statement {
             Statement::Query(ast) => {
@@ -166,6 +171,39 @@ impl Session {
                     }
                     Description::NoData => Description::NoData,
                 };
+                match &plan {
+                    LogicalPlan::Statement(PlanStatement::Prepare(prepare)) => {
+                        let inner = prepare.input.schema().as_arrow().clone();
+                        let names = match ast.as_ref() {
+                            ast::Statement::Prepare { statement, .. } => match statement.as_ref() {
+                                ast::Statement::Query(query) => {
+                                    super::column_names::postgres_column_names(
+                                        query,
+                                        inner.fields().len(),
+                                    )
+                                }
+                                _ => Vec::new(),
+                            },
+                            _ => Vec::new(),
+                        };
+                        let rows = match prepare.input.as_ref() {
+                            LogicalPlan::Dml(_) => None,
+                            _ => Some(rename_columns(&Arc::new(inner), &names)),
+                        };
+                        prepared.defines = rows.map(|rows| (prepare.name.clone(), rows));
+                    }
+                    LogicalPlan::Statement(PlanStatement::Execute(execute)) => {
+                        if let Some(rows) = self.sql_prepared_rows(&execute.name) {
+                            prepared.column_names = rows
+                                .fields()
+                                .iter()
+                                .map(|f| Some(f.name().clone()))
+                                .collect();
+                            prepared.description = Description::Rows(rows);
+                        }
+                    }
+                    _ => {}
+                }
                 prepared.param_types = param_types;
                 prepared.plan = Some(plan);
             }
@@ -251,6 +289,11 @@ impl Session {
                     .collect();
                 (inner, declared_types)
             }
+            // SQL-level PREPARE: its $n belong to the statement it
+            // prepares (bound by EXECUTE), not to this one.
+            plan @ LogicalPlan::Statement(PlanStatement::Prepare(_)) => {
+                return Ok((plan, Vec::new()));
+            }
             plan => (plan, Vec::new()),
         };
         let inferred = plan.get_parameter_types().map_err(Error::from_datafusion)?;
@@ -326,6 +369,15 @@ impl Session {
         };
         if statement.writes() && matches!(outcome, Outcome::Command(_)) {
             self.on_write();
+        }
+        match &prepared.plan {
+            Some(LogicalPlan::Statement(PlanStatement::Prepare(prepare))) => {
+                self.remember_sql_prepared(&prepare.name, prepared.defines.as_ref());
+            }
+            Some(LogicalPlan::Statement(PlanStatement::Deallocate(deallocate))) => {
+                self.remember_sql_prepared(&deallocate.name, None);
+            }
+            _ => {}
         }
         Ok(outcome)
     }

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use featuredb_catalog::{DEFAULT_DATABASE, DEFAULT_SCHEMA};
@@ -43,6 +44,9 @@ pub struct Session {
     writes_in_block: u64,
     notices: Vec<Notice>,
     reported: Vec<ReportedChange>,
+    /// Rows returned by SQL-level prepared statements, by name, for
+    /// describing `EXECUTE name` (DataFusion does not describe it).
+    sql_prepared: HashMap<String, SchemaRef>,
 }
 
 impl Session {
@@ -83,6 +87,7 @@ impl Session {
             writes_in_block: 0,
             notices: Vec::new(),
             reported: Vec::new(),
+            sql_prepared: HashMap::new(),
         };
         session.apply_settings();
         session.reported.clear();
@@ -342,6 +347,23 @@ impl Session {
 
     /// `DISCARD ALL`: settings back to defaults; the serving layer also
     /// drops prepared statements and portals.
+    pub(crate) fn sql_prepared_rows(&self, name: &str) -> Option<SchemaRef> {
+        self.sql_prepared.get(name).cloned()
+    }
+
+    /// Records (or with `None` forgets) what SQL-level prepared statement
+    /// `name` returns.
+    pub(crate) fn remember_sql_prepared(&mut self, name: &str, rows: Option<&(String, SchemaRef)>) {
+        match rows {
+            Some((_, rows)) => {
+                self.sql_prepared.insert(name.to_string(), rows.clone());
+            }
+            None => {
+                self.sql_prepared.remove(name);
+            }
+        }
+    }
+
     pub(crate) fn discard_all(&mut self) -> Result<Outcome> {
         if self.transaction != TransactionState::Idle {
             return Err(Error::FeatureNotSupported(

@@ -105,6 +105,13 @@ pub fn view_sql(view: &FeatureViewVersion, clause: &TemporalClause) -> String {
         TemporalClause::Now => "now()".to_string(),
         TemporalClause::AsOf(expr) => format!("({expr})"),
     };
+    // The time as the event time's type: a parameter gets that type, and
+    // a timestamptz read against a timestamp column becomes wall-clock
+    // time in the session zone (see time_zones.rs).
+    let time = match view.columns.iter().find(|c| c.name == view.timestamp) {
+        Some(column) => format!("CAST({time} AS {})", column.data_type),
+        None => time,
+    };
     let history = format!(
         "({}) AS featuredb_history",
         view.write_ordered_query.as_deref().unwrap_or(&view.query)
