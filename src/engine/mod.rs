@@ -14,7 +14,7 @@ pub mod session;
 pub mod settings;
 pub mod system_tables;
 pub mod temporal;
-pub mod time_zones;
+pub mod timestamps;
 
 use std::path::Path;
 use std::sync::Arc;

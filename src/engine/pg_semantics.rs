@@ -7,14 +7,18 @@
 //! and `CAST(x AS TEXT|VARCHAR)` become `pg_text(x)`, which prints exactly
 //! what the wire protocol would send.
 //!
+//! Timestamp literals in PostgreSQL's input forms are rewritten into the
+//! form Arrow's parser reads.
+//!
 //! `x AT TIME ZONE z` becomes a function call with PostgreSQL's meaning
-//! (see `time_zones.rs`).
+//! (see `timestamps.rs`).
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, ObjectName, Statement, visit_expressions_mut,
+    FunctionArguments, Ident, ObjectName, Statement, TimezoneInfo, TypedString, Value,
+    visit_expressions_mut,
 };
 
 /// The function casts to text are rewritten to.
@@ -22,7 +26,7 @@ pub const PG_TEXT_FUNCTION: &str = "pg_text";
 
 pub fn rewrite(statement: &mut Statement) {
     let _ = visit_expressions_mut(statement, |expr| {
-        // `x AT TIME ZONE z`: DataFusion's meaning differs (see time_zones).
+        // `x AT TIME ZONE z`: DataFusion's meaning differs (see timestamps).
         if let Expr::AtTimeZone {
             timestamp,
             time_zone,
@@ -37,11 +41,12 @@ pub fn rewrite(statement: &mut Statement) {
                 Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
             );
             *expr = call(
-                super::time_zones::AT_TIME_ZONE_FUNCTION,
+                super::timestamps::AT_TIME_ZONE_FUNCTION,
                 vec![timestamp, time_zone],
             );
             return ControlFlow::<()>::Continue(());
         }
+        normalize_timestamp_literal(expr);
         if let Expr::Cast {
             kind: CastKind::Cast | CastKind::DoubleColon,
             expr: inner,
@@ -59,6 +64,41 @@ pub fn rewrite(statement: &mut Statement) {
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// `TIMESTAMP[TZ] '…'` and `'…'::timestamp[tz]`: Arrow's parser wants
+/// seconds and a `T` or space in set places; PostgreSQL accepts
+/// `2024-05-01 10:00+02`, `2024-05-01`, … Such literals are rewritten
+/// into the form Arrow reads, with the same meaning.
+fn normalize_timestamp_literal(expr: &mut Expr) {
+    let (data_type, value) = match expr {
+        Expr::TypedString(TypedString {
+            data_type, value, ..
+        }) => (&*data_type, &mut value.value),
+        Expr::Cast {
+            kind: CastKind::Cast | CastKind::DoubleColon,
+            expr: inner,
+            data_type,
+            format: None,
+            ..
+        } => match inner.as_mut() {
+            Expr::Value(value) => (&*data_type, &mut value.value),
+            _ => return,
+        },
+        _ => return,
+    };
+    let with_zone = match data_type {
+        DataType::Timestamp(_, TimezoneInfo::WithTimeZone | TimezoneInfo::Tz) => true,
+        DataType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone)
+        | DataType::TimestampNtz(_) => false,
+        _ => return,
+    };
+    if let Value::SingleQuotedString(text) = value
+        && let Some(normalized) =
+            crate::pgtypes::datetime::normalize_timestamp_literal(text, with_zone)
+    {
+        *text = normalized;
+    }
 }
 
 fn call(function: &str, arguments: Vec<Expr>) -> Expr {

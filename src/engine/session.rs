@@ -67,9 +67,9 @@ impl Session {
             .build();
         let ctx = SessionContext::new_with_state(state);
         functions::register_static(&ctx, user, backend_pid);
-        ctx.add_analyzer_rule(Arc::new(super::time_zones::SessionTimeZoneCasts));
+        ctx.add_analyzer_rule(Arc::new(super::timestamps::SessionTimeZoneCasts));
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(
-            super::time_zones::AtTimeZone::new(),
+            super::timestamps::AtTimeZone::new(),
         ));
         ctx.register_udtf(
             crate::offline::write_order::WRITE_ORDERED_FUNCTION,

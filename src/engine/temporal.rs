@@ -107,7 +107,7 @@ pub fn view_sql(view: &FeatureViewVersion, clause: &TemporalClause) -> String {
     };
     // The time as the event time's type: a parameter gets that type, and
     // a timestamptz read against a timestamp column becomes wall-clock
-    // time in the session zone (see time_zones.rs).
+    // time in the session zone (see timestamps.rs).
     let time = match view.columns.iter().find(|c| c.name == view.timestamp) {
         Some(column) => format!("CAST({time} AS {})", column.data_type),
         None => time,

@@ -342,6 +342,28 @@ fn parse_timestamp_parts(text: &str) -> Option<(i64, Option<i32>)> {
     Some((days * MICROS_PER_DAY + time, offset))
 }
 
+/// A timestamp literal in PostgreSQL's input forms ("2024-05-01 00:00+02",
+/// "2024-05-01", fractional seconds, "Z") rewritten in the RFC 3339 form
+/// Arrow parses: UTC with "Z" when the literal has an offset, a local time
+/// without one otherwise (which the reader's zone then interprets). For
+/// `timestamp` (`with_zone` false) an offset is ignored, as PostgreSQL does.
+pub fn normalize_timestamp_literal(text: &str, with_zone: bool) -> Option<String> {
+    if special_timestamp(text) {
+        return None;
+    }
+    let (local, offset) = parse_timestamp_parts(text)?;
+    let offset = offset.filter(|_| with_zone);
+    let (micros, suffix) = match offset {
+        Some(offset) => (local - offset as i64 * 1_000_000, "Z"),
+        None => (local, ""),
+    };
+    let naive = naive_from_micros(micros)?;
+    if naive.year() < 1 {
+        return None;
+    }
+    Some(format!("{}{suffix}", naive.format("%Y-%m-%dT%H:%M:%S%.6f")))
+}
+
 /// Microseconds since the Unix epoch of a `timestamp` literal (any offset
 /// is ignored, as PostgreSQL does for timestamp without time zone).
 pub fn parse_timestamp(text: &str) -> Option<i64> {
@@ -505,6 +527,29 @@ fn parse_iso_interval(text: &str) -> Option<(i32, i32, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamp_literals_normalize_to_arrow_form() {
+        let n = |text, zone| normalize_timestamp_literal(text, zone);
+        assert_eq!(
+            n("2024-05-01 10:00+02", true).as_deref(),
+            Some("2024-05-01T08:00:00.000000Z")
+        );
+        assert_eq!(
+            n("2024-05-01 10:00+02", false).as_deref(),
+            Some("2024-05-01T10:00:00.000000")
+        );
+        assert_eq!(
+            n("2024-05-01", true).as_deref(),
+            Some("2024-05-01T00:00:00.000000")
+        );
+        assert_eq!(
+            n(" 2024-05-01T10:00:00.5Z ", true).as_deref(),
+            Some("2024-05-01T10:00:00.500000Z")
+        );
+        assert_eq!(n("infinity", true), None);
+        assert_eq!(n("yesterday", true), None);
+    }
 
     fn s(f: impl FnOnce(&mut Vec<u8>)) -> String {
         let mut out = Vec::new();

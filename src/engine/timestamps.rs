@@ -1,5 +1,12 @@
-//! Conversions from `timestamptz` to `timestamp` use the session's
-//! TimeZone, as in PostgreSQL.
+//! Timestamps with PostgreSQL's meaning: conversions between `timestamp`
+//! and `timestamptz` use the session's TimeZone, and strings become
+//! timestamps by PostgreSQL's input rules.
+//!
+//! Strings: a string compared with or inserted into a timestamp column is
+//! cast by Arrow's parser, which wants seconds and rejects PostgreSQL's
+//! `2024-05-01 10:00+02`. Such casts of string constants are rewritten to
+//! the form Arrow reads, parsed by `pgtypes` (the AST rewrite in
+//! `pg_semantics` does the same for typed literals).
 //!
 //! PostgreSQL turns a `timestamp with time zone` into a `timestamp` by
 //! taking its wall-clock time in the session's TimeZone; Arrow's cast
@@ -156,6 +163,27 @@ fn rewrite_cast(expr: Expr, schema: &DFSchema, zone: &str) -> Result<Transformed
         }
         _ => return Ok(Transformed::no(expr)),
     };
+    if let (
+        Expr::Literal(
+            ScalarValue::Utf8(Some(text))
+            | ScalarValue::LargeUtf8(Some(text))
+            | ScalarValue::Utf8View(Some(text)),
+            metadata,
+        ),
+        DataType::Timestamp(_, target_zone),
+    ) = (inner.as_ref(), target)
+        && let Some(normalized) =
+            crate::pgtypes::datetime::normalize_timestamp_literal(text, target_zone.is_some())
+        && normalized != *text
+    {
+        let literal = Expr::Literal(ScalarValue::Utf8(Some(normalized)), metadata.clone());
+        let rebuilt = match &expr {
+            Expr::TryCast(_) => Expr::TryCast(TryCast::new(Box::new(literal), target.clone())),
+            _ => Expr::Cast(Cast::new(Box::new(literal), target.clone())),
+        };
+        // The zone rule below still applies to the rebuilt cast.
+        return Ok(Transformed::yes(rewrite_cast(rebuilt, schema, zone)?.data));
+    }
     let Ok(source) = inner.get_type(schema) else {
         return Ok(Transformed::no(expr));
     };
