@@ -471,17 +471,25 @@ fn descriptors(options: Vec<(String, Expr)>) -> Result<Descriptors, ParseError> 
     Ok(descriptors)
 }
 
-fn parse_create_feature_view(
+/// `[IF NOT EXISTS] name` after `CREATE [OR REPLACE] FEATURE …`.
+fn parse_create_head(
     parser: &mut Parser,
     or_replace: bool,
-) -> Result<FeatureStatement, ParseError> {
+) -> Result<(bool, ObjectRef), ParseError> {
     let if_not_exists = parse_if_not_exists(parser);
     if or_replace && if_not_exists {
         return Err(ParseError::syntax(
             "OR REPLACE and IF NOT EXISTS cannot be combined",
         ));
     }
-    let name = parse_unversioned_name(parser)?;
+    Ok((if_not_exists, parse_unversioned_name(parser)?))
+}
+
+fn parse_create_feature_view(
+    parser: &mut Parser,
+    or_replace: bool,
+) -> Result<FeatureStatement, ParseError> {
+    let (if_not_exists, name) = parse_create_head(parser, or_replace)?;
     let mut key = None;
     let mut timestamp = None;
     let mut ttl: Option<Option<Expr>> = None;
@@ -656,13 +664,7 @@ fn parse_create_feature_service(
     parser: &mut Parser,
     or_replace: bool,
 ) -> Result<FeatureStatement, ParseError> {
-    let if_not_exists = parse_if_not_exists(parser);
-    if or_replace && if_not_exists {
-        return Err(ParseError::syntax(
-            "OR REPLACE and IF NOT EXISTS cannot be combined",
-        ));
-    }
-    let name = parse_unversioned_name(parser)?;
+    let (if_not_exists, name) = parse_create_head(parser, or_replace)?;
     let descriptors = if parser.parse_keyword(Keyword::WITH) {
         descriptors(parse_options(parser, &["owner", "tags", "description"])?)?
     } else {
@@ -982,6 +984,29 @@ mod tests {
             "CREATE FEATURE SERVICE fraud AS customer_spend (amount), customer_spend (big AS is_big), profile (*), history VERSION 2 (a, b AS bee)"
         );
         assert!(parse_statement("CREATE FEATURE SERVICE s AS justaname").is_err());
+    }
+
+    #[test]
+    fn errors_point_at_the_offending_token() {
+        let position = |sql: &str| parse_statement(sql).unwrap_err().position;
+        // 1-based character positions, as PostgreSQL reports them.
+        assert_eq!(
+            position("CREATE FEATURE VIEW v KEY (a) TIMESTAMP t OFFLINE AS SELECT 1 2"),
+            Some(63)
+        );
+        assert_eq!(
+            position("CREATE FEATURE VIEW v KEY a TIMESTAMP t AS SELECT 1"),
+            Some(27)
+        );
+        assert_eq!(
+            position("CREATE ENTITY customer (id bigint) WHATEVER"),
+            Some(36)
+        );
+        // After a multi-byte character, positions count characters.
+        assert_eq!(
+            position("CREATE ENTITY \"é\" (id bigint) WHATEVER"),
+            Some(31)
+        );
     }
 
     #[test]

@@ -16,8 +16,8 @@ use std::collections::{BTreeSet, HashSet};
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    Ident, ObjectName, ObjectNamePart, Query, Statement, TableFactor, TableObject, VisitMut,
-    VisitorMut,
+    Ident, ObjectName, ObjectNamePart, Query, Statement, TableAlias, TableFactor, TableObject,
+    VisitMut, VisitorMut,
 };
 use featuredb_catalog::{
     DEFAULT_DATABASE, Dependency, ObjectKind, QualifiedName, RegistryState, is_system_schema,
@@ -296,12 +296,7 @@ impl<'a> NameResolver<'a> {
                 let clause = TemporalClause::from_version(version.take(), self.mode)?;
                 let subquery = temporal::view_subquery(self, &qualified, pinned, &clause)?;
                 let alias = alias.take().unwrap_or_else(|| temporal::alias(&base));
-                *table_factor = TableFactor::Derived {
-                    lateral: false,
-                    subquery,
-                    alias: Some(alias),
-                    sample: None,
-                };
+                *table_factor = derived(subquery, alias);
                 Ok(())
             }
             Relation::FeatureService(qualified) => {
@@ -317,15 +312,20 @@ impl<'a> NameResolver<'a> {
                 let clause = TemporalClause::from_version(version.take(), ResolveMode::Query)?;
                 let subquery = temporal::service_subquery(self, &qualified, &clause)?;
                 let alias = alias.take().unwrap_or_else(|| temporal::alias(&base));
-                *table_factor = TableFactor::Derived {
-                    lateral: false,
-                    subquery,
-                    alias: Some(alias),
-                    sample: None,
-                };
+                *table_factor = derived(subquery, alias);
                 Ok(())
             }
         }
+    }
+}
+
+/// The relation `(subquery) AS alias` replacing a feature view or service.
+fn derived(subquery: Box<Query>, alias: TableAlias) -> TableFactor {
+    TableFactor::Derived {
+        lateral: false,
+        subquery,
+        alias: Some(alias),
+        sample: None,
     }
 }
 
