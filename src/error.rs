@@ -115,6 +115,17 @@ pub enum Error {
     #[error("{0}")]
     FeatureNotSupported(String),
 
+    /// Operands whose types do not fit together (42804), e.g. the two
+    /// times of an AS OF join.
+    #[error("{0}")]
+    DatatypeMismatch(String),
+
+    /// A join condition of the wrong shape, e.g. an ASOF join without its
+    /// inequality (42P10 invalid_column_reference is PostgreSQL's nearest;
+    /// it uses 42601 for a malformed statement, as here).
+    #[error("{0}")]
+    InvalidJoinCondition(String),
+
     #[error("{0}")]
     Protocol(String),
 

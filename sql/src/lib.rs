@@ -6,6 +6,7 @@
 //! COPY, session and transaction control) become their own types here. This
 //! crate performs no I/O and knows nothing about what exists in the catalog.
 
+pub mod asof;
 pub mod copy;
 pub mod dialect;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod session;
 pub mod split;
 pub mod statement;
 pub mod temporal;
+mod tokens;
 pub mod types;
 
 pub use datafusion::sql::sqlparser;

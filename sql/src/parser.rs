@@ -33,7 +33,8 @@ pub fn parse_statement(sql: &str) -> Result<Statement, ParseError> {
     if let Some(statement) = parse_special(sql) {
         return Ok(statement);
     }
-    let rewritten = crate::temporal::rewrite(sql)?;
+    let temporal = crate::temporal::rewrite(sql)?;
+    let rewritten = crate::asof::rewrite(&temporal)?;
     let sql_for_parser: &str = &rewritten;
     let dialect = FeatureDbDialect::default();
     {

@@ -7,13 +7,14 @@
 //!   becomes the quoted identifier `"name@vn"`, so that it can still be
 //!   followed by `FOR SYSTEM_TIME …` and an alias. [`split_version`] takes
 //!   it apart again.
+//! - `fv AS OF t`, the short form, becomes `fv FOR SYSTEM_TIME AS OF t`.
 
 use std::borrow::Cow;
 
-use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+use datafusion::sql::sqlparser::tokenizer::Token;
 
-use crate::dialect::FeatureDbDialect;
 use crate::error::ParseError;
+use crate::tokens::{Tokens, apply};
 
 /// Identifier standing for `FOR SYSTEM_TIME ALL`.
 pub const ALL_HISTORY: &str = "featuredb_all_history";
@@ -37,49 +38,50 @@ pub fn versioned_name(name: &str, version: u32) -> String {
     format!("{name}{VERSION_SEPARATOR}{version}")
 }
 
-fn is_trivia(token: &Token) -> bool {
-    matches!(token, Token::Whitespace(_))
-}
-
-fn word_is(token: &Token, word: &str) -> bool {
-    matches!(token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
-}
-
 /// Rewrites the syntax this module handles; returns the text unchanged
 /// (borrowed) when there is none.
 pub fn rewrite(sql: &str) -> Result<Cow<'_, str>, ParseError> {
     let lower = sql.to_ascii_lowercase();
-    if !lower.contains("system_time") && !lower.contains("version") {
+    if !lower.contains("system_time") && !lower.contains("version") && !lower.contains("of") {
         return Ok(Cow::Borrowed(sql));
     }
-    let dialect = FeatureDbDialect::default();
-    let tokens = Tokenizer::new(&dialect, sql)
-        .tokenize_with_location()
-        .map_err(|e| ParseError::from_tokenizer(e, sql))?;
-    let offsets = TokenOffsets::new(sql, &tokens);
-    // Indices of significant tokens.
-    let significant: Vec<usize> = (0..tokens.len())
-        .filter(|&i| !is_trivia(&tokens[i].token) && tokens[i].token != Token::EOF)
-        .collect();
+    let tokens = Tokens::new(sql)?;
     let mut replacements: Vec<(usize, usize, String)> = Vec::new();
     let mut k = 0;
-    while k < significant.len() {
-        let token = |j: usize| significant.get(j).map(|&i| &tokens[i].token);
+    while k < tokens.significant.len() {
         // FOR SYSTEM_TIME ALL
-        if token(k).is_some_and(|t| word_is(t, "for"))
-            && token(k + 1).is_some_and(|t| word_is(t, "system_time"))
-            && token(k + 2).is_some_and(|t| word_is(t, "all"))
+        if tokens.is_word(k, "for")
+            && tokens.is_word(k + 1, "system_time")
+            && tokens.is_word(k + 2, "all")
         {
-            let start = offsets.start(significant[k]);
-            let end = offsets.end(significant[k + 2]);
-            replacements.push((start, end, format!("FOR SYSTEM_TIME AS OF {ALL_HISTORY}")));
+            replacements.push((
+                tokens.start(k),
+                tokens.end(k + 2),
+                format!("FOR SYSTEM_TIME AS OF {ALL_HISTORY}"),
+            ));
             k += 3;
             continue;
         }
+        // The short form `fv AS OF t` of `fv FOR SYSTEM_TIME AS OF t`.
+        if tokens.is_word(k, "as")
+            && tokens.is_word(k + 1, "of")
+            && !(k > 0
+                && ["system_time", "timestamp", "version"]
+                    .iter()
+                    .any(|w| tokens.is_word(k - 1, w)))
+        {
+            replacements.push((
+                tokens.start(k),
+                tokens.end(k),
+                "FOR SYSTEM_TIME AS".to_string(),
+            ));
+            k += 2;
+            continue;
+        }
         // name VERSION n
-        if let (Some(Token::Word(name)), Some(version), Some(Token::Number(n, _))) =
-            (token(k), token(k + 1), token(k + 2))
-            && word_is(version, "version")
+        if let (Some(Token::Word(name)), Some(Token::Number(n, _))) =
+            (tokens.get(k), tokens.get(k + 2))
+            && tokens.is_word(k + 1, "version")
             && !(name.quote_style.is_none() && is_reserved(&name.value))
             && n.parse::<u32>().is_ok()
         {
@@ -92,9 +94,7 @@ pub fn rewrite(sql: &str) -> Result<Cow<'_, str>, ParseError> {
                 "\"{}\"",
                 versioned_name(&folded, n.parse().unwrap_or(0)).replace('"', "\"\"")
             );
-            let start = offsets.start(significant[k]);
-            let end = offsets.end(significant[k + 2]);
-            replacements.push((start, end, quoted));
+            replacements.push((tokens.start(k), tokens.end(k + 2), quoted));
             k += 3;
             continue;
         }
@@ -103,15 +103,7 @@ pub fn rewrite(sql: &str) -> Result<Cow<'_, str>, ParseError> {
     if replacements.is_empty() {
         return Ok(Cow::Borrowed(sql));
     }
-    let mut out = String::with_capacity(sql.len() + 32);
-    let mut at = 0;
-    for (start, end, text) in replacements {
-        out.push_str(&sql[at..start]);
-        out.push_str(&text);
-        at = end;
-    }
-    out.push_str(&sql[at..]);
-    Ok(Cow::Owned(out))
+    Ok(Cow::Owned(apply(sql, replacements)))
 }
 
 /// Words that cannot name a relation before `VERSION n`.
@@ -120,46 +112,6 @@ fn is_reserved(word: &str) -> bool {
         word.to_ascii_lowercase().as_str(),
         "select" | "from" | "where" | "and" | "or" | "show" | "by" | "as" | "on" | "join"
     )
-}
-
-/// Byte offsets of tokens in the original text.
-struct TokenOffsets {
-    starts: Vec<usize>,
-    len: usize,
-}
-
-impl TokenOffsets {
-    fn new(sql: &str, tokens: &[TokenWithSpan]) -> Self {
-        let line_starts: Vec<usize> = std::iter::once(0)
-            .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
-        let starts = tokens
-            .iter()
-            .map(|t| {
-                let line = t.span.start.line.saturating_sub(1) as usize;
-                let line_start = line_starts.get(line).copied().unwrap_or(sql.len());
-                sql[line_start..]
-                    .char_indices()
-                    .nth(t.span.start.column.saturating_sub(1) as usize)
-                    .map(|(i, _)| line_start + i)
-                    .unwrap_or(sql.len())
-            })
-            .collect();
-        Self {
-            starts,
-            len: sql.len(),
-        }
-    }
-
-    fn start(&self, index: usize) -> usize {
-        self.starts[index]
-    }
-
-    /// A token ends where the next one starts (the tokenizer keeps
-    /// whitespace and comments as tokens, so nothing is skipped).
-    fn end(&self, index: usize) -> usize {
-        self.starts.get(index + 1).copied().unwrap_or(self.len)
-    }
 }
 
 #[cfg(test)]
@@ -179,6 +131,10 @@ mod tests {
         assert_eq!(
             rewrite("SELECT * FROM public.\"My View\" VERSION 10").unwrap(),
             "SELECT * FROM public.\"My View@v10\""
+        );
+        assert_eq!(
+            rewrite("SELECT * FROM s JOIN fv AS OF s.ts AS f ON true").unwrap(),
+            "SELECT * FROM s JOIN fv FOR SYSTEM_TIME AS OF s.ts AS f ON true"
         );
         // Strings and unrelated uses are untouched.
         let text = "SELECT 'fv VERSION 2', version() FROM t";

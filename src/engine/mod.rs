@@ -1,6 +1,7 @@
 //! The engine: sessions that parse, plan and execute statements against the
 //! offline store, with DataFusion running every query.
 
+pub mod asof;
 pub mod catalog;
 pub mod column_names;
 pub mod ddl;

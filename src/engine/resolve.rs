@@ -155,7 +155,7 @@ impl<'a> NameResolver<'a> {
 
     /// Resolves and qualifies a relation name in place. `None` for names
     /// left to DataFusion (system schemas).
-    fn resolve_name(&self, name: &mut ObjectName) -> Result<Option<Relation>, Error> {
+    pub(crate) fn resolve_name(&self, name: &mut ObjectName) -> Result<Option<Relation>, Error> {
         let parts: Vec<Ident> = name
             .0
             .iter()
@@ -223,6 +223,11 @@ impl<'a> NameResolver<'a> {
             name,
             version,
         });
+    }
+
+    /// Records that the statement reads `table`.
+    pub(crate) fn record_table(&self, table: QualifiedName) {
+        self.record(ObjectKind::Table, table, None);
     }
 
     /// A resolver for the body of a feature view being expanded.
@@ -359,6 +364,13 @@ impl VisitorMut for Visitor<'_, '_> {
             })
             .unwrap_or_default();
         self.cte_scopes.push(names);
+        // AS OF joins are rewritten before their relations are resolved:
+        // what they become depends on the join around them.
+        if self.resolver.expand
+            && let Err(e) = super::asof::ast::rewrite_query(self.resolver, query, &self.cte_scopes)
+        {
+            return ControlFlow::Break(Box::new(e));
+        }
         ControlFlow::Continue(())
     }
 

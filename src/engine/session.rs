@@ -64,10 +64,18 @@ impl Session {
             .with_runtime_env(engine.runtime())
             .with_default_features()
             .with_catalog_list(engine.catalogs())
+            .with_query_planner(Arc::new(super::asof::planner::FeatureDbQueryPlanner))
             .build();
         let ctx = SessionContext::new_with_state(state);
         functions::register_static(&ctx, user, backend_pid);
         ctx.add_analyzer_rule(Arc::new(super::timestamps::SessionTimeZoneCasts));
+        // After type coercion and the time zone casts: AS OF joins are
+        // built from comparisons whose operands already have one type.
+        ctx.add_analyzer_rule(Arc::new(super::asof::logical::AsOfJoins));
+        ctx.add_optimizer_rule(Arc::new(super::asof::logical::PushFiltersBelowAsOf));
+        ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(
+            super::asof::logical::AsOfMarker::default(),
+        ));
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(
             super::timestamps::AtTimeZone::new(),
         ));

@@ -36,6 +36,10 @@ pub enum TemporalClause {
     AsOf(Box<Expr>),
     /// The whole history.
     All,
+    /// The whole history as the right side of an AS OF join: with a
+    /// column `tie_column` that orders rows with the same key and event
+    /// time (greatest wins: the row written last, see `asof/`).
+    AsOfJoinHistory { tie_column: String },
 }
 
 impl TemporalClause {
@@ -51,6 +55,13 @@ impl TemporalClause {
                 if ident.value.eq_ignore_ascii_case(ALL_HISTORY) =>
             {
                 Ok(TemporalClause::All)
+            }
+            Some(TableVersion::ForSystemTimeAsOf(Expr::Identifier(ident)))
+                if ident.value.starts_with(super::asof::TIE_COLUMN_PREFIX) =>
+            {
+                Ok(TemporalClause::AsOfJoinHistory {
+                    tie_column: ident.value,
+                })
             }
             Some(TableVersion::ForSystemTimeAsOf(expr)) => {
                 let mut column = None;
@@ -102,6 +113,9 @@ pub fn view_sql(view: &FeatureViewVersion, clause: &TemporalClause) -> String {
                 view.query
             );
         }
+        TemporalClause::AsOfJoinHistory { tie_column } => {
+            return as_of_join_history_sql(view, &columns, tie_column);
+        }
         TemporalClause::Now => "now()".to_string(),
         TemporalClause::AsOf(expr) => format!("({expr})"),
     };
@@ -144,6 +158,40 @@ pub fn view_sql(view: &FeatureViewVersion, clause: &TemporalClause) -> String {
          FROM {history} WHERE {conditions}) AS featuredb_ranked WHERE featuredb_rank = 1",
         order = order.join(", "),
         conditions = conditions.join(" AND "),
+    )
+}
+
+/// A view's history with the column that breaks ties on event time: the
+/// write order where it is known, otherwise the rank of the row by its
+/// features as [`view_sql`] orders them (negated: greatest wins).
+fn as_of_join_history_sql(view: &FeatureViewVersion, columns: &str, tie_column: &str) -> String {
+    let tie = quote_ident(tie_column);
+    if let Some(query) = &view.write_ordered_query {
+        return format!(
+            "SELECT {columns}, {WRITE_ORDER_COLUMN} AS {tie} FROM ({query}) AS featuredb_history"
+        );
+    }
+    let order: Vec<String> = view
+        .features()
+        .map(|c| format!("{} DESC NULLS LAST", quote_ident(&c.name)))
+        .collect();
+    if order.is_empty() {
+        return format!(
+            "SELECT {columns}, CAST(0 AS BIGINT) AS {tie} FROM ({}) AS featuredb_history",
+            view.query
+        );
+    }
+    let partition = column_list(
+        view.keys
+            .iter()
+            .cloned()
+            .chain(std::iter::once(view.timestamp.clone())),
+    );
+    format!(
+        "SELECT {columns}, -CAST(row_number() OVER (PARTITION BY {partition} ORDER BY {}) AS BIGINT) AS {tie} \
+         FROM ({}) AS featuredb_history",
+        order.join(", "),
+        view.query
     )
 }
 
@@ -244,7 +292,7 @@ fn sql_string(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-fn parse_query(sql: &str) -> Result<Box<Query>, Error> {
+pub(crate) fn parse_query(sql: &str) -> Result<Box<Query>, Error> {
     match featuredb_sql::parse_statement(sql)? {
         Statement::Query(statement) => match *statement {
             datafusion::sql::sqlparser::ast::Statement::Query(query) => Ok(query),
@@ -254,7 +302,7 @@ fn parse_query(sql: &str) -> Result<Box<Query>, Error> {
     }
 }
 
-fn view_version<'v>(
+pub(crate) fn view_version<'v>(
     resolver: &'v NameResolver<'_>,
     name: &QualifiedName,
     version: Option<u32>,
@@ -298,10 +346,19 @@ pub fn service_subquery(
     name: &QualifiedName,
     clause: &TemporalClause,
 ) -> Result<Box<Query>, Error> {
-    if matches!(clause, TemporalClause::All) {
-        return Err(Error::FeatureNotSupported(
-            "FOR SYSTEM_TIME ALL is not defined for feature services; read their views".to_string(),
-        ));
+    match clause {
+        TemporalClause::All => {
+            return Err(Error::FeatureNotSupported(
+                "FOR SYSTEM_TIME ALL is not defined for feature services; read their views"
+                    .to_string(),
+            ));
+        }
+        TemporalClause::AsOfJoinHistory { .. } => {
+            return Err(Error::FeatureNotSupported(
+                "AS OF joins read feature views; join each view of the service".to_string(),
+            ));
+        }
+        _ => {}
     }
     let service = resolver
         .registry

@@ -60,7 +60,7 @@ use crate::error::Error;
 pub const WRITE_ORDER_COLUMN: &str = "featuredb_write_order";
 
 /// The table function naming a write-ordered table in SQL:
-/// `featuredb_write_ordered('schema', 'table')`.
+/// `featuredb_write_ordered('schema', 'table' [, 'order column'])`.
 pub const WRITE_ORDERED_FUNCTION: &str = "featuredb_write_ordered";
 
 /// Rows one partition may number before the next partition's range.
@@ -151,24 +151,29 @@ pub struct WriteOrderedTable {
 }
 
 impl WriteOrderedTable {
-    pub fn new(table: Arc<TableHandle>) -> Self {
+    /// The table with its write order as column `order_column`.
+    pub fn new(table: Arc<TableHandle>, order_column: &str) -> Self {
         let base = table.arrow_schema();
         let mut fields: Vec<Field> = base.fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.push(Field::new(WRITE_ORDER_COLUMN, DataType::Int64, false));
+        fields.push(Field::new(order_column, DataType::Int64, false));
         Self {
             table,
             schema: Arc::new(Schema::new(fields)),
         }
     }
 
+    fn order_column(&self) -> &str {
+        self.schema.field(self.order_index()).name()
+    }
+
     fn order_index(&self) -> usize {
         self.schema.fields().len() - 1
     }
 
-    fn mentions_write_order(expr: &Expr) -> bool {
+    fn mentions_write_order(&self, expr: &Expr) -> bool {
         expr.column_refs()
             .iter()
-            .any(|column| column.name == WRITE_ORDER_COLUMN)
+            .any(|column| column.name == self.order_column())
     }
 }
 
@@ -193,7 +198,7 @@ impl TableProvider for WriteOrderedTable {
         Ok(filters
             .iter()
             .map(|filter| {
-                if Self::mentions_write_order(filter) {
+                if self.mentions_write_order(filter) {
                     TableProviderFilterPushDown::Unsupported
                 } else {
                     TableProviderFilterPushDown::Inexact
@@ -242,7 +247,7 @@ impl TableProvider for WriteOrderedTable {
             let mut source = ParquetSource::new(base_schema.clone());
             let usable: Vec<Expr> = filters
                 .iter()
-                .filter(|f| !Self::mentions_write_order(f))
+                .filter(|f| !self.mentions_write_order(f))
                 .cloned()
                 .collect();
             if let Some(predicate) = conjunction(usable) {
@@ -430,7 +435,7 @@ impl ExecutionPlan for WriteOrderExec {
     }
 }
 
-/// `featuredb_write_ordered('schema', 'table')`.
+/// `featuredb_write_ordered('schema', 'table' [, 'order column'])`.
 pub struct WriteOrderedFunction {
     store: Arc<OfflineStore>,
 }
@@ -453,12 +458,24 @@ impl TableFunctionImpl for WriteOrderedFunction {
             Expr::Literal(ScalarValue::Utf8(Some(s)), _) => Some(s.clone()),
             _ => None,
         };
+        let usage = || {
+            plan_err!(
+                "{WRITE_ORDERED_FUNCTION} takes a schema name, a table name and optionally the order column's name"
+            )
+        };
         let (Some(schema), Some(table)) = (args.first().and_then(text), args.get(1).and_then(text))
         else {
-            return plan_err!("{WRITE_ORDERED_FUNCTION} takes a schema name and a table name");
+            return usage();
         };
-        if args.len() != 2 {
-            return plan_err!("{WRITE_ORDERED_FUNCTION} takes a schema name and a table name");
+        let order_column = match args.get(2) {
+            None => WRITE_ORDER_COLUMN.to_string(),
+            Some(arg) => match text(arg) {
+                Some(name) => name,
+                None => return usage(),
+            },
+        };
+        if args.len() > 3 {
+            return usage();
         }
         let handle = self.store.table(&schema, &table).ok_or_else(|| {
             Error::UndefinedTable {
@@ -467,7 +484,7 @@ impl TableFunctionImpl for WriteOrderedFunction {
             }
             .into_datafusion()
         })?;
-        Ok(Arc::new(WriteOrderedTable::new(handle)))
+        Ok(Arc::new(WriteOrderedTable::new(handle, &order_column)))
     }
 }
 
