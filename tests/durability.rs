@@ -236,17 +236,24 @@ async fn small_writes_are_logged_then_committed_in_batches() {
         .unwrap()
         .get(0);
     assert_eq!(count, 50, "rows are not read twice once committed");
-    // The log is emptied once its rows are committed.
-    let wal_files: usize = std::fs::read_dir(server.data_dir.join("wal"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|table| {
-            std::fs::read_dir(table.path())
-                .map(|d| d.count())
-                .unwrap_or(0)
-        })
-        .sum();
-    assert_eq!(wal_files, 0);
+    // The log is emptied once its rows are committed (just after the
+    // commit that makes the data file visible).
+    let wal_files = || -> usize {
+        std::fs::read_dir(server.data_dir.join("wal"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|table| {
+                std::fs::read_dir(table.path())
+                    .map(|d| d.count())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while wal_files() != 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(wal_files(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,12 +1,13 @@
 //! [`AsOfJoinExec`]: executes an AS OF join (see `matcher.rs` for how).
 //!
-//! All partitions of the spine (left) are read and indexed once, shared by
-//! the output partitions; then every partition of the right side is
-//! streamed past the index by its own task. Output partition i is spine
-//! partition i, in its order, with the matched right columns gathered.
-//! The spine is not repartitioned (that would lose its order); the right
-//! side is, when its ties are broken by a write-order column rather than by
-//! the order rows arrive in.
+//! All partitions of the spine (left) are read at once and indexed; then
+//! every partition of the right side is read by its own task, which hands
+//! each batch to every worker (as many as the session has target
+//! partitions; the right side's partitions are often uneven, one large
+//! file); each worker matches the rows of its share of the keys. The output is one partition:
+//! the spine's partitions in order, each in its order (a file split into
+//! byte ranges comes back in file order), with the matched right columns
+//! gathered.
 //!
 //! Memory: the spine, the right rows kept for output and the candidate
 //! arrays are reserved in DataFusion's memory pool; past its limit the
@@ -33,11 +34,11 @@ use datafusion::physical_plan::{
     PlanProperties,
 };
 use futures::{StreamExt, TryStreamExt};
-use tokio::sync::OnceCell;
 
 use super::logical::{AsOfJoinKind, Direction};
 use super::matcher::{
-    Candidate, KeyMap, NO_ROW, SpineBatch, SpineIndex, as_i64, batch_and_row, location,
+    KeyMap, MAX_BATCHES_PER_READER, MAX_READERS, NO_ROW, Share, Slot, SpineBatch, SpineIndex,
+    as_i64, location, reader_batch_row,
 };
 
 /// The expressions of an AS OF join, compiled against its inputs.
@@ -60,8 +61,6 @@ pub struct AsOfJoinExec {
     exprs: AsOfExprs,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
-    /// Computed by the first output partition polled, shared by all.
-    matched: Arc<OnceCell<Result<Arc<Matched>, Arc<DataFusionError>>>>,
 }
 
 impl fmt::Debug for AsOfJoinExec {
@@ -84,7 +83,7 @@ impl AsOfJoinExec {
     ) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(left.output_partitioning().partition_count()),
+            Partitioning::UnknownPartitioning(1),
             EmissionType::Final,
             Boundedness::Bounded,
         );
@@ -96,7 +95,6 @@ impl AsOfJoinExec {
             exprs,
             schema,
             properties: Arc::new(properties),
-            matched: Arc::new(OnceCell::new()),
         }
     }
 }
@@ -152,9 +150,9 @@ impl ExecutionPlan for AsOfJoinExec {
     }
 
     fn benefits_from_input_partitioning(&self) -> Vec<bool> {
-        // Splitting the spine would lose its order; the right side may be
-        // spread over tasks when ties do not depend on arrival order.
-        vec![false, self.exprs.tie.is_some()]
+        // Splitting the spine would lose its order; the right side is
+        // spread over workers here, whatever its partitioning.
+        vec![false, false]
     }
 
     fn with_new_children(
@@ -179,11 +177,9 @@ impl ExecutionPlan for AsOfJoinExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DFResult<SendableRecordBatchStream> {
-        let partitions = self.left.output_partitioning().partition_count();
-        if partition >= partitions {
+        if partition != 0 {
             return internal_err!("AsOfJoinExec has no partition {partition}");
         }
-        let matched = self.matched.clone();
         let job = Job {
             left: self.left.clone(),
             right: self.right.clone(),
@@ -194,13 +190,8 @@ impl ExecutionPlan for AsOfJoinExec {
         let kind = self.kind;
         let schema = self.schema.clone();
         let stream = futures::stream::once(async move {
-            let result = matched
-                .get_or_init(|| async move { job.run().await.map(Arc::new).map_err(Arc::new) })
-                .await;
-            match result {
-                Ok(matched) => Ok(output_batches(matched.clone(), partition, kind, schema)),
-                Err(e) => Err(DataFusionError::Shared(e.clone())),
-            }
+            let matched = Arc::new(job.run().await?);
+            Ok::<_, DataFusionError>(output_batches(matched, kind, schema))
         })
         .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -212,12 +203,14 @@ impl ExecutionPlan for AsOfJoinExec {
 
 /// Everything the output needs once matching is done.
 struct Matched {
-    /// Spine batches of each partition, and the global number of the
-    /// first row of each.
-    spine: Vec<Vec<(usize, RecordBatch)>>,
-    /// Right rows kept for output, per task, then one all-NULL row.
-    right: Vec<RecordBatch>,
-    /// Per spine row: location of its match (task in the batch's high bits).
+    /// Spine batches in order, with the global number of each one's
+    /// first row.
+    spine: Vec<(usize, RecordBatch)>,
+    /// Right rows kept for output, per right partition.
+    right: Vec<Vec<RecordBatch>>,
+    /// One all-NULL right row, for spine rows without a match.
+    nulls: RecordBatch,
+    /// Per spine row: location of its match.
     matches: Vec<u64>,
     _reservation: MemoryReservation,
 }
@@ -229,9 +222,6 @@ struct Job {
     exprs: AsOfExprs,
     context: Arc<TaskContext>,
 }
-
-/// Bits of a location's batch number that name the task.
-const TASK_SHIFT: usize = 20;
 
 impl Job {
     async fn run(self) -> DFResult<Matched> {
@@ -247,7 +237,7 @@ impl Job {
                 stream.try_collect::<Vec<RecordBatch>>().await
             }));
         }
-        let mut spine = Vec::with_capacity(left_partitions);
+        let mut spine = Vec::new();
         let mut evaluated = Vec::new();
         let key_types = self
             .exprs
@@ -262,56 +252,99 @@ impl Job {
                 .join_unwind()
                 .await
                 .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
-            let mut numbered = Vec::with_capacity(batches.len());
             for batch in batches {
                 reservation.try_grow(batch.get_array_memory_size())?;
                 evaluated.push(self.evaluate_spine(&keys, &batch)?);
-                numbered.push((next_row, batch));
-                next_row += numbered.last().map(|(_, b)| b.num_rows()).unwrap_or(0);
+                let rows = batch.num_rows();
+                spine.push((next_row, batch));
+                next_row += rows;
             }
-            spine.push(numbered);
         }
         reservation.try_grow(next_row * (24 + 8 * self.exprs.bounds.len()))?;
         let index = Arc::new(SpineIndex::build(keys, &evaluated, self.direction)?);
         drop(evaluated);
 
-        // 2. The right side, a task per partition.
-        let right_partitions = self.right.output_partitioning().partition_count();
-        if right_partitions >= 1 << (32 - TASK_SHIFT) {
-            return internal_err!("AsOfJoinExec: too many right partitions");
-        }
-        let mut tasks = Vec::with_capacity(right_partitions);
-        for p in 0..right_partitions {
-            let stream = self.right.execute(p, self.context.clone())?;
+        // 2. The right side: a reader per partition hands every batch to
+        // every worker; each worker matches the groups of its share.
+        let workers = self
+            .context
+            .session_config()
+            .target_partitions()
+            .clamp(1, 64);
+        let mut senders = Vec::with_capacity(workers);
+        let mut tasks = Vec::with_capacity(workers);
+        for share in index.shares(workers) {
+            let (sender, receiver) = tokio::sync::mpsc::channel::<Arrival>(4);
+            senders.push(sender);
             let index = index.clone();
             let exprs = self.exprs.clone();
-            let task_reservation = reservation.new_empty();
-            task_reservation.try_grow(index.new_candidates().len() * size_of::<Candidate>())?;
+            reservation.try_grow(share.positions().len() * size_of::<Slot>())?;
             tasks.push(SpawnedTask::spawn(async move {
-                probe(stream, &index, &exprs, p, task_reservation).await
+                probe(receiver, &index, &share, &exprs).await
             }));
         }
-        let mut candidates = Vec::with_capacity(right_partitions);
-        let mut right = Vec::new();
-        let mut task_base = Vec::with_capacity(right_partitions);
-        for task in tasks {
-            let (task_candidates, batches, task_reservation) = task
+        let right_partitions = self.right.output_partitioning().partition_count();
+        if right_partitions > MAX_READERS {
+            return internal_err!("AsOfJoinExec: more than {MAX_READERS} right partitions");
+        }
+        let mut readers = Vec::with_capacity(right_partitions);
+        for p in 0..right_partitions {
+            let mut stream = self.right.execute(p, self.context.clone())?;
+            let senders = senders.clone();
+            let reservation = reservation.new_empty();
+            readers.push(SpawnedTask::spawn(async move {
+                // Arrival order, for ties without a write order: partitions
+                // in order, rows in order within each.
+                let mut arrival = (p as i64) << 40;
+                let mut kept = Vec::new();
+                while let Some(batch) = stream.next().await {
+                    let batch = batch?;
+                    let rows = batch.num_rows();
+                    if rows == 0 {
+                        continue;
+                    }
+                    if kept.len() >= MAX_BATCHES_PER_READER {
+                        return internal_err!("AsOfJoinExec: too many right batches");
+                    }
+                    reservation.try_grow(batch.get_array_memory_size())?;
+                    let base = location(p, kept.len(), 0);
+                    for sender in &senders {
+                        let arrival = Arrival {
+                            batch: batch.clone(),
+                            arrival,
+                            base,
+                        };
+                        if sender.send(arrival).await.is_err() {
+                            // The worker failed; its error is reported.
+                            return Ok((kept, reservation));
+                        }
+                    }
+                    kept.push(batch);
+                    arrival += rows as i64;
+                }
+                Ok::<_, DataFusionError>((kept, reservation))
+            }));
+        }
+        drop(senders);
+        let mut right = Vec::with_capacity(right_partitions);
+        for reader in readers {
+            let (kept, reader_reservation) = reader
                 .join_unwind()
                 .await
                 .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
-            candidates.push(task_candidates);
-            task_base.push(right.len());
-            right.extend(batches);
-            reservation.grow(task_reservation.size());
+            right.push(kept);
+            reservation.grow(reader_reservation.size());
         }
-        let mut matches = index.resolve(candidates);
-        // Locations name (task, batch in task); make them global.
-        for m in matches.iter_mut().filter(|m| **m != NO_ROW) {
-            let (batch, row) = batch_and_row(*m);
-            let task = batch >> TASK_SHIFT;
-            let global = task_base[task] + (batch & ((1 << TASK_SHIFT) - 1));
-            *m = location(global, row);
+        let mut slots = Vec::with_capacity(workers);
+        for task in tasks {
+            slots.push(
+                task.join_unwind()
+                    .await
+                    .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??,
+            );
         }
+        let matches = index.resolve(slots);
+
         // One all-NULL row for spine rows without a match.
         let right_schema = self.right.schema();
         let nullable: Vec<Field> = right_schema
@@ -319,19 +352,20 @@ impl Job {
             .iter()
             .map(|f| f.as_ref().clone().with_nullable(true))
             .collect();
-        let nulls: Vec<ArrayRef> = right_schema
+        let null_columns: Vec<ArrayRef> = right_schema
             .fields()
             .iter()
             .map(|f| new_null_array(f.data_type(), 1))
             .collect();
-        right.push(RecordBatch::try_new_with_options(
+        let nulls = RecordBatch::try_new_with_options(
             Arc::new(Schema::new(nullable)),
-            nulls,
+            null_columns,
             &RecordBatchOptions::new().with_row_count(Some(1)),
-        )?);
+        )?;
         Ok(Matched {
             spine,
             right,
+            nulls,
             matches,
             _reservation: reservation,
         })
@@ -376,25 +410,28 @@ impl Job {
     }
 }
 
-/// Streams one right partition past the index.
+/// A right batch, the arrival number and the location of its first row.
+struct Arrival {
+    batch: RecordBatch,
+    arrival: i64,
+    base: u64,
+}
+
+/// One worker: offers every batch to the slots of its share.
 async fn probe(
-    mut stream: SendableRecordBatchStream,
+    mut receiver: tokio::sync::mpsc::Receiver<Arrival>,
     index: &SpineIndex,
+    share: &Share,
     exprs: &AsOfExprs,
-    task: usize,
-    reservation: MemoryReservation,
-) -> DFResult<(Vec<Candidate>, Vec<RecordBatch>, MemoryReservation)> {
-    let mut candidates = index.new_candidates();
-    let mut kept = Vec::new();
-    // Arrival order, for ties when there is no write order: partitions in
-    // order, rows in order within each.
-    let mut arrival = (task as i64) << 40;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
+) -> DFResult<Vec<Slot>> {
+    let mut slots = index.new_slots(share);
+    while let Some(Arrival {
+        batch,
+        arrival,
+        base,
+    }) = receiver.recv().await
+    {
         let rows = batch.num_rows();
-        if rows == 0 {
-            continue;
-        }
         let keys = exprs
             .right_keys
             .iter()
@@ -406,59 +443,62 @@ async fn probe(
             Some(tie) => Some(as_i64(&tie.evaluate(&batch)?.into_array(rows)?)?),
             None => None,
         };
-        let batch_number = (task << TASK_SHIFT) | kept.len();
         index.offer(
-            &mut candidates,
+            share,
+            &mut slots,
             &keys,
             &times,
             ties.as_ref(),
             arrival,
-            location(batch_number, 0),
+            base,
         );
-        arrival += rows as i64;
-        reservation.try_grow(batch.get_array_memory_size())?;
-        kept.push(batch);
     }
-    Ok((candidates, kept, reservation))
+    Ok(slots)
 }
 
-/// The output of partition `partition`, a batch per spine batch.
+/// The output: a batch per spine batch.
 fn output_batches(
     matched: Arc<Matched>,
-    partition: usize,
     kind: AsOfJoinKind,
     schema: SchemaRef,
 ) -> futures::stream::BoxStream<'static, DFResult<RecordBatch>> {
-    let count = matched.spine[partition].len();
+    let count = matched.spine.len();
     futures::stream::iter(0..count)
-        .map(move |i| join_batch(&matched, partition, i, kind, &schema))
+        .map(move |i| join_batch(&matched, i, kind, &schema))
         .boxed()
 }
 
 fn join_batch(
     matched: &Matched,
-    partition: usize,
     i: usize,
     kind: AsOfJoinKind,
     schema: &SchemaRef,
 ) -> DFResult<RecordBatch> {
-    let (first_row, batch) = &matched.spine[partition][i];
+    let (first_row, batch) = &matched.spine[i];
     let rows = batch.num_rows();
     let matches = &matched.matches[*first_row..*first_row + rows];
-    let null_batch = matched.right.len() - 1;
+    // interleave() indexes one list of batches: every reader's, then the
+    // NULL row.
+    let mut bases = Vec::with_capacity(matched.right.len());
+    let mut sources: Vec<&RecordBatch> = Vec::new();
+    for batches in &matched.right {
+        bases.push(sources.len());
+        sources.extend(batches.iter());
+    }
+    let null_batch = sources.len();
+    sources.push(&matched.nulls);
+    let index_of = |m: u64| {
+        if m == NO_ROW {
+            (null_batch, 0)
+        } else {
+            let (reader, batch, row) = reader_batch_row(m);
+            (bases[reader] + batch, row)
+        }
+    };
     let (left, indices): (RecordBatch, Vec<(usize, usize)>) = match kind {
         AsOfJoinKind::Left => (
             batch.clone(),
-            matches
-                .iter()
-                .map(|&m| {
-                    if m == NO_ROW {
-                        (null_batch, 0)
-                    } else {
-                        batch_and_row(m)
-                    }
-                })
-                .collect(),
+            matches.iter().map(|&m| index_of(m)).collect(),
         ),
         AsOfJoinKind::Inner => {
             let keep = BooleanArray::from_iter(matches.iter().map(|&m| Some(m != NO_ROW)));
@@ -467,15 +507,14 @@ fn join_batch(
                 matches
                     .iter()
                     .filter(|&&m| m != NO_ROW)
-                    .map(|&m| batch_and_row(m))
+                    .map(|&m| index_of(m))
                     .collect(),
             )
         }
     };
     let mut columns = left.columns().to_vec();
-    let right_columns = matched.right[0].num_columns();
-    for c in 0..right_columns {
-        let arrays: Vec<&dyn Array> = matched.right.iter().map(|b| b.column(c).as_ref()).collect();
+    for c in 0..matched.nulls.num_columns() {
+        let arrays: Vec<&dyn Array> = sources.iter().map(|b| b.column(c).as_ref()).collect();
         columns.push(interleave(&arrays, &indices)?);
     }
     Ok(RecordBatch::try_new_with_options(

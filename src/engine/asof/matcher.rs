@@ -12,8 +12,10 @@
 //!
 //! Why this way round: training spines are usually much smaller than
 //! feature histories, so the index is small (cache-friendly), the right side
-//! never needs sorting and is consumed as it streams, by as many tasks as
-//! it has partitions, each with its own candidates, merged at the end.
+//! never needs sorting and is consumed as it streams. Workers split the
+//! groups between them ([`Share`]) and each sees every right row, acting on
+//! those of its groups: its slots stay half (a third…) the size, which keeps
+//! them in the shared cache rather than in memory.
 //! Work is O(N log N + M log(N/K)) for N spine rows, M right rows, K keys.
 
 use std::sync::Arc;
@@ -29,14 +31,25 @@ use super::logical::Direction;
 /// No right row (an empty candidate slot, or no match).
 pub const NO_ROW: u64 = u64::MAX;
 
-/// The place of a right row among the rows a task kept: batch and row.
-pub fn location(batch: usize, row: usize) -> u64 {
-    ((batch as u64) << 32) | row as u64
+/// The place of a right row: the reader (right partition) that kept it,
+/// the batch among the reader's, and the row in the batch.
+pub fn location(reader: usize, batch: usize, row: usize) -> u64 {
+    ((reader as u64) << 56) | ((batch as u64) << 32) | row as u64
 }
 
-pub fn batch_and_row(location: u64) -> (usize, usize) {
-    ((location >> 32) as usize, (location & 0xffff_ffff) as usize)
+pub fn reader_batch_row(location: u64) -> (usize, usize, usize) {
+    (
+        (location >> 56) as usize,
+        ((location >> 32) & 0xff_ffff) as usize,
+        (location & 0xffff_ffff) as usize,
+    )
 }
+
+/// Most batches one reader may keep (24 bits of a location).
+pub const MAX_BATCHES_PER_READER: usize = 1 << 24;
+
+/// Most right partitions (8 bits of a location).
+pub const MAX_READERS: usize = 1 << 8;
 
 /// A right row that may be some spine rows' match.
 #[derive(Debug, Clone, Copy)]
@@ -74,10 +87,36 @@ impl Candidate {
     }
 }
 
+/// A spine position as a worker sees it: the spine row's time next to
+/// the best candidate so far, so that the binary search and the update
+/// touch the same cache lines.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    pub time: i64,
+    pub best: Candidate,
+}
+
+/// The groups one worker matches: their positions are contiguous.
+#[derive(Debug, Clone)]
+pub struct Share {
+    pub groups: std::ops::Range<u32>,
+    first_position: usize,
+    end_position: usize,
+}
+
+impl Share {
+    pub fn positions(&self) -> std::ops::Range<usize> {
+        self.first_position..self.end_position
+    }
+}
+
 /// Maps key values to dense group numbers.
 pub enum KeyMap {
     /// One integer key column, the common case: no encoding.
     Integer(HashMap<i64, u32>),
+    /// Integer keys in a range not much larger than their number: the
+    /// group is `table[key - min]` (u32::MAX for none), no hashing.
+    Dense { min: i64, table: Vec<u32> },
     /// Any other keys, in Arrow's row format.
     Rows {
         converter: RowConverter,
@@ -113,7 +152,9 @@ impl KeyMap {
     /// marked so they never match.
     pub fn encode(&self, keys: &[ArrayRef]) -> DFResult<BatchKeys> {
         match self {
-            KeyMap::Integer(_) => Ok(BatchKeys::Integer(cast(&keys[0], &DataType::Int64)?)),
+            KeyMap::Integer(_) | KeyMap::Dense { .. } => {
+                Ok(BatchKeys::Integer(cast(&keys[0], &DataType::Int64)?))
+            }
             KeyMap::Rows { converter, .. } => {
                 let rows = converter.convert_columns(keys)?;
                 let valid = if keys.iter().any(|k| k.null_count() > 0) {
@@ -159,7 +200,43 @@ impl KeyMap {
     fn len(&self) -> usize {
         match self {
             KeyMap::Integer(map) => map.len(),
+            KeyMap::Dense { table, .. } => table.iter().filter(|g| **g != u32::MAX).count(),
             KeyMap::Rows { groups, .. } => groups.len(),
+        }
+    }
+
+    /// Switches integer keys to a direct table when their range allows.
+    fn densify(self) -> KeyMap {
+        let KeyMap::Integer(map) = self else {
+            return self;
+        };
+        let (Some(&min), Some(&max)) = (map.keys().min(), map.keys().max()) else {
+            return KeyMap::Integer(map);
+        };
+        let span = (max as i128 - min as i128 + 1) as u128;
+        if span > (4 * map.len() as u128).max(1 << 16) || span > 1 << 26 {
+            return KeyMap::Integer(map);
+        }
+        let mut table = vec![u32::MAX; span as usize];
+        for (&key, &group) in &map {
+            table[(key - min) as usize] = group;
+        }
+        KeyMap::Dense { min, table }
+    }
+
+    /// The group of integer key `key`, if the spine has it.
+    #[inline]
+    fn group_of(&self, key: i64) -> Option<u32> {
+        match self {
+            KeyMap::Integer(map) => map.get(&key).copied(),
+            KeyMap::Dense { min, table } => {
+                let index = key.checked_sub(*min)?;
+                match table.get(usize::try_from(index).ok()?) {
+                    Some(&g) if g != u32::MAX => Some(g),
+                    _ => None,
+                }
+            }
+            KeyMap::Rows { .. } => None,
         }
     }
 }
@@ -260,6 +337,7 @@ impl SpineIndex {
             slice.sort_by_key(|&r| time_of_row[r as usize]);
         }
         let times: Vec<i64> = rows.iter().map(|&r| time_of_row[r as usize]).collect();
+        let keys = keys.densify();
         let mut positions = vec![u32::MAX; total];
         for (position, &row) in rows.iter().enumerate() {
             positions[row as usize] = position as u32;
@@ -276,20 +354,55 @@ impl SpineIndex {
         })
     }
 
-    pub fn spine_rows(&self) -> usize {
-        self.positions.len()
+    /// Spine rows that may match (the positions of the index).
+    pub fn spine_positions(&self) -> usize {
+        self.times.len()
     }
 
-    /// Empty candidates, one per position.
-    pub fn new_candidates(&self) -> Vec<Candidate> {
-        vec![Candidate::NONE; self.times.len()]
+    /// A worker's slots: every position's time, no candidates yet.
+    pub fn new_slots(&self, share: &Share) -> Vec<Slot> {
+        self.times[share.positions()]
+            .iter()
+            .map(|&time| Slot {
+                time,
+                best: Candidate::NONE,
+            })
+            .collect()
+    }
+
+    /// Splits the groups into `workers` contiguous shares of about as many
+    /// spine rows each.
+    pub fn shares(&self, workers: usize) -> Vec<Share> {
+        let groups = self.offsets.len() - 1;
+        let total = self.times.len();
+        let mut shares = Vec::with_capacity(workers);
+        let mut first_group = 0;
+        for w in 1..=workers {
+            let target = total * w / workers;
+            let mut last_group = first_group;
+            while last_group < groups && (self.offsets[last_group] as usize) < target {
+                last_group += 1;
+            }
+            if w == workers {
+                last_group = groups;
+            }
+            shares.push(Share {
+                groups: first_group as u32..last_group as u32,
+                first_position: self.offsets[first_group] as usize,
+                end_position: self.offsets[last_group] as usize,
+            });
+            first_group = last_group;
+        }
+        shares
     }
 
     /// Offers right rows (keys, times as i64, tie values) as candidates.
-    /// `rows` gives each row's [`location`] base: row i is `base + i`.
+    /// `base` is the [`location`] of row 0: row i is `base + i`.
+    #[allow(clippy::too_many_arguments)]
     pub fn offer(
         &self,
-        candidates: &mut [Candidate],
+        share: &Share,
+        slots: &mut [Slot],
         keys: &BatchKeys,
         times: &ArrayRef,
         ties: Option<&ArrayRef>,
@@ -303,30 +416,86 @@ impl SpineIndex {
             self.direction,
             Direction::Backward { strict: true } | Direction::Forward { strict: true }
         );
-        let mut offer_row = |i: usize, group: u32| {
-            if times.is_null(i) {
-                return;
+        // First every row's group (NONE where it cannot match), then the
+        // rows, fetching the group a few rows ahead into the cache: the
+        // slots are far bigger than the cache and each row lands in a
+        // random group, so overlapping those misses is most of the speed.
+        const NONE: u32 = u32::MAX;
+        let rows = times.len();
+        let mut groups = vec![NONE; rows];
+        match (&self.keys, keys) {
+            (KeyMap::Rows { .. }, BatchKeys::Integer(_)) => {}
+            (_, BatchKeys::Integer(array)) => {
+                let array = array.as_primitive::<Int64Type>();
+                for (i, &value) in array.values().iter().enumerate() {
+                    if array.is_valid(i)
+                        && let Some(group) = self.keys.group_of(value)
+                    {
+                        groups[i] = group;
+                    }
+                }
             }
-            let time = times.value(i);
-            let start = self.offsets[group as usize] as usize;
-            let end = self.offsets[group as usize + 1] as usize;
-            let slice = &self.times[start..end];
+            (KeyMap::Rows { groups: map, .. }, BatchKeys::Rows(keys, valid)) => {
+                for (i, group) in groups.iter_mut().enumerate() {
+                    if valid.as_ref().is_some_and(|v| !v.value(i)) {
+                        continue;
+                    }
+                    if let Some(&g) = map.get(keys.row(i).as_ref()) {
+                        *group = g;
+                    }
+                }
+            }
+            _ => {}
+        }
+        for (i, group) in groups.iter_mut().enumerate() {
+            if !share.groups.contains(group) || times.is_null(i) {
+                *group = NONE;
+            }
+        }
+        let first = share.first_position;
+        const AHEAD: usize = 24;
+        const PREFETCH_SLOTS: usize = 16;
+        let time_values = times.values();
+        for i in 0..rows {
+            if let Some(&ahead) = groups.get(i + AHEAD)
+                && ahead != NONE
+            {
+                let start = self.offsets[ahead as usize] as usize - first;
+                let end = self.offsets[ahead as usize + 1] as usize - first;
+                // Every line the binary search may read (small groups are
+                // the common case; large ones get their first lines).
+                let lines = &slots[start..end.min(start + PREFETCH_SLOTS)];
+                for slot in lines.iter().step_by(2) {
+                    prefetch(slot);
+                }
+                if let Some(last) = lines.last() {
+                    prefetch(last);
+                }
+            }
+            let group = groups[i];
+            if group == NONE {
+                continue;
+            }
+            let time = time_values[i];
+            let start = self.offsets[group as usize] as usize - first;
+            let end = self.offsets[group as usize + 1] as usize - first;
+            let slice = &mut slots[start..end];
             let position = match (backward, strict) {
                 // The first spine row at or after `time` (after, strict).
-                (true, false) => slice.partition_point(|&t| t < time),
-                (true, true) => slice.partition_point(|&t| t <= time),
+                (true, false) => slice.partition_point(|s| s.time < time),
+                (true, true) => slice.partition_point(|s| s.time <= time),
                 // The last spine row at or before `time` (before, strict).
-                (false, false) => match slice.partition_point(|&t| t <= time) {
-                    0 => return,
+                (false, false) => match slice.partition_point(|s| s.time <= time) {
+                    0 => continue,
                     p => p - 1,
                 },
-                (false, true) => match slice.partition_point(|&t| t < time) {
-                    0 => return,
+                (false, true) => match slice.partition_point(|s| s.time < time) {
+                    0 => continue,
                     p => p - 1,
                 },
             };
             if position >= slice.len() {
-                return;
+                continue;
             }
             let candidate = Candidate {
                 time,
@@ -337,48 +506,19 @@ impl SpineIndex {
                 },
                 row: base + i as u64,
             };
-            let slot = &mut candidates[start + position];
+            let slot = &mut slice[position].best;
             if candidate.beats(slot, backward) {
                 *slot = candidate;
             }
-        };
-        match (&self.keys, keys) {
-            (KeyMap::Integer(map), BatchKeys::Integer(array)) => {
-                let array = array.as_primitive::<Int64Type>();
-                for (i, value) in array.values().iter().enumerate() {
-                    if array.is_valid(i)
-                        && let Some(&group) = map.get(value)
-                    {
-                        offer_row(i, group);
-                    }
-                }
-            }
-            (KeyMap::Rows { groups, .. }, BatchKeys::Rows(rows, valid)) => {
-                for i in 0..rows.num_rows() {
-                    if valid.as_ref().is_some_and(|v| !v.value(i)) {
-                        continue;
-                    }
-                    if let Some(&group) = groups.get(rows.row(i).as_ref()) {
-                        offer_row(i, group);
-                    }
-                }
-            }
-            _ => {}
         }
     }
 
-    /// Combines the candidates of several tasks and resolves each spine
+    /// Takes the slots of every share, in order, and resolves each spine
     /// row's match: the location of its right row, or [`NO_ROW`].
-    pub fn resolve(&self, mut tasks: Vec<Vec<Candidate>>) -> Vec<u64> {
+    pub fn resolve(&self, shares: Vec<Vec<Slot>>) -> Vec<u64> {
         let backward = matches!(self.direction, Direction::Backward { .. });
-        let mut best = tasks.pop().unwrap_or_else(|| self.new_candidates());
-        for other in tasks {
-            for (slot, candidate) in best.iter_mut().zip(other) {
-                if candidate.beats(slot, backward) {
-                    *slot = candidate;
-                }
-            }
-        }
+        let mut best: Vec<Candidate> = shares.into_iter().flatten().map(|s| s.best).collect();
+        best.resize(self.times.len(), Candidate::NONE);
         // Carry the best candidate along each group.
         for g in 0..self.offsets.len().saturating_sub(1) {
             let group = &mut best[self.offsets[g] as usize..self.offsets[g + 1] as usize];
@@ -418,6 +558,23 @@ impl SpineIndex {
     }
 }
 
+/// Asks the CPU to bring `value`'s cache line in (a hint, no effect on
+/// results).
+#[inline(always)]
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: prefetching is a hint; the address is a valid reference.
+        #[allow(unused_unsafe)]
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast::<i8>())
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 /// An Arrow array of times or bounds as i64 (timestamps keep their unit,
 /// dates become days or milliseconds).
 pub fn as_i64(array: &ArrayRef) -> DFResult<ArrayRef> {
@@ -452,10 +609,18 @@ mod tests {
     fn offer(index: &SpineIndex, keys: &[Option<i64>], times: &[i64]) -> Vec<u64> {
         let key_array: ArrayRef = Arc::new(Int64Array::from(keys.to_vec()));
         let batch_keys = index.keys.encode(&[key_array]).unwrap();
-        let mut candidates = index.new_candidates();
+        // Two workers, to cover the split.
         let times: ArrayRef = Arc::new(Int64Array::from(times.to_vec()));
-        index.offer(&mut candidates, &batch_keys, &times, None, 0, 0);
-        index.resolve(vec![candidates])
+        let shares = index.shares(2);
+        let slots = shares
+            .iter()
+            .map(|share| {
+                let mut slots = index.new_slots(share);
+                index.offer(share, &mut slots, &batch_keys, &times, None, 0, 0);
+                slots
+            })
+            .collect();
+        index.resolve(slots)
     }
 
     #[test]
