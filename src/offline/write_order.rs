@@ -282,26 +282,43 @@ impl TableProvider for WriteOrderedTable {
 }
 
 /// Splits files (already in write order) into at most `partitions`
-/// contiguous runs of similar size.
+/// contiguous runs of about the same number of bytes. A large file is
+/// split into byte ranges, in order: the Parquet reader gives each row
+/// group to the range holding its middle, so every row is read once and
+/// the runs stay in write order.
 fn contiguous_groups(files: Vec<PartitionedFile>, partitions: usize) -> Vec<FileGroup> {
-    if files.is_empty() {
-        return Vec::new();
-    }
     let total: u64 = files.iter().map(|f| f.object_meta.size).sum();
-    let group_count = partitions.min(files.len()) as u64;
-    let target = total.div_ceil(group_count).max(1);
+    if total == 0 {
+        return if files.is_empty() {
+            Vec::new()
+        } else {
+            vec![FileGroup::new(files)]
+        };
+    }
+    let target = total.div_ceil(partitions.max(1) as u64).max(1);
     let mut groups = Vec::new();
     let mut current = Vec::new();
-    let mut bytes = 0u64;
-    let mut remaining = files.len();
+    let mut room = target;
     for file in files {
-        bytes += file.object_meta.size;
-        current.push(file);
-        remaining -= 1;
-        let groups_left = group_count as usize - groups.len() - 1;
-        if bytes >= target && groups_left > 0 && remaining >= groups_left {
-            groups.push(FileGroup::new(std::mem::take(&mut current)));
-            bytes = 0;
+        let size = file.object_meta.size;
+        let mut start = 0u64;
+        while start < size {
+            let end = (start + room).min(size);
+            let piece = if start == 0 && end == size {
+                file.clone()
+            } else {
+                file.clone().with_range(start as i64, end as i64)
+            };
+            current.push(piece);
+            room -= end - start;
+            start = end;
+            if room == 0 {
+                groups.push(FileGroup::new(std::mem::take(&mut current)));
+                room = target;
+            }
+        }
+        if size == 0 {
+            current.push(file);
         }
     }
     if !current.is_empty() {

@@ -2,9 +2,9 @@
 //!
 //! All partitions of the spine (left) are read at once and indexed; then
 //! every partition of the right side is read by its own task, which hands
-//! each batch to every worker (as many as the session has target
-//! partitions; the right side's partitions are often uneven, one large
-//! file); each worker matches the rows of its share of the keys. The output is one partition:
+//! each row to the worker owning its key's group (as many workers as the
+//! session has target partitions, each owning a share of the groups, so
+//! uneven right partitions still spread the matching evenly). The output is one partition:
 //! the spine's partitions in order, each in its order (a file split into
 //! byte ranges comes back in file order), with the matched right columns
 //! gathered.
@@ -26,8 +26,13 @@ use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::{DataFusionError, Result as DFResult, internal_err};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExprRef};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
+};
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
@@ -37,7 +42,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::logical::{AsOfJoinKind, Direction};
 use super::matcher::{
-    KeyMap, MAX_BATCHES_PER_READER, MAX_READERS, NO_ROW, Share, Slot, SpineBatch, SpineIndex,
+    KeyMap, MAX_BATCHES_PER_READER, MAX_READERS, NO_ROW, Share, Slots, SpineBatch, SpineIndex,
     as_i64, location, reader_batch_row,
 };
 
@@ -59,8 +64,47 @@ pub struct AsOfJoinExec {
     kind: AsOfJoinKind,
     direction: Direction,
     exprs: AsOfExprs,
+    /// Left then right columns.
+    join_schema: SchemaRef,
+    /// The columns of `join_schema` that are output (all when `None`):
+    /// a projection above is taken in, so unused right columns are never
+    /// gathered.
+    projection: Option<Vec<usize>>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+/// What EXPLAIN ANALYZE shows of a run.
+#[derive(Clone)]
+struct JoinMetrics {
+    /// Reading and indexing the spine.
+    spine_time: Time,
+    /// Reading the right side and matching (wall clock).
+    match_time: Time,
+    /// Workers' time matching (summed over workers).
+    probe_time: Time,
+    /// Gathering the output.
+    output_time: Time,
+    spine_rows: Count,
+    right_rows: Count,
+    output_rows: Count,
+}
+
+impl JoinMetrics {
+    fn new(metrics: &ExecutionPlanMetricsSet) -> Self {
+        let time = |name: &'static str| MetricBuilder::new(metrics).subset_time(name, 0);
+        let count = |name: &'static str| MetricBuilder::new(metrics).counter(name, 0);
+        Self {
+            spine_time: time("spine_time"),
+            match_time: time("match_time"),
+            probe_time: time("probe_time"),
+            output_time: time("output_time"),
+            spine_rows: count("spine_rows"),
+            right_rows: count("right_rows"),
+            output_rows: MetricBuilder::new(metrics).output_rows(0),
+        }
+    }
 }
 
 impl fmt::Debug for AsOfJoinExec {
@@ -79,8 +123,30 @@ impl AsOfJoinExec {
         kind: AsOfJoinKind,
         direction: Direction,
         exprs: AsOfExprs,
-        schema: SchemaRef,
+        join_schema: SchemaRef,
     ) -> Self {
+        Self::with_projection(left, right, kind, direction, exprs, join_schema, None)
+    }
+
+    fn with_projection(
+        left: Arc<dyn ExecutionPlan>,
+        right: Arc<dyn ExecutionPlan>,
+        kind: AsOfJoinKind,
+        direction: Direction,
+        exprs: AsOfExprs,
+        join_schema: SchemaRef,
+        projection: Option<Vec<usize>>,
+    ) -> Self {
+        let schema = match &projection {
+            Some(columns) => Arc::new(Schema::new_with_metadata(
+                columns
+                    .iter()
+                    .map(|&c| join_schema.field(c).clone())
+                    .collect::<Vec<_>>(),
+                join_schema.metadata().clone(),
+            )),
+            None => join_schema.clone(),
+        };
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema.clone()),
             Partitioning::UnknownPartitioning(1),
@@ -93,8 +159,19 @@ impl AsOfJoinExec {
             kind,
             direction,
             exprs,
+            join_schema,
+            projection,
             schema,
             properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
+
+    /// The output columns as indices into left then right columns.
+    fn output_columns(&self) -> Vec<usize> {
+        match &self.projection {
+            Some(columns) => columns.clone(),
+            None => (0..self.join_schema.fields().len()).collect(),
         }
     }
 }
@@ -145,6 +222,10 @@ impl ExecutionPlan for AsOfJoinExec {
         vec![&self.left, &self.right]
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn maintains_input_order(&self) -> Vec<bool> {
         vec![true, false]
     }
@@ -162,14 +243,42 @@ impl ExecutionPlan for AsOfJoinExec {
         let [left, right]: [Arc<dyn ExecutionPlan>; 2] = children
             .try_into()
             .map_err(|_| DataFusionError::Internal("AsOfJoinExec has two children".into()))?;
-        Ok(Arc::new(AsOfJoinExec::new(
+        Ok(Arc::new(AsOfJoinExec::with_projection(
             left,
             right,
             self.kind,
             self.direction,
             self.exprs.clone(),
-            self.schema.clone(),
+            self.join_schema.clone(),
+            self.projection.clone(),
         )))
+    }
+
+    fn try_swapping_with_projection(
+        &self,
+        projection: &ProjectionExec,
+    ) -> DFResult<Option<Arc<dyn ExecutionPlan>>> {
+        // Plain columns under their own names only.
+        let current = self.output_columns();
+        let mut columns = Vec::with_capacity(projection.expr().len());
+        for item in projection.expr() {
+            let Some(column) = item.expr.as_any().downcast_ref::<Column>() else {
+                return Ok(None);
+            };
+            if column.name() != item.alias || column.index() >= current.len() {
+                return Ok(None);
+            }
+            columns.push(current[column.index()]);
+        }
+        Ok(Some(Arc::new(AsOfJoinExec::with_projection(
+            self.left.clone(),
+            self.right.clone(),
+            self.kind,
+            self.direction,
+            self.exprs.clone(),
+            self.join_schema.clone(),
+            Some(columns),
+        ))))
     }
 
     fn execute(
@@ -186,12 +295,18 @@ impl ExecutionPlan for AsOfJoinExec {
             direction: self.direction,
             exprs: self.exprs.clone(),
             context,
+            metrics: JoinMetrics::new(&self.metrics),
         };
-        let kind = self.kind;
-        let schema = self.schema.clone();
+        let output = Output {
+            kind: self.kind,
+            schema: self.schema.clone(),
+            columns: self.output_columns(),
+            left_columns: self.left.schema().fields().len(),
+            metrics: job.metrics.clone(),
+        };
         let stream = futures::stream::once(async move {
             let matched = Arc::new(job.run().await?);
-            Ok::<_, DataFusionError>(output_batches(matched, kind, schema))
+            Ok::<_, DataFusionError>(output_batches(matched, output))
         })
         .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -221,10 +336,12 @@ struct Job {
     direction: Direction,
     exprs: AsOfExprs,
     context: Arc<TaskContext>,
+    metrics: JoinMetrics,
 }
 
 impl Job {
     async fn run(self) -> DFResult<Matched> {
+        let spine_timer = self.metrics.spine_time.timer();
         let pool = self.context.runtime_env().memory_pool.clone();
         let reservation = MemoryConsumer::new("AsOfJoinExec").register(&pool);
 
@@ -263,24 +380,29 @@ impl Job {
         reservation.try_grow(next_row * (24 + 8 * self.exprs.bounds.len()))?;
         let index = Arc::new(SpineIndex::build(keys, &evaluated, self.direction)?);
         drop(evaluated);
+        self.metrics.spine_rows.add(next_row);
+        spine_timer.done();
+        let match_timer = self.metrics.match_time.timer();
 
-        // 2. The right side: a reader per partition hands every batch to
-        // every worker; each worker matches the groups of its share.
+        // 2. The right side: a reader per partition evaluates each batch
+        // and hands its rows to the workers owning their keys' groups.
         let workers = self
             .context
             .session_config()
             .target_partitions()
             .clamp(1, 64);
+        let shares = Arc::new(index.shares(workers));
         let mut senders = Vec::with_capacity(workers);
         let mut tasks = Vec::with_capacity(workers);
-        for share in index.shares(workers) {
+        for share in shares.iter() {
+            let share = share.clone();
             let (sender, receiver) = tokio::sync::mpsc::channel::<Arrival>(4);
             senders.push(sender);
             let index = index.clone();
-            let exprs = self.exprs.clone();
-            reservation.try_grow(share.positions().len() * size_of::<Slot>())?;
+            reservation.try_grow(share.positions().len() * Slots::BYTES_PER_POSITION)?;
+            let probe_time = self.metrics.probe_time.clone();
             tasks.push(SpawnedTask::spawn(async move {
-                probe(receiver, &index, &share, &exprs).await
+                probe(receiver, &index, &share, probe_time).await
             }));
         }
         let right_partitions = self.right.output_partitioning().partition_count();
@@ -292,6 +414,10 @@ impl Job {
             let mut stream = self.right.execute(p, self.context.clone())?;
             let senders = senders.clone();
             let reservation = reservation.new_empty();
+            let right_rows = self.metrics.right_rows.clone();
+            let index = index.clone();
+            let shares = shares.clone();
+            let exprs = self.exprs.clone();
             readers.push(SpawnedTask::spawn(async move {
                 // Arrival order, for ties without a write order: partitions
                 // in order, rows in order within each.
@@ -307,10 +433,28 @@ impl Job {
                         return internal_err!("AsOfJoinExec: too many right batches");
                     }
                     reservation.try_grow(batch.get_array_memory_size())?;
+                    right_rows.add(rows);
+                    let keys = exprs
+                        .right_keys
+                        .iter()
+                        .map(|k| k.evaluate(&batch)?.into_array(rows))
+                        .collect::<DFResult<Vec<_>>>()?;
+                    let keys = index.keys.encode(&keys)?;
+                    let times = as_i64(&exprs.right_time.evaluate(&batch)?.into_array(rows)?)?;
+                    let ties = match &exprs.tie {
+                        Some(tie) => Some(as_i64(&tie.evaluate(&batch)?.into_array(rows)?)?),
+                        None => None,
+                    };
+                    let routed = index.route(&shares, &keys, &times);
                     let base = location(p, kept.len(), 0);
-                    for sender in &senders {
+                    for (sender, routed) in senders.iter().zip(routed) {
+                        if routed.is_empty() {
+                            continue;
+                        }
                         let arrival = Arrival {
-                            batch: batch.clone(),
+                            routed,
+                            times: times.clone(),
+                            ties: ties.clone(),
                             arrival,
                             base,
                         };
@@ -344,6 +488,7 @@ impl Job {
             );
         }
         let matches = index.resolve(slots);
+        match_timer.done();
 
         // One all-NULL row for spine rows without a match.
         let right_schema = self.right.schema();
@@ -410,70 +555,66 @@ impl Job {
     }
 }
 
-/// A right batch, the arrival number and the location of its first row.
+/// The rows of a right batch one worker matches, with what it needs of
+/// the batch: times, ties, the arrival number and location of its row 0.
 struct Arrival {
-    batch: RecordBatch,
+    routed: Vec<(u32, u32)>,
+    times: ArrayRef,
+    ties: Option<ArrayRef>,
     arrival: i64,
     base: u64,
 }
 
-/// One worker: offers every batch to the slots of its share.
+/// One worker: offers the rows it is handed to the slots of its share.
 async fn probe(
     mut receiver: tokio::sync::mpsc::Receiver<Arrival>,
     index: &SpineIndex,
     share: &Share,
-    exprs: &AsOfExprs,
-) -> DFResult<Vec<Slot>> {
+    probe_time: Time,
+) -> DFResult<Slots> {
     let mut slots = index.new_slots(share);
-    while let Some(Arrival {
-        batch,
-        arrival,
-        base,
-    }) = receiver.recv().await
-    {
-        let rows = batch.num_rows();
-        let keys = exprs
-            .right_keys
-            .iter()
-            .map(|k| k.evaluate(&batch)?.into_array(rows))
-            .collect::<DFResult<Vec<_>>>()?;
-        let keys = index.keys.encode(&keys)?;
-        let times = as_i64(&exprs.right_time.evaluate(&batch)?.into_array(rows)?)?;
-        let ties = match &exprs.tie {
-            Some(tie) => Some(as_i64(&tie.evaluate(&batch)?.into_array(rows)?)?),
-            None => None,
-        };
+    while let Some(arrival) = receiver.recv().await {
+        let _timer = probe_time.timer();
         index.offer(
             share,
             &mut slots,
-            &keys,
-            &times,
-            ties.as_ref(),
-            arrival,
-            base,
+            &arrival.routed,
+            &arrival.times,
+            arrival.ties.as_ref(),
+            arrival.arrival,
+            arrival.base,
         );
     }
     Ok(slots)
 }
 
+/// How output batches are made.
+struct Output {
+    kind: AsOfJoinKind,
+    schema: SchemaRef,
+    /// Indices into left then right columns.
+    columns: Vec<usize>,
+    left_columns: usize,
+    metrics: JoinMetrics,
+}
+
 /// The output: a batch per spine batch.
 fn output_batches(
     matched: Arc<Matched>,
-    kind: AsOfJoinKind,
-    schema: SchemaRef,
+    output: Output,
 ) -> futures::stream::BoxStream<'static, DFResult<RecordBatch>> {
     let count = matched.spine.len();
     futures::stream::iter(0..count)
-        .map(move |i| join_batch(&matched, i, kind, &schema))
+        .map(move |i| {
+            let _timer = output.metrics.output_time.timer();
+            let batch = join_batch(&matched, i, &output)?;
+            output.metrics.output_rows.add(batch.num_rows());
+            Ok(batch)
+        })
         .boxed()
 }
 
-fn join_batch(
-    matched: &Matched,
-    i: usize,
-    kind: AsOfJoinKind,
-    schema: &SchemaRef,
-) -> DFResult<RecordBatch> {
+fn join_batch(matched: &Matched, i: usize, output: &Output) -> DFResult<RecordBatch> {
     let (first_row, batch) = &matched.spine[i];
     let rows = batch.num_rows();
     let matches = &matched.matches[*first_row..*first_row + rows];
@@ -495,7 +636,7 @@ fn join_batch(
             (bases[reader] + batch, row)
         }
     };
-    let (left, indices): (RecordBatch, Vec<(usize, usize)>) = match kind {
+    let (left, indices): (RecordBatch, Vec<(usize, usize)>) = match output.kind {
         AsOfJoinKind::Left => (
             batch.clone(),
             matches.iter().map(|&m| index_of(m)).collect(),
@@ -512,13 +653,18 @@ fn join_batch(
             )
         }
     };
-    let mut columns = left.columns().to_vec();
-    for c in 0..matched.nulls.num_columns() {
-        let arrays: Vec<&dyn Array> = sources.iter().map(|b| b.column(c).as_ref()).collect();
-        columns.push(interleave(&arrays, &indices)?);
+    let mut columns = Vec::with_capacity(output.columns.len());
+    for &c in &output.columns {
+        if c < output.left_columns {
+            columns.push(left.column(c).clone());
+        } else {
+            let c = c - output.left_columns;
+            let arrays: Vec<&dyn Array> = sources.iter().map(|b| b.column(c).as_ref()).collect();
+            columns.push(interleave(&arrays, &indices)?);
+        }
     }
     Ok(RecordBatch::try_new_with_options(
-        schema.clone(),
+        output.schema.clone(),
         columns,
         &RecordBatchOptions::new().with_row_count(Some(left.num_rows())),
     )?)

@@ -13,9 +13,8 @@
 //! Why this way round: training spines are usually much smaller than
 //! feature histories, so the index is small (cache-friendly), the right side
 //! never needs sorting and is consumed as it streams. Workers split the
-//! groups between them ([`Share`]) and each sees every right row, acting on
-//! those of its groups: its slots stay half (a third…) the size, which keeps
-//! them in the shared cache rather than in memory.
+//! groups between them ([`Share`]); each right row is routed to the worker
+//! owning its group ([`SpineIndex::route`]).
 //! Work is O(N log N + M log(N/K)) for N spine rows, M right rows, K keys.
 
 use std::sync::Arc;
@@ -87,13 +86,28 @@ impl Candidate {
     }
 }
 
-/// A spine position as a worker sees it: the spine row's time next to
-/// the best candidate so far, so that the binary search and the update
-/// touch the same cache lines.
+/// A spine position as a worker sees it: the spine row's time next to the
+/// time of the best candidate so far, so that the binary search and the
+/// comparison touch the same cache lines (16 bytes: a million positions
+/// fit in the shared cache). The rest of the candidate is apart, in
+/// [`Slots::rest`], read on equal times and written on a better match.
 #[derive(Debug, Clone, Copy)]
 pub struct Slot {
     pub time: i64,
-    pub best: Candidate,
+    pub best_time: i64,
+}
+
+/// One worker's slots for its share of the positions.
+pub struct Slots {
+    search: Vec<Slot>,
+    /// (tie, row) of each position's best candidate; row is [`NO_ROW`]
+    /// while there is none.
+    rest: Vec<(i64, u64)>,
+}
+
+impl Slots {
+    /// Bytes per position.
+    pub const BYTES_PER_POSITION: usize = size_of::<Slot>() + size_of::<(i64, u64)>();
 }
 
 /// The groups one worker matches: their positions are contiguous.
@@ -325,18 +339,19 @@ impl SpineIndex {
         }
         let placed = offsets[groups] as usize;
         let mut next = offsets.clone();
-        let mut rows = vec![0u32; placed];
+        let mut sorted = vec![(0i64, 0u32); placed];
         for (row, &g) in group_of_row.iter().enumerate() {
             if g != u32::MAX {
-                rows[next[g as usize] as usize] = row as u32;
+                sorted[next[g as usize] as usize] = (time_of_row[row], row as u32);
                 next[g as usize] += 1;
             }
         }
         for g in 0..groups {
-            let slice = &mut rows[offsets[g] as usize..offsets[g + 1] as usize];
-            slice.sort_by_key(|&r| time_of_row[r as usize]);
+            sorted[offsets[g] as usize..offsets[g + 1] as usize].sort_unstable();
         }
-        let times: Vec<i64> = rows.iter().map(|&r| time_of_row[r as usize]).collect();
+        let times: Vec<i64> = sorted.iter().map(|&(t, _)| t).collect();
+        let rows: Vec<u32> = sorted.iter().map(|&(_, r)| r).collect();
+        drop(sorted);
         let keys = keys.densify();
         let mut positions = vec![u32::MAX; total];
         for (position, &row) in rows.iter().enumerate() {
@@ -360,14 +375,22 @@ impl SpineIndex {
     }
 
     /// A worker's slots: every position's time, no candidates yet.
-    pub fn new_slots(&self, share: &Share) -> Vec<Slot> {
-        self.times[share.positions()]
-            .iter()
-            .map(|&time| Slot {
-                time,
-                best: Candidate::NONE,
-            })
-            .collect()
+    pub fn new_slots(&self, share: &Share) -> Slots {
+        let times = &self.times[share.positions()];
+        let empty = match self.direction {
+            Direction::Backward { .. } => i64::MIN,
+            Direction::Forward { .. } => i64::MAX,
+        };
+        Slots {
+            search: times
+                .iter()
+                .map(|&time| Slot {
+                    time,
+                    best_time: empty,
+                })
+                .collect(),
+            rest: vec![(0, NO_ROW); times.len()],
+        }
     }
 
     /// Splits the groups into `workers` contiguous shares of about as many
@@ -396,14 +419,62 @@ impl SpineIndex {
         shares
     }
 
-    /// Offers right rows (keys, times as i64, tie values) as candidates.
-    /// `base` is the [`location`] of row 0: row i is `base + i`.
+    /// Finds each right row's group and hands the rows to the shares
+    /// owning their groups: per share, the rows (ascending) and their
+    /// groups. Rows with a NULL or unknown key or a NULL time go nowhere.
+    pub fn route(
+        &self,
+        shares: &[Share],
+        keys: &BatchKeys,
+        times: &ArrayRef,
+    ) -> Vec<Vec<(u32, u32)>> {
+        let times = times.as_primitive::<Int64Type>();
+        let mut routed: Vec<Vec<(u32, u32)>> = vec![Vec::new(); shares.len()];
+        let mut push = |i: usize, group: u32| {
+            if times.is_null(i) {
+                return;
+            }
+            // Few shares: a linear search beats anything cleverer.
+            if let Some(share) = shares.iter().position(|s| s.groups.contains(&group)) {
+                routed[share].push((i as u32, group));
+            }
+        };
+        match (&self.keys, keys) {
+            (KeyMap::Rows { .. }, BatchKeys::Integer(_)) => {}
+            (_, BatchKeys::Integer(array)) => {
+                let array = array.as_primitive::<Int64Type>();
+                for (i, &value) in array.values().iter().enumerate() {
+                    if array.is_valid(i)
+                        && let Some(group) = self.keys.group_of(value)
+                    {
+                        push(i, group);
+                    }
+                }
+            }
+            (KeyMap::Rows { groups: map, .. }, BatchKeys::Rows(keys, valid)) => {
+                for i in 0..keys.num_rows() {
+                    if valid.as_ref().is_some_and(|v| !v.value(i)) {
+                        continue;
+                    }
+                    if let Some(&g) = map.get(keys.row(i).as_ref()) {
+                        push(i, g);
+                    }
+                }
+            }
+            _ => {}
+        }
+        routed
+    }
+
+    /// Offers the routed right rows `(row, group)` of one batch (times as
+    /// i64, tie values) to a share's slots. `base` is the [`location`] of
+    /// the batch's row 0.
     #[allow(clippy::too_many_arguments)]
     pub fn offer(
         &self,
         share: &Share,
-        slots: &mut [Slot],
-        keys: &BatchKeys,
+        slots: &mut Slots,
+        routed: &[(u32, u32)],
         times: &ArrayRef,
         ties: Option<&ArrayRef>,
         arrival: i64,
@@ -416,70 +487,38 @@ impl SpineIndex {
             self.direction,
             Direction::Backward { strict: true } | Direction::Forward { strict: true }
         );
-        // First every row's group (NONE where it cannot match), then the
-        // rows, fetching the group a few rows ahead into the cache: the
-        // slots are far bigger than the cache and each row lands in a
-        // random group, so overlapping those misses is most of the speed.
-        const NONE: u32 = u32::MAX;
-        let rows = times.len();
-        let mut groups = vec![NONE; rows];
-        match (&self.keys, keys) {
-            (KeyMap::Rows { .. }, BatchKeys::Integer(_)) => {}
-            (_, BatchKeys::Integer(array)) => {
-                let array = array.as_primitive::<Int64Type>();
-                for (i, &value) in array.values().iter().enumerate() {
-                    if array.is_valid(i)
-                        && let Some(group) = self.keys.group_of(value)
-                    {
-                        groups[i] = group;
-                    }
-                }
-            }
-            (KeyMap::Rows { groups: map, .. }, BatchKeys::Rows(keys, valid)) => {
-                for (i, group) in groups.iter_mut().enumerate() {
-                    if valid.as_ref().is_some_and(|v| !v.value(i)) {
-                        continue;
-                    }
-                    if let Some(&g) = map.get(keys.row(i).as_ref()) {
-                        *group = g;
-                    }
-                }
-            }
-            _ => {}
-        }
-        for (i, group) in groups.iter_mut().enumerate() {
-            if !share.groups.contains(group) || times.is_null(i) {
-                *group = NONE;
-            }
-        }
+        // Each row lands in a random group of slots far bigger than the
+        // cache: the group a few rows ahead is fetched while this one is
+        // matched, so the misses overlap.
         let first = share.first_position;
+        let Slots { search, rest } = slots;
+        let tie_of = |i: usize| match ties {
+            Some(t) if t.is_valid(i) => t.value(i),
+            Some(_) => i64::MIN,
+            None => arrival + i as i64,
+        };
         const AHEAD: usize = 24;
         const PREFETCH_SLOTS: usize = 16;
         let time_values = times.values();
-        for i in 0..rows {
-            if let Some(&ahead) = groups.get(i + AHEAD)
-                && ahead != NONE
-            {
+        for (j, &(i, group)) in routed.iter().enumerate() {
+            if let Some(&(_, ahead)) = routed.get(j + AHEAD) {
                 let start = self.offsets[ahead as usize] as usize - first;
                 let end = self.offsets[ahead as usize + 1] as usize - first;
                 // Every line the binary search may read (small groups are
                 // the common case; large ones get their first lines).
-                let lines = &slots[start..end.min(start + PREFETCH_SLOTS)];
-                for slot in lines.iter().step_by(2) {
+                let lines = &search[start..end.min(start + PREFETCH_SLOTS)];
+                for slot in lines.iter().step_by(4) {
                     prefetch(slot);
                 }
                 if let Some(last) = lines.last() {
                     prefetch(last);
                 }
             }
-            let group = groups[i];
-            if group == NONE {
-                continue;
-            }
+            let i = i as usize;
             let time = time_values[i];
             let start = self.offsets[group as usize] as usize - first;
             let end = self.offsets[group as usize + 1] as usize - first;
-            let slice = &mut slots[start..end];
+            let slice = &mut search[start..end];
             let position = match (backward, strict) {
                 // The first spine row at or after `time` (after, strict).
                 (true, false) => slice.partition_point(|s| s.time < time),
@@ -497,27 +536,40 @@ impl SpineIndex {
             if position >= slice.len() {
                 continue;
             }
-            let candidate = Candidate {
-                time,
-                tie: match ties {
-                    Some(t) if t.is_valid(i) => t.value(i),
-                    Some(_) => i64::MIN,
-                    None => arrival + i as i64,
-                },
-                row: base + i as u64,
+            // An empty slot's time loses to every time but the extreme
+            // one, which then finds no row in `rest`.
+            let slot = &mut slice[position];
+            let better = if time != slot.best_time {
+                (time > slot.best_time) == backward
+            } else {
+                let (best_tie, best_row) = rest[start + position];
+                best_row == NO_ROW || tie_of(i) > best_tie
             };
-            let slot = &mut slice[position].best;
-            if candidate.beats(slot, backward) {
-                *slot = candidate;
+            if better {
+                slot.best_time = time;
+                rest[start + position] = (tie_of(i), base + i as u64);
             }
         }
     }
 
     /// Takes the slots of every share, in order, and resolves each spine
     /// row's match: the location of its right row, or [`NO_ROW`].
-    pub fn resolve(&self, shares: Vec<Vec<Slot>>) -> Vec<u64> {
+    pub fn resolve(&self, shares: Vec<Slots>) -> Vec<u64> {
         let backward = matches!(self.direction, Direction::Backward { .. });
-        let mut best: Vec<Candidate> = shares.into_iter().flatten().map(|s| s.best).collect();
+        let mut best: Vec<Candidate> = shares
+            .into_iter()
+            .flat_map(|slots| {
+                slots
+                    .search
+                    .into_iter()
+                    .zip(slots.rest)
+                    .map(|(slot, (tie, row))| Candidate {
+                        time: slot.best_time,
+                        tie,
+                        row,
+                    })
+            })
+            .collect();
         best.resize(self.times.len(), Candidate::NONE);
         // Carry the best candidate along each group.
         for g in 0..self.offsets.len().saturating_sub(1) {
@@ -614,9 +666,10 @@ mod tests {
         let shares = index.shares(2);
         let slots = shares
             .iter()
-            .map(|share| {
+            .zip(index.route(&shares, &batch_keys, &times))
+            .map(|(share, routed)| {
                 let mut slots = index.new_slots(share);
-                index.offer(share, &mut slots, &batch_keys, &times, None, 0, 0);
+                index.offer(share, &mut slots, &routed, &times, None, 0, 0);
                 slots
             })
             .collect();
