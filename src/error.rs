@@ -115,6 +115,10 @@ pub enum Error {
     #[error("{0}")]
     FeatureNotSupported(String),
 
+    /// A malformed name or path (42602), e.g. a relative COPY file path.
+    #[error("{0}")]
+    InvalidName(String),
+
     /// Operands whose types do not fit together (42804), e.g. the two
     /// times of an AS OF join.
     #[error("{0}")]

@@ -289,3 +289,79 @@ async fn a_join_over_the_memory_limit_fails_cleanly() {
     let row = client.query_one("SELECT 1::BIGINT", &[]).await.unwrap();
     assert_eq!(row.get::<_, i64>(0), 1);
 }
+
+#[tokio::test]
+async fn training_sets_export_to_parquet_and_stdout() {
+    use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+    use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use futures::StreamExt;
+
+    let server = TestServer::start();
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE s (k BIGINT, ts TIMESTAMP);
+             CREATE TABLE f (k BIGINT, ts TIMESTAMP, v DOUBLE PRECISION);
+             INSERT INTO s VALUES (1, '2024-01-02'), (2, '2024-01-02'), (1, '2024-01-01');
+             INSERT INTO f VALUES (1, '2024-01-01', 1.5), (1, '2024-01-02', 2.5);",
+        )
+        .await
+        .unwrap();
+    let query = "SELECT s.k, f.v AS feature FROM s ASOF LEFT JOIN f ON s.k = f.k AND s.ts >= f.ts";
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("training.parquet");
+    let copied = client
+        .execute(
+            &format!("COPY ({query}) TO '{}' (FORMAT parquet)", path.display()),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(copied, 3);
+    let file = std::fs::File::open(&path).unwrap();
+    let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect();
+    let schema = batches[0].schema();
+    assert_eq!(schema.field(0).name(), "k");
+    assert_eq!(schema.field(1).name(), "feature");
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let k = batch.column(0).as_primitive::<Int64Type>();
+        let v = batch.column(1).as_primitive::<Float64Type>();
+        for i in 0..batch.num_rows() {
+            rows.push((k.value(i), v.is_valid(i).then(|| v.value(i))));
+        }
+    }
+    // Spine order, NULL where nothing matches.
+    assert_eq!(rows, vec![(1, Some(2.5)), (2, None), (1, Some(1.5))]);
+    // No temporary file is left beside it.
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 1);
+
+    // The same rows as CSV over the wire.
+    let stream = client
+        .copy_out(&format!("COPY ({query}) TO STDOUT (FORMAT csv, HEADER)"))
+        .await
+        .unwrap();
+    let chunks: Vec<_> = stream.collect().await;
+    let text: String = chunks
+        .into_iter()
+        .map(|c| String::from_utf8(c.unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(text, "k,feature\n1,2.5\n2,\n1,1.5\n");
+
+    // A relative path is refused, and the session goes on.
+    let error = client
+        .execute(
+            &format!("COPY ({query}) TO 'relative.parquet' (FORMAT parquet)"),
+            &[],
+        )
+        .await
+        .expect_err("relative path");
+    assert_eq!(sqlstate(&error), "42602");
+    client.query_one("SELECT 1::BIGINT", &[]).await.unwrap();
+}

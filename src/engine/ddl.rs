@@ -334,7 +334,7 @@ impl Session {
                 .await?;
                 Ok(Outcome::CopyIn(Box::new(sink)))
             }
-            CopyDirection::ToStdout => {
+            CopyDirection::ToStdout | CopyDirection::ToFile(_) => {
                 let (query_sql, statement) = match &copy.source {
                     CopyRelation::Table { name, columns } => {
                         let table = self.lookup_table(name)?;
@@ -393,16 +393,25 @@ impl Session {
                     CopyRelation::Table { .. } => schema,
                 };
                 let names = schema.fields().iter().map(|f| f.name().clone()).collect();
+                let encoder = CopyEncoder::new(copy.options.clone(), self.output_context(), names);
+                if let CopyDirection::ToFile(path) = &copy.direction {
+                    let rows = crate::copy::to_file::write(
+                        path,
+                        copy.options.format,
+                        encoder,
+                        schema,
+                        stream,
+                    )
+                    .await?;
+                    return Ok(Outcome::Command(CommandTag::with_rows("COPY", rows)));
+                }
                 Ok(Outcome::CopyOut {
-                    encoder: CopyEncoder::new(copy.options.clone(), self.output_context(), names),
+                    encoder,
                     format: copy.options.format,
                     columns: schema.fields().len(),
                     stream,
                 })
             }
-            CopyDirection::ToFile(_) => Err(Error::FeatureNotSupported(
-                "COPY TO a server file is not supported yet; use COPY … TO STDOUT".to_string(),
-            )),
         }
     }
 }

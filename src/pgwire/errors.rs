@@ -152,6 +152,7 @@ pub fn client_error(error: &Error) -> ClientError {
         Error::InFailedTransaction => ClientError::new("25P02", error.to_string()),
         Error::FeatureNotSupported(_) => ClientError::new("0A000", error.to_string()),
         Error::DatatypeMismatch(_) => ClientError::new("42804", error.to_string()),
+        Error::InvalidName(_) => ClientError::new("42602", error.to_string()),
         Error::InvalidJoinCondition(_) => ClientError::new("42601", error.to_string()),
         Error::Protocol(_) => ClientError::new("08P01", error.to_string()),
         Error::UndefinedPreparedStatement(_) => ClientError::new("26000", error.to_string()),

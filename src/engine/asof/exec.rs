@@ -201,6 +201,13 @@ impl DisplayAs for AsOfJoinExec {
         if let Some(tie) = &self.exprs.tie {
             write!(f, ", ties={tie}")?;
         }
+        if let Some(columns) = &self.projection {
+            let names: Vec<&str> = columns
+                .iter()
+                .map(|&c| self.join_schema.field(c).name().as_str())
+                .collect();
+            write!(f, ", projection=[{}]", names.join(", "))?;
+        }
         Ok(())
     }
 }
