@@ -252,6 +252,8 @@ fn rewrite_join(
         tolerance.as_deref().unwrap_or("NULL")
     );
     match (match_condition, condition_start) {
+        // Already rewritten (a stored definition read back): as it is.
+        (Some((open, _)), _) if tokens.is_word(open + 1, ASOF_SPEC_FUNCTION) => {}
         (Some((open, close)), _) => {
             replacements.push((
                 tokens.start(open),
@@ -359,6 +361,12 @@ mod tests {
             ),
             "SELECT 1 FROM s ASOF JOIN r MATCH_CONDITION (featuredb_asof_spec('left', 10)) ON left(s.k, 1) = r.k AND s.t > r.t  "
         );
+    }
+
+    #[test]
+    fn rewriting_twice_changes_nothing() {
+        let once = spec("SELECT 1 FROM s ASOF LEFT JOIN r ON s.k = r.k AND s.t >= r.t TOLERANCE 5");
+        assert_eq!(spec(&once), once);
     }
 
     #[test]
