@@ -139,6 +139,28 @@ impl AsOfJoin {
     }
 }
 
+impl AsOfJoin {
+    /// The same join over other inputs (with the same columns).
+    fn with_inputs(&self, left: Arc<LogicalPlan>, right: Arc<LogicalPlan>) -> DFResult<Self> {
+        let mut join = self.clone();
+        join.schema = Arc::new(build_join_schema(
+            left.schema(),
+            right.schema(),
+            &self.join_type(),
+        )?);
+        join.left = left;
+        join.right = right;
+        Ok(join)
+    }
+
+    fn join_type(&self) -> JoinType {
+        match self.kind {
+            AsOfJoinKind::Inner => JoinType::Inner,
+            AsOfJoinKind::Left => JoinType::Left,
+        }
+    }
+}
+
 impl UserDefinedLogicalNodeCore for AsOfJoin {
     fn name(&self) -> &str {
         "AsOfJoin"
@@ -666,18 +688,7 @@ impl OptimizerRule for PushFiltersBelowAsOf {
             right = Arc::new(LogicalPlan::Filter(Filter::try_new(predicate, right)?));
         }
         let pushed = LogicalPlan::Extension(Extension {
-            node: Arc::new(AsOfJoin::try_new(
-                left,
-                right,
-                node.kind,
-                node.keys.clone(),
-                node.left_time.clone(),
-                node.right_time.clone(),
-                node.direction,
-                node.bounds.clone(),
-                node.tie.clone(),
-                node.left_filter.clone(),
-            )?),
+            node: Arc::new(node.with_inputs(left, right)?),
         });
         let pushed = match projection {
             Some(p) => {
