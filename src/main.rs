@@ -7,6 +7,12 @@ use clap::{Parser, Subcommand};
 use featuredb::config::{Overrides, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
+// glibc's malloc returns large blocks to the kernel and takes fresh zeroed
+// pages on the next query (page faults were ~15% of an AS OF join's time);
+// mimalloc keeps and reuses them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "featuredb", version, about = "A SQL-native feature database")]
 struct Cli {
