@@ -296,19 +296,36 @@ impl ExecutionPlan for AsOfJoinExec {
         if partition != 0 {
             return internal_err!("AsOfJoinExec has no partition {partition}");
         }
+        // Right rows are kept only with the columns the output needs.
+        let left_columns = self.left.schema().fields().len();
+        let mut right_columns: Vec<usize> = self
+            .output_columns()
+            .into_iter()
+            .filter_map(|c| c.checked_sub(left_columns))
+            .collect();
+        right_columns.sort_unstable();
+        right_columns.dedup();
+        let columns = self
+            .output_columns()
+            .into_iter()
+            .map(|c| match c.checked_sub(left_columns) {
+                None => OutputColumn::Left(c),
+                Some(r) => OutputColumn::Right(right_columns.binary_search(&r).unwrap_or(0)),
+            })
+            .collect();
         let job = Job {
             left: self.left.clone(),
             right: self.right.clone(),
             direction: self.direction,
             exprs: self.exprs.clone(),
+            right_columns: Arc::new(right_columns),
             context,
             metrics: JoinMetrics::new(&self.metrics),
         };
         let output = Output {
             kind: self.kind,
             schema: self.schema.clone(),
-            columns: self.output_columns(),
-            left_columns: self.left.schema().fields().len(),
+            columns,
             metrics: job.metrics.clone(),
         };
         let stream = futures::stream::once(async move {
@@ -342,6 +359,8 @@ struct Job {
     right: Arc<dyn ExecutionPlan>,
     direction: Direction,
     exprs: AsOfExprs,
+    /// The right columns kept for the output.
+    right_columns: Arc<Vec<usize>>,
     context: Arc<TaskContext>,
     metrics: JoinMetrics,
 }
@@ -425,6 +444,7 @@ impl Job {
             let index = index.clone();
             let shares = shares.clone();
             let exprs = self.exprs.clone();
+            let right_columns = self.right_columns.clone();
             readers.push(SpawnedTask::spawn(async move {
                 // Arrival order, for ties without a write order: partitions
                 // in order, rows in order within each.
@@ -439,7 +459,6 @@ impl Job {
                     if kept.len() >= MAX_BATCHES_PER_READER {
                         return internal_err!("AsOfJoinExec: too many right batches");
                     }
-                    reservation.try_grow(batch.get_array_memory_size())?;
                     right_rows.add(rows);
                     let keys = exprs
                         .right_keys
@@ -470,6 +489,8 @@ impl Job {
                             return Ok((kept, reservation));
                         }
                     }
+                    let batch = batch.project(&right_columns)?;
+                    reservation.try_grow(batch.get_array_memory_size())?;
                     kept.push(batch);
                     arrival += rows as i64;
                 }
@@ -498,7 +519,7 @@ impl Job {
         match_timer.done();
 
         // One all-NULL row for spine rows without a match.
-        let right_schema = self.right.schema();
+        let right_schema = self.right.schema().project(&self.right_columns)?;
         let nullable: Vec<Field> = right_schema
             .fields()
             .iter()
@@ -595,13 +616,20 @@ async fn probe(
     Ok(slots)
 }
 
+/// Where an output column comes from.
+#[derive(Debug, Clone, Copy)]
+enum OutputColumn {
+    /// A spine column.
+    Left(usize),
+    /// A column of the kept right rows.
+    Right(usize),
+}
+
 /// How output batches are made.
 struct Output {
     kind: AsOfJoinKind,
     schema: SchemaRef,
-    /// Indices into left then right columns.
-    columns: Vec<usize>,
-    left_columns: usize,
+    columns: Vec<OutputColumn>,
     metrics: JoinMetrics,
 }
 
@@ -661,13 +689,14 @@ fn join_batch(matched: &Matched, i: usize, output: &Output) -> DFResult<RecordBa
         }
     };
     let mut columns = Vec::with_capacity(output.columns.len());
-    for &c in &output.columns {
-        if c < output.left_columns {
-            columns.push(left.column(c).clone());
-        } else {
-            let c = c - output.left_columns;
-            let arrays: Vec<&dyn Array> = sources.iter().map(|b| b.column(c).as_ref()).collect();
-            columns.push(interleave(&arrays, &indices)?);
+    for column in &output.columns {
+        match *column {
+            OutputColumn::Left(c) => columns.push(left.column(c).clone()),
+            OutputColumn::Right(c) => {
+                let arrays: Vec<&dyn Array> =
+                    sources.iter().map(|b| b.column(c).as_ref()).collect();
+                columns.push(interleave(&arrays, &indices)?);
+            }
         }
     }
     Ok(RecordBatch::try_new_with_options(
