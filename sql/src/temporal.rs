@@ -100,10 +100,103 @@ pub fn rewrite(sql: &str) -> Result<Cow<'_, str>, ParseError> {
         }
         k += 1;
     }
-    if replacements.is_empty() {
-        return Ok(Cow::Borrowed(sql));
+    let rewritten = if replacements.is_empty() {
+        Cow::Borrowed(sql)
+    } else {
+        Cow::Owned(apply(sql, replacements))
+    };
+    if !lower.contains("system_time") && !lower.contains(" of") {
+        return Ok(rewritten);
     }
-    Ok(Cow::Owned(apply(sql, replacements)))
+    Ok(match alias_after_version(&rewritten)? {
+        Some(moved) => Cow::Owned(moved),
+        None => rewritten,
+    })
+}
+
+/// Words that end the time expression of `FOR SYSTEM_TIME AS OF …`.
+const VERSION_END: &[&str] = &[
+    "on",
+    "using",
+    "where",
+    "group",
+    "having",
+    "order",
+    "limit",
+    "offset",
+    "union",
+    "except",
+    "intersect",
+    "window",
+    "join",
+    "left",
+    "right",
+    "inner",
+    "full",
+    "cross",
+    "natural",
+    "asof",
+    "match_condition",
+    "qualify",
+    "fetch",
+    "as",
+];
+
+/// sqlparser prints a table's alias before its `FOR SYSTEM_TIME AS OF …`
+/// but parses it only after: a stored definition (`fv AS f FOR
+/// SYSTEM_TIME AS OF t.ts ON …`) would not read back. Moves such an alias
+/// after the time expression; `None` when there is none.
+fn alias_after_version(sql: &str) -> Result<Option<String>, ParseError> {
+    let tokens = Tokens::new(sql)?;
+    let mut replacements = Vec::new();
+    for k in 2..tokens.significant.len() {
+        if !(tokens.is_word(k, "for")
+            && tokens.is_word(k + 1, "system_time")
+            && tokens.is_word(k + 2, "as")
+            && tokens.is_word(k + 3, "of"))
+        {
+            continue;
+        }
+        let alias_start = match (tokens.get(k - 2), tokens.get(k - 1)) {
+            (_, Some(Token::Word(_))) if tokens.is_word(k - 2, "as") => k - 2,
+            (Some(Token::Word(_)), Some(Token::Word(_)))
+                if !["from", "join", "lateral"]
+                    .iter()
+                    .any(|w| tokens.is_word(k - 2, w)) =>
+            {
+                k - 1
+            }
+            _ => continue,
+        };
+        // The time expression runs to the next clause at its level.
+        let mut depth = 0i32;
+        let mut end = k + 3;
+        let mut j = k + 4;
+        while let Some(token) = tokens.get(j) {
+            match token {
+                Token::LParen => depth += 1,
+                Token::RParen if depth == 0 => break,
+                Token::RParen => depth -= 1,
+                Token::Comma | Token::SemiColon if depth == 0 => break,
+                _ if depth == 0
+                    && VERSION_END.iter().any(|w| tokens.is_word(j, w))
+                    && tokens.get(j + 1) != Some(&Token::LParen) =>
+                {
+                    break;
+                }
+                _ => {}
+            }
+            end = j;
+            j += 1;
+        }
+        if end == k + 3 {
+            continue;
+        }
+        let alias = tokens.text(k - 1, k - 1).trim().to_string();
+        replacements.push((tokens.start(alias_start), tokens.start(k), String::new()));
+        replacements.push((tokens.end(end), tokens.end(end), format!(" AS {alias} ")));
+    }
+    Ok((!replacements.is_empty()).then(|| apply(sql, replacements)))
 }
 
 /// Words that cannot name a relation before `VERSION n`.
@@ -135,6 +228,19 @@ mod tests {
         assert_eq!(
             rewrite("SELECT * FROM s JOIN fv AS OF s.ts AS f ON true").unwrap(),
             "SELECT * FROM s JOIN fv FOR SYSTEM_TIME AS OF s.ts AS f ON true"
+        );
+        // An alias printed before the version (as sqlparser prints it)
+        // moves after it, so that stored definitions read back.
+        assert_eq!(
+            rewrite(
+                "SELECT * FROM s LEFT JOIN public.fv AS f FOR SYSTEM_TIME AS OF s.ts ON f.k = s.k"
+            )
+            .unwrap(),
+            "SELECT * FROM s LEFT JOIN public.fv FOR SYSTEM_TIME AS OF s.ts AS f  ON f.k = s.k"
+        );
+        assert_eq!(
+            rewrite("SELECT * FROM fv a FOR SYSTEM_TIME ALL WHERE x = 1").unwrap(),
+            "SELECT * FROM fv FOR SYSTEM_TIME AS OF featuredb_all_history AS a  WHERE x = 1"
         );
         // Strings and unrelated uses are untouched.
         let text = "SELECT 'fv VERSION 2', version() FROM t";
