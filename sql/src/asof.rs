@@ -105,30 +105,6 @@ fn strip_nested(expr: &Expr) -> &Expr {
     }
 }
 
-/// Words that end a join clause at its own nesting level.
-const CLAUSE_END: &[&str] = &[
-    "join",
-    "left",
-    "right",
-    "inner",
-    "full",
-    "cross",
-    "natural",
-    "asof",
-    "where",
-    "group",
-    "having",
-    "order",
-    "limit",
-    "offset",
-    "union",
-    "except",
-    "intersect",
-    "window",
-    "qualify",
-    "fetch",
-];
-
 const INTERVAL_UNITS: &[&str] = &[
     "year", "years", "month", "months", "week", "weeks", "day", "days", "hour", "hours", "minute",
     "minutes", "second", "seconds", "to",
@@ -234,11 +210,7 @@ fn rewrite_join(
                 k = end + 1;
                 continue;
             }
-            _ if CLAUSE_END.iter().any(|w| tokens.is_word(k, w))
-                && tokens.get(k + 1) != Some(&Token::LParen) =>
-            {
-                break;
-            }
+            _ if tokens.ends_from_item(k) => break,
             _ => {}
         }
         k += 1;

@@ -42,7 +42,10 @@ pub fn versioned_name(name: &str, version: u32) -> String {
 /// (borrowed) when there is none.
 pub fn rewrite(sql: &str) -> Result<Cow<'_, str>, ParseError> {
     let lower = sql.to_ascii_lowercase();
-    if !lower.contains("system_time") && !lower.contains("version") && !lower.contains("of") {
+    // Most statements have none of it: skip tokenizing them.
+    let words: Vec<&str> = lower.split_ascii_whitespace().collect();
+    let as_of = words.windows(2).any(|w| w == ["as", "of"]);
+    if !lower.contains("system_time") && !lower.contains("version") && !as_of {
         return Ok(Cow::Borrowed(sql));
     }
     let tokens = Tokens::new(sql)?;
@@ -105,7 +108,7 @@ pub fn rewrite(sql: &str) -> Result<Cow<'_, str>, ParseError> {
     } else {
         Cow::Owned(apply(sql, replacements))
     };
-    if !lower.contains("system_time") && !lower.contains(" of") {
+    if !lower.contains("system_time") && !as_of {
         return Ok(rewritten);
     }
     Ok(match alias_after_version(&rewritten)? {
@@ -114,33 +117,9 @@ pub fn rewrite(sql: &str) -> Result<Cow<'_, str>, ParseError> {
     })
 }
 
-/// Words that end the time expression of `FOR SYSTEM_TIME AS OF …`.
-const VERSION_END: &[&str] = &[
-    "on",
-    "using",
-    "where",
-    "group",
-    "having",
-    "order",
-    "limit",
-    "offset",
-    "union",
-    "except",
-    "intersect",
-    "window",
-    "join",
-    "left",
-    "right",
-    "inner",
-    "full",
-    "cross",
-    "natural",
-    "asof",
-    "match_condition",
-    "qualify",
-    "fetch",
-    "as",
-];
+/// Words that, besides the end of the FROM item, end the time expression
+/// of `FOR SYSTEM_TIME AS OF …`.
+const VERSION_END: &[&str] = &["on", "using", "match_condition", "as"];
 
 /// sqlparser prints a table's alias before its `FOR SYSTEM_TIME AS OF …`
 /// but parses it only after: a stored definition (`fv AS f FOR
@@ -179,8 +158,8 @@ fn alias_after_version(sql: &str) -> Result<Option<String>, ParseError> {
                 Token::RParen => depth -= 1,
                 Token::Comma | Token::SemiColon if depth == 0 => break,
                 _ if depth == 0
-                    && VERSION_END.iter().any(|w| tokens.is_word(j, w))
-                    && tokens.get(j + 1) != Some(&Token::LParen) =>
+                    && (tokens.ends_from_item(j)
+                        || VERSION_END.iter().any(|w| tokens.is_word(j, w))) =>
                 {
                     break;
                 }

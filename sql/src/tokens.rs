@@ -83,11 +83,43 @@ impl<'a> Tokens<'a> {
         self.get(k).is_some_and(|t| word_is(t, word))
     }
 
+    /// Does the k-th significant token start the next clause of a FROM
+    /// item (a join, WHERE, GROUP BY, a set operation …)? `LEFT(`/`RIGHT(`
+    /// are functions, not joins.
+    pub fn ends_from_item(&self, k: usize) -> bool {
+        FROM_ITEM_END.iter().any(|w| self.is_word(k, w)) && self.get(k + 1) != Some(&Token::LParen)
+    }
+
     /// 1-based character position of the k-th significant token.
     pub fn position(&self, k: usize) -> Option<usize> {
         Some(self.sql[..self.start(k)].chars().count() + 1)
     }
 }
+
+/// Words after which a FROM item (a relation and its join condition) is
+/// over.
+const FROM_ITEM_END: &[&str] = &[
+    "join",
+    "left",
+    "right",
+    "inner",
+    "full",
+    "cross",
+    "natural",
+    "asof",
+    "where",
+    "group",
+    "having",
+    "order",
+    "limit",
+    "offset",
+    "union",
+    "except",
+    "intersect",
+    "window",
+    "qualify",
+    "fetch",
+];
 
 pub(crate) fn word_is(token: &Token, word: &str) -> bool {
     matches!(token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))

@@ -345,10 +345,12 @@ struct Matched {
     /// Spine batches in order, with the global number of each one's
     /// first row.
     spine: Vec<(usize, RecordBatch)>,
-    /// Right rows kept for output, per right partition.
-    right: Vec<Vec<RecordBatch>>,
-    /// One all-NULL right row, for spine rows without a match.
-    nulls: RecordBatch,
+    /// Right rows kept for output: every reader's batches in turn, then
+    /// one all-NULL row for spine rows without a match (the list
+    /// `interleave` gathers from).
+    right: Vec<RecordBatch>,
+    /// Index in `right` of each reader's first batch.
+    bases: Vec<usize>,
     /// Per spine row: location of its match.
     matches: Vec<u64>,
     _reservation: MemoryReservation,
@@ -498,13 +500,15 @@ impl Job {
             }));
         }
         drop(senders);
-        let mut right = Vec::with_capacity(right_partitions);
+        let mut right = Vec::new();
+        let mut bases = Vec::with_capacity(right_partitions);
         for reader in readers {
             let (kept, reader_reservation) = reader
                 .join_unwind()
                 .await
                 .map_err(|e| DataFusionError::ExecutionJoin(Box::new(e)))??;
-            right.push(kept);
+            bases.push(right.len());
+            right.extend(kept);
             reservation.grow(reader_reservation.size());
         }
         let mut slots = Vec::with_capacity(workers);
@@ -530,15 +534,15 @@ impl Job {
             .iter()
             .map(|f| new_null_array(f.data_type(), 1))
             .collect();
-        let nulls = RecordBatch::try_new_with_options(
+        right.push(RecordBatch::try_new_with_options(
             Arc::new(Schema::new(nullable)),
             null_columns,
             &RecordBatchOptions::new().with_row_count(Some(1)),
-        )?;
+        )?);
         Ok(Matched {
             spine,
             right,
-            nulls,
+            bases,
             matches,
             _reservation: reservation,
         })
@@ -653,22 +657,13 @@ fn join_batch(matched: &Matched, i: usize, output: &Output) -> DFResult<RecordBa
     let (first_row, batch) = &matched.spine[i];
     let rows = batch.num_rows();
     let matches = &matched.matches[*first_row..*first_row + rows];
-    // interleave() indexes one list of batches: every reader's, then the
-    // NULL row.
-    let mut bases = Vec::with_capacity(matched.right.len());
-    let mut sources: Vec<&RecordBatch> = Vec::new();
-    for batches in &matched.right {
-        bases.push(sources.len());
-        sources.extend(batches.iter());
-    }
-    let null_batch = sources.len();
-    sources.push(&matched.nulls);
+    let null_batch = matched.right.len() - 1;
     let index_of = |m: u64| {
         if m == NO_ROW {
             (null_batch, 0)
         } else {
             let (reader, batch, row) = reader_batch_row(m);
-            (bases[reader] + batch, row)
+            (matched.bases[reader] + batch, row)
         }
     };
     let (left, indices): (RecordBatch, Vec<(usize, usize)>) = match output.kind {
@@ -694,7 +689,7 @@ fn join_batch(matched: &Matched, i: usize, output: &Output) -> DFResult<RecordBa
             OutputColumn::Left(c) => columns.push(left.column(c).clone()),
             OutputColumn::Right(c) => {
                 let arrays: Vec<&dyn Array> =
-                    sources.iter().map(|b| b.column(c).as_ref()).collect();
+                    matched.right.iter().map(|b| b.column(c).as_ref()).collect();
                 columns.push(interleave(&arrays, &indices)?);
             }
         }

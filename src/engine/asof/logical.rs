@@ -34,6 +34,16 @@ pub enum AsOfJoinKind {
     Left,
 }
 
+impl AsOfJoinKind {
+    /// The ordinary join with the same output schema.
+    fn join_type(self) -> JoinType {
+        match self {
+            AsOfJoinKind::Inner => JoinType::Inner,
+            AsOfJoinKind::Left => JoinType::Left,
+        }
+    }
+}
+
 /// Which way in time the match is searched, from the spine row's time t.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Hash)]
 pub enum Direction {
@@ -114,14 +124,10 @@ impl AsOfJoin {
         tie: Option<Expr>,
         left_filter: Option<Expr>,
     ) -> DFResult<Self> {
-        let join_type = match kind {
-            AsOfJoinKind::Inner => JoinType::Inner,
-            AsOfJoinKind::Left => JoinType::Left,
-        };
         let schema = Arc::new(build_join_schema(
             left.schema(),
             right.schema(),
-            &join_type,
+            &kind.join_type(),
         )?);
         Ok(Self {
             left,
@@ -146,18 +152,11 @@ impl AsOfJoin {
         join.schema = Arc::new(build_join_schema(
             left.schema(),
             right.schema(),
-            &self.join_type(),
+            &self.kind.join_type(),
         )?);
         join.left = left;
         join.right = right;
         Ok(join)
-    }
-
-    fn join_type(&self) -> JoinType {
-        match self.kind {
-            AsOfJoinKind::Inner => JoinType::Inner,
-            AsOfJoinKind::Left => JoinType::Left,
-        }
     }
 }
 

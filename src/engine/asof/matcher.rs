@@ -369,11 +369,6 @@ impl SpineIndex {
         })
     }
 
-    /// Spine rows that may match (the positions of the index).
-    pub fn spine_positions(&self) -> usize {
-        self.times.len()
-    }
-
     /// A worker's slots: every position's time, no candidates yet.
     pub fn new_slots(&self, share: &Share) -> Slots {
         let times = &self.times[share.positions()];
