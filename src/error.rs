@@ -155,6 +155,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The online store (redb) failed to read or write.
+    #[error("online store: {0}")]
+    OnlineStore(String),
+
     #[error("internal error: {0}")]
     Internal(String),
 }

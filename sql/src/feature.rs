@@ -14,6 +14,7 @@
 //! DROP { ENTITY | FEATURE VIEW | FEATURE SERVICE } [IF EXISTS] name [, …] [CASCADE | RESTRICT]
 //! SHOW { ENTITIES | FEATURE VIEWS | FEATURE SERVICES }
 //! SHOW CREATE { ENTITY | FEATURE VIEW | FEATURE SERVICE } name [VERSION n]
+//! REFRESH FEATURE VIEW name [, …] [FULL]
 //! ```
 
 use std::fmt;
@@ -55,6 +56,15 @@ pub enum FeatureStatement {
     AlterFeatureView(AlterFeatureView),
     Drop(DropRegistryObjects),
     Show(ShowRegistry),
+    Refresh(RefreshFeatureViews),
+}
+
+/// `REFRESH FEATURE VIEW name [, …] [FULL]`: materialize the views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshFeatureViews {
+    pub names: Vec<ObjectRef>,
+    /// Recompute from scratch instead of from the inputs' new rows.
+    pub full: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -164,6 +174,7 @@ impl FeatureStatement {
                 RegistryKind::FeatureService => "DROP FEATURE SERVICE",
             },
             FeatureStatement::Show(_) => "SHOW",
+            FeatureStatement::Refresh(_) => "REFRESH FEATURE VIEW",
         }
     }
 }
@@ -215,7 +226,7 @@ pub(crate) fn is_feature_statement(parser: &Parser) -> bool {
             || (word_is(parser, 1, "feature")
                 && (word_is(parser, 2, "view") || word_is(parser, 2, "service")));
     }
-    if word_is(parser, 0, "alter") {
+    if word_is(parser, 0, "alter") || word_is(parser, 0, "refresh") {
         return word_is(parser, 1, "feature") && word_is(parser, 2, "view");
     }
     if word_is(parser, 0, "show") {
@@ -256,6 +267,8 @@ pub(crate) fn parse_feature_statement(parser: &mut Parser) -> Result<FeatureStat
         parse_drop(parser)
     } else if parse_word(parser, "alter") {
         parse_alter(parser)
+    } else if parse_word(parser, "refresh") {
+        parse_refresh(parser)
     } else {
         expect_word(parser, "show").map_err(ParseError::from_raw)?;
         parse_show(parser)
@@ -734,6 +747,23 @@ fn parse_drop(parser: &mut Parser) -> Result<FeatureStatement, ParseError> {
         names,
         if_exists,
         cascade,
+    }))
+}
+
+fn parse_refresh(parser: &mut Parser) -> Result<FeatureStatement, ParseError> {
+    expect_word(parser, "feature").map_err(ParseError::from_raw)?;
+    expect_word(parser, "view").map_err(ParseError::from_raw)?;
+    let mut names = Vec::new();
+    loop {
+        names.push(parse_unversioned_name(parser)?);
+        if !parser.consume_token(&Token::Comma) {
+            break;
+        }
+    }
+    let full = parse_word(parser, "full");
+    Ok(FeatureStatement::Refresh(RefreshFeatureViews {
+        names,
+        full,
     }))
 }
 

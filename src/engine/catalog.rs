@@ -19,6 +19,7 @@ use featuredb_catalog::{ColumnType, DEFAULT_DATABASE, QualifiedName, Registry};
 
 use super::system_tables::{REGISTRY_SCHEMA, RegistrySchema};
 use crate::offline::{IcebergTableProvider, OfflineStore};
+use crate::online::OnlineStore;
 
 #[derive(Debug)]
 pub struct FeatureDbCatalogList {
@@ -26,9 +27,17 @@ pub struct FeatureDbCatalogList {
 }
 
 impl FeatureDbCatalogList {
-    pub fn new(store: Arc<OfflineStore>, registry: Arc<Registry>) -> Self {
+    pub fn new(
+        store: Arc<OfflineStore>,
+        registry: Arc<Registry>,
+        online: Arc<OnlineStore>,
+    ) -> Self {
         Self {
-            catalog: Arc::new(FeatureDbCatalog { store, registry }),
+            catalog: Arc::new(FeatureDbCatalog {
+                store,
+                registry,
+                online,
+            }),
         }
     }
 }
@@ -59,6 +68,7 @@ impl CatalogProviderList for FeatureDbCatalogList {
 pub struct FeatureDbCatalog {
     store: Arc<OfflineStore>,
     registry: Arc<Registry>,
+    online: Arc<OnlineStore>,
 }
 
 impl std::fmt::Debug for FeatureDbCatalog {
@@ -80,7 +90,10 @@ impl CatalogProvider for FeatureDbCatalog {
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == REGISTRY_SCHEMA {
-            return Some(Arc::new(RegistrySchema::new(self.registry.clone())));
+            return Some(Arc::new(RegistrySchema::new(
+                self.registry.clone(),
+                self.online.clone(),
+            )));
         }
         self.store.schema_exists(name).then(|| {
             Arc::new(IcebergSchema {

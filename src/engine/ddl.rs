@@ -82,6 +82,7 @@ impl Session {
         }
         self.remove_registry_objects(&mut txn, &doomed, &[]);
         let _registry_lock = txn.commit_holding_lock().await?;
+        self.forget_materializations(&doomed).await;
         for name in &drop.names {
             let dropped = self
                 .engine
@@ -309,6 +310,7 @@ impl Session {
         }
         self.remove_registry_objects(&mut txn, &dependents, &targets);
         let _registry_lock = txn.commit_holding_lock().await?;
+        self.forget_materializations(&dependents).await;
         for (_, table) in targets {
             self.engine
                 .offline

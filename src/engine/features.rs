@@ -87,6 +87,7 @@ impl Session {
             FeatureStatement::AlterFeatureView(alter) => self.alter_feature_view(alter).await,
             FeatureStatement::Drop(drop) => self.drop_registry_objects(drop).await,
             FeatureStatement::Show(show) => self.show_registry(show).await,
+            FeatureStatement::Refresh(refresh) => self.refresh_feature_views(refresh).await,
         }
     }
 
@@ -111,7 +112,7 @@ impl Session {
 
     /// Finds an existing registry object, through `search_path` if
     /// unqualified.
-    fn find(
+    pub(crate) fn find(
         &self,
         state: &RegistryState,
         kind: ObjectKind,
@@ -134,7 +135,7 @@ impl Session {
         candidates.into_iter().find(exists)
     }
 
-    fn undefined(kind: ObjectKind, name: &ObjectRef) -> Error {
+    pub(crate) fn undefined(kind: ObjectKind, name: &ObjectRef) -> Error {
         match kind {
             ObjectKind::FeatureView | ObjectKind::FeatureService | ObjectKind::Table => {
                 Error::UndefinedRelation {
@@ -787,6 +788,7 @@ impl Session {
         }
         self.remove_registry_objects(&mut txn, &doomed, &targets);
         txn.commit().await?;
+        self.forget_materializations(&doomed).await;
         Ok(Outcome::Command(CommandTag::new(drop_tag(drop.kind))))
     }
 

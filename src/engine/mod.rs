@@ -7,9 +7,11 @@ pub mod column_names;
 pub mod ddl;
 pub mod features;
 pub mod functions;
+pub mod lookup;
 pub mod outcome;
 pub mod pg_semantics;
 pub mod plan;
+pub mod refresh;
 pub mod resolve;
 pub mod session;
 pub mod settings;
@@ -31,6 +33,7 @@ pub use session::{Session, TransactionState};
 use self::catalog::FeatureDbCatalogList;
 use crate::error::{Error, Result};
 use crate::offline::OfflineStore;
+use crate::online::OnlineStore;
 
 /// Engine-wide tuning.
 #[derive(Debug, Clone)]
@@ -43,6 +46,8 @@ pub struct EngineOptions {
     pub memory_limit: Option<usize>,
     /// When logged small writes are committed to Iceberg.
     pub flush: crate::offline::FlushPolicy,
+    /// Bytes of decoded rows the online store caches in memory.
+    pub online_cache_bytes: u64,
 }
 
 impl Default for EngineOptions {
@@ -54,6 +59,7 @@ impl Default for EngineOptions {
             batch_size: 8192,
             memory_limit: None,
             flush: crate::offline::FlushPolicy::default(),
+            online_cache_bytes: 256 << 20,
         }
     }
 }
@@ -61,6 +67,7 @@ impl Default for EngineOptions {
 /// State shared by every session of one server.
 pub struct Engine {
     pub offline: Arc<OfflineStore>,
+    pub online: Arc<OnlineStore>,
     pub registry: Arc<Registry>,
     catalogs: Arc<FeatureDbCatalogList>,
     runtime: Arc<RuntimeEnv>,
@@ -75,6 +82,10 @@ impl Engine {
         let offline = Arc::new(OfflineStore::open(data_dir).await?);
         offline.start_flusher(options.flush);
         let registry = Arc::new(Registry::open(&data_dir.join("registry.db")).await?);
+        let online = Arc::new(OnlineStore::open(
+            &data_dir.join("online.redb"),
+            options.online_cache_bytes,
+        )?);
         let spill_dir = data_dir.join("tmp");
         if spill_dir.exists() {
             // Spill files of a previous process are garbage.
@@ -88,8 +99,13 @@ impl Engine {
         }
         let runtime = runtime.build_arc()?;
         Ok(Arc::new(Self {
-            catalogs: Arc::new(FeatureDbCatalogList::new(offline.clone(), registry.clone())),
+            catalogs: Arc::new(FeatureDbCatalogList::new(
+                offline.clone(),
+                registry.clone(),
+                online.clone(),
+            )),
             offline,
+            online,
             registry,
             runtime,
             options,

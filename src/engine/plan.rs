@@ -48,6 +48,8 @@ pub struct Prepared {
     /// For SQL-level `PREPARE name AS query`: the name and the rows the
     /// prepared query returns, which `EXECUTE name` describes.
     defines: Option<(String, SchemaRef)>,
+    /// An online lookup, answered without DataFusion (see `lookup`).
+    lookup: Option<Arc<super::lookup::LookupPlan>>,
 }
 
 impl Prepared {
@@ -60,6 +62,7 @@ impl Prepared {
             description: Description::NoData,
             column_names: Vec::new(),
             defines: None,
+            lookup: None,
         }
     }
 }
@@ -155,57 +158,22 @@ impl Session {
             description: Description::NoData,
             column_names: Vec::new(),
             defines: None,
+            lookup: None,
         };
         match &statement {
+            Statement::Query(ast) if self.engine.online.has_materializations() => {
+                if let Some(lookup) = self.plan_lookup(sql, ast, declared).await? {
+                    prepared.param_types = lookup.param_types.clone();
+                    prepared.description = Description::Rows(lookup.output.clone());
+                    prepared.lookup = Some(Arc::new(lookup));
+                } else {
+                    self.plan_query_statement(sql, ast, declared, &mut prepared)
+                        .await?;
+                }
+            }
             Statement::Query(ast) => {
-                let (plan, param_types) = self.plan_query(sql, ast, declared).await?;
-                if let ast::Statement::Query(query) = ast.as_ref() {
-                    prepared.column_names = super::column_names::postgres_column_names(
-                        query,
-                        plan.schema().fields().len(),
-                    );
-                }
-                prepared.description = match describe_plan(&plan) {
-                    Description::Rows(schema) => {
-                        Description::Rows(rename_columns(&schema, &prepared.column_names))
-                    }
-                    Description::NoData => Description::NoData,
-                };
-                match &plan {
-                    LogicalPlan::Statement(PlanStatement::Prepare(prepare)) => {
-                        let inner = prepare.input.schema().as_arrow().clone();
-                        let names = match ast.as_ref() {
-                            ast::Statement::Prepare { statement, .. } => match statement.as_ref() {
-                                ast::Statement::Query(query) => {
-                                    super::column_names::postgres_column_names(
-                                        query,
-                                        inner.fields().len(),
-                                    )
-                                }
-                                _ => Vec::new(),
-                            },
-                            _ => Vec::new(),
-                        };
-                        let rows = match prepare.input.as_ref() {
-                            LogicalPlan::Dml(_) => None,
-                            _ => Some(rename_columns(&Arc::new(inner), &names)),
-                        };
-                        prepared.defines = rows.map(|rows| (prepare.name.clone(), rows));
-                    }
-                    LogicalPlan::Statement(PlanStatement::Execute(execute)) => {
-                        if let Some(rows) = self.sql_prepared_rows(&execute.name) {
-                            prepared.column_names = rows
-                                .fields()
-                                .iter()
-                                .map(|f| Some(f.name().clone()))
-                                .collect();
-                            prepared.description = Description::Rows(rows);
-                        }
-                    }
-                    _ => {}
-                }
-                prepared.param_types = param_types;
-                prepared.plan = Some(plan);
+                self.plan_query_statement(sql, ast, declared, &mut prepared)
+                    .await?;
             }
             Statement::Show(ShowStatement::All) => {
                 prepared.description =
@@ -221,6 +189,60 @@ impl Session {
         }
         prepared.statement = Some(statement);
         Ok(prepared)
+    }
+
+    /// Plans a query with DataFusion.
+    async fn plan_query_statement(
+        &mut self,
+        sql: &str,
+        ast: &ast::Statement,
+        declared: &[Option<DataType>],
+        prepared: &mut Prepared,
+    ) -> Result<()> {
+        let (plan, param_types) = self.plan_query(sql, ast, declared).await?;
+        if let ast::Statement::Query(query) = ast {
+            prepared.column_names =
+                super::column_names::postgres_column_names(query, plan.schema().fields().len());
+        }
+        prepared.description = match describe_plan(&plan) {
+            Description::Rows(schema) => {
+                Description::Rows(rename_columns(&schema, &prepared.column_names))
+            }
+            Description::NoData => Description::NoData,
+        };
+        match &plan {
+            LogicalPlan::Statement(PlanStatement::Prepare(prepare)) => {
+                let inner = prepare.input.schema().as_arrow().clone();
+                let names = match ast {
+                    ast::Statement::Prepare { statement, .. } => match statement.as_ref() {
+                        ast::Statement::Query(query) => {
+                            super::column_names::postgres_column_names(query, inner.fields().len())
+                        }
+                        _ => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                };
+                let rows = match prepare.input.as_ref() {
+                    LogicalPlan::Dml(_) => None,
+                    _ => Some(rename_columns(&Arc::new(inner), &names)),
+                };
+                prepared.defines = rows.map(|rows| (prepare.name.clone(), rows));
+            }
+            LogicalPlan::Statement(PlanStatement::Execute(execute)) => {
+                if let Some(rows) = self.sql_prepared_rows(&execute.name) {
+                    prepared.column_names = rows
+                        .fields()
+                        .iter()
+                        .map(|f| Some(f.name().clone()))
+                        .collect();
+                    prepared.description = Description::Rows(rows);
+                }
+            }
+            _ => {}
+        }
+        prepared.param_types = param_types;
+        prepared.plan = Some(plan);
+        Ok(())
     }
 
     /// Resolves names and asks DataFusion for a logical plan. Returns the
@@ -335,6 +357,22 @@ impl Session {
                 params.len(),
                 prepared.param_types.len()
             )));
+        }
+        if let Some(lookup) = &prepared.lookup {
+            if let Some(outcome) = self.execute_lookup(lookup, &params)? {
+                return Ok(outcome);
+            }
+            // The view changed since Parse: plan the statement afresh.
+            let declared: Vec<Option<DataType>> =
+                prepared.param_types.iter().cloned().map(Some).collect();
+            let fresh =
+                Box::pin(self.plan_statement(&prepared.sql, statement.clone(), &declared)).await?;
+            if let Some(lookup) = &fresh.lookup {
+                return self
+                    .execute_lookup(lookup, &params)?
+                    .ok_or_else(|| Error::internal("online lookup plan is stale"));
+            }
+            return Box::pin(self.execute(&fresh, params)).await;
         }
         let outcome = match statement {
             Statement::Query(_) => {

@@ -43,6 +43,9 @@ pub struct Session {
     /// Writes committed inside the current transaction block.
     writes_in_block: u64,
     notices: Vec<Notice>,
+    /// Where progress notices go while a statement runs (the connection
+    /// sends them at once); without one they wait for the statement's end.
+    progress_sink: Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
     reported: Vec<ReportedChange>,
     /// Rows returned by SQL-level prepared statements, by name, for
     /// describing `EXECUTE name` (DataFusion does not describe it).
@@ -94,6 +97,7 @@ impl Session {
             transaction: TransactionState::Idle,
             writes_in_block: 0,
             notices: Vec::new(),
+            progress_sink: None,
             reported: Vec::new(),
             sql_prepared: HashMap::new(),
         };
@@ -167,6 +171,24 @@ impl Session {
 
     pub(crate) fn notice(&mut self, notice: Notice) {
         self.notices.push(notice);
+    }
+
+    /// A notice about a statement still running: sent right away where
+    /// the connection listens for them.
+    pub(crate) fn progress(&mut self, notice: Notice) {
+        match &self.progress_sink {
+            Some(sink) => {
+                if let Err(unsent) = sink.send(notice) {
+                    self.notices.push(unsent.0);
+                }
+            }
+            None => self.notices.push(notice),
+        }
+    }
+
+    /// Sends progress notices to `sink` from now on (`None`: queue them).
+    pub fn set_progress_sink(&mut self, sink: Option<tokio::sync::mpsc::UnboundedSender<Notice>>) {
+        self.progress_sink = sink;
     }
 
     /// Existing schemas of the search path, in order.

@@ -1,5 +1,7 @@
 //! The registry as tables in the `featuredb` schema: `entities`,
-//! `feature_views`, `features`, `feature_services`, `versions`, `lineage`.
+//! `feature_views`, `features`, `feature_services`, `versions`, `lineage`;
+//! and the materialization state: `materializations` (what each view's
+//! last refresh applied) and `jobs` (every refresh).
 //! Built from a snapshot of the registry each time a query reads them, so
 //! they are always current and consistent with each other within a query.
 
@@ -8,14 +10,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Int32Builder, ListBuilder, RecordBatch, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, RecordBatch,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use featuredb_catalog::{ColumnRole, Dependency, ObjectKind, Registry, RegistryState};
+
+use crate::online::{Job, OnlineStore};
 
 /// The schema holding the registry tables.
 pub const REGISTRY_SCHEMA: &str = "featuredb";
@@ -27,15 +31,18 @@ const TABLES: &[&str] = &[
     "feature_services",
     "versions",
     "lineage",
+    "materializations",
+    "jobs",
 ];
 
 pub struct RegistrySchema {
     registry: Arc<Registry>,
+    online: Arc<OnlineStore>,
 }
 
 impl RegistrySchema {
-    pub fn new(registry: Arc<Registry>) -> Self {
-        Self { registry }
+    pub fn new(registry: Arc<Registry>, online: Arc<OnlineStore>) -> Self {
+        Self { registry, online }
     }
 }
 
@@ -64,6 +71,11 @@ impl SchemaProvider for RegistrySchema {
             "feature_services" => feature_services(&state),
             "versions" => versions(&state),
             "lineage" => lineage(&state),
+            "materializations" => materializations(&state, &self.online),
+            "jobs" => {
+                let jobs = self.online.jobs().map_err(|e| e.into_datafusion())?;
+                jobs_table(&jobs)
+            }
             _ => return Ok(None),
         }
         .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?;
@@ -87,6 +99,8 @@ struct TableBuilder {
 enum ColumnBuilder {
     Text(StringBuilder),
     Int(Int32Builder),
+    BigInt(Int64Builder),
+    Double(Float64Builder),
     Bool(BooleanBuilder),
     TextList(ListBuilder<StringBuilder>),
     Time(TimestampMicrosecondBuilder),
@@ -95,6 +109,8 @@ enum ColumnBuilder {
 enum Value<'a> {
     Text(Option<&'a str>),
     Int(Option<i32>),
+    BigInt(Option<i64>),
+    Double(Option<f64>),
     Bool(bool),
     TextList(Vec<&'a str>),
     /// An RFC 3339 time, stored as timestamptz.
@@ -112,6 +128,8 @@ impl TableBuilder {
                 .iter()
                 .map(|(_, data_type)| match data_type {
                     DataType::Int32 => ColumnBuilder::Int(Int32Builder::new()),
+                    DataType::Int64 => ColumnBuilder::BigInt(Int64Builder::new()),
+                    DataType::Float64 => ColumnBuilder::Double(Float64Builder::new()),
                     DataType::Boolean => ColumnBuilder::Bool(BooleanBuilder::new()),
                     DataType::Timestamp(_, _) => ColumnBuilder::Time(
                         TimestampMicrosecondBuilder::new().with_timezone("+00:00"),
@@ -130,6 +148,8 @@ impl TableBuilder {
             match (builder, value) {
                 (ColumnBuilder::Text(b), Value::Text(v)) => b.append_option(v),
                 (ColumnBuilder::Int(b), Value::Int(v)) => b.append_option(v),
+                (ColumnBuilder::BigInt(b), Value::BigInt(v)) => b.append_option(v),
+                (ColumnBuilder::Double(b), Value::Double(v)) => b.append_option(v),
                 (ColumnBuilder::Bool(b), Value::Bool(v)) => b.append_value(v),
                 (ColumnBuilder::Time(b), Value::Time(v)) => b.append_option(
                     chrono::DateTime::parse_from_rfc3339(v)
@@ -155,6 +175,8 @@ impl TableBuilder {
                 match builder {
                     ColumnBuilder::Text(mut b) => Arc::new(b.finish()),
                     ColumnBuilder::Int(mut b) => Arc::new(b.finish()),
+                    ColumnBuilder::BigInt(mut b) => Arc::new(b.finish()),
+                    ColumnBuilder::Double(mut b) => Arc::new(b.finish()),
                     ColumnBuilder::Bool(mut b) => Arc::new(b.finish()),
                     ColumnBuilder::Time(mut b) => Arc::new(b.finish()),
                     ColumnBuilder::TextList(mut b) => Arc::new(b.finish()),
@@ -430,6 +452,79 @@ fn lineage(state: &RegistryState) -> Built {
                 current.version,
             );
         }
+    }
+    table.finish()
+}
+
+fn materializations(state: &RegistryState, online: &OnlineStore) -> Built {
+    let mut table = TableBuilder::new(&[
+        ("schema_name", DataType::Utf8),
+        ("name", DataType::Utf8),
+        ("version", DataType::Int32),
+        ("current_version", DataType::Int32),
+        ("generation", DataType::Int32),
+        ("offline_table", DataType::Utf8),
+        ("inputs", DataType::Utf8),
+        ("online", DataType::Boolean),
+        ("online_keys", DataType::Int64),
+        ("refreshed_at", timestamptz()),
+    ]);
+    for view in state.views.values() {
+        let Some(materialized) = online.materialization(&view.name) else {
+            continue;
+        };
+        let inputs = serde_json::to_string(&materialized.inputs).unwrap_or_default();
+        let offline_table = format!(
+            "{}.{}",
+            crate::online::MATERIALIZED_SCHEMA,
+            materialized.offline_table
+        );
+        table.row(vec![
+            Value::Text(Some(&view.name.schema)),
+            Value::Text(Some(&view.name.name)),
+            Value::Int(Some(materialized.version as i32)),
+            Value::Int(Some(view.current().version as i32)),
+            Value::Int(Some(materialized.generation as i32)),
+            Value::Text(Some(&offline_table)),
+            Value::Text(Some(&inputs)),
+            Value::Bool(materialized.online),
+            Value::BigInt(Some(materialized.online_keys as i64)),
+            Value::Time(&materialized.refreshed_at),
+        ]);
+    }
+    table.finish()
+}
+
+fn jobs_table(jobs: &[Job]) -> Built {
+    let mut table = TableBuilder::new(&[
+        ("job_id", DataType::Int64),
+        ("view_name", DataType::Utf8),
+        ("view_version", DataType::Int32),
+        ("kind", DataType::Utf8),
+        ("status", DataType::Utf8),
+        ("started_at", timestamptz()),
+        ("finished_at", timestamptz()),
+        ("rows_in", DataType::Int64),
+        ("rows_out", DataType::Int64),
+        ("online_keys", DataType::Int64),
+        ("duration_ms", DataType::Float64),
+        ("error", DataType::Utf8),
+    ]);
+    for job in jobs {
+        table.row(vec![
+            Value::BigInt(Some(job.id as i64)),
+            Value::Text(Some(&job.view)),
+            Value::Int(Some(job.version as i32)),
+            Value::Text(Some(&job.kind)),
+            Value::Text(Some(&job.status)),
+            Value::Time(&job.started_at),
+            Value::Time(job.finished_at.as_deref().unwrap_or("")),
+            Value::BigInt(Some(job.rows_in as i64)),
+            Value::BigInt(Some(job.rows_out as i64)),
+            Value::BigInt(Some(job.online_keys as i64)),
+            Value::Double(job.duration_ms),
+            Value::Text(job.error.as_deref()),
+        ]);
     }
     table.finish()
 }

@@ -268,6 +268,15 @@ impl OfflineStore {
         if is_system_schema(schema) {
             return Err(Error::DuplicateSchema(schema.to_string()));
         }
+        self.create_namespace(schema, if_not_exists).await
+    }
+
+    /// Creates a schema featuredb itself keeps tables in, if missing.
+    pub async fn ensure_internal_schema(&self, schema: &str) -> Result<()> {
+        self.create_namespace(schema, true).await.map(|_| ())
+    }
+
+    async fn create_namespace(&self, schema: &str, if_not_exists: bool) -> Result<bool> {
         let _ddl = self.ddl.lock().await;
         if self.schema_exists(schema) {
             return if if_not_exists {

@@ -93,6 +93,8 @@ struct LogState {
 
 struct PendingCommit {
     files: Vec<DataFile>,
+    /// Snapshot summary properties the commit must carry.
+    properties: HashMap<String, String>,
     done: oneshot::Sender<std::result::Result<(), String>>,
 }
 
@@ -362,12 +364,27 @@ impl TableHandle {
     /// and possibly other waiting appends). Returns once the catalog has
     /// durably recorded it.
     pub async fn append(self: &Arc<Self>, files: Vec<DataFile>) -> Result<()> {
+        self.append_with_properties(files, HashMap::new()).await
+    }
+
+    /// [`append`](Self::append), with properties recorded in the
+    /// snapshot's summary in the same atomic commit (a refresh records the
+    /// input snapshots its rows came from).
+    pub async fn append_with_properties(
+        self: &Arc<Self>,
+        files: Vec<DataFile>,
+        properties: HashMap<String, String>,
+    ) -> Result<()> {
         self.check_live()?;
         let (done, result) = oneshot::channel();
         self.pending_commits
             .lock()
             .map_err(|_| Error::internal("commit queue lock poisoned"))?
-            .push(PendingCommit { files, done });
+            .push(PendingCommit {
+                files,
+                properties,
+                done,
+            });
         let handle = Arc::clone(self);
         tokio::spawn(async move { handle.commit_waiting().await });
         match result.await {
@@ -413,7 +430,9 @@ impl TableHandle {
             .iter()
             .flat_map(|p| p.files.iter().cloned())
             .collect();
-        if tail.is_empty() && direct.is_empty() {
+        let properties: HashMap<String, String> =
+            waiting.iter().flat_map(|p| p.properties.clone()).collect();
+        if tail.is_empty() && direct.is_empty() && properties.is_empty() {
             return Ok(());
         }
         self.check_live()?;
@@ -433,7 +452,7 @@ impl TableHandle {
             .map(|w| w.files().to_vec())
             .unwrap_or_default();
         files.extend(direct);
-        self.commit_files(files, watermark).await?;
+        self.commit_files(files, watermark, properties).await?;
         if let Some(written) = tail_files {
             written.disarm();
         }
@@ -453,16 +472,19 @@ impl TableHandle {
         Ok(())
     }
 
-    async fn commit_files(&self, files: Vec<DataFile>, watermark: u64) -> Result<()> {
+    async fn commit_files(
+        &self,
+        files: Vec<DataFile>,
+        watermark: u64,
+        mut properties: HashMap<String, String>,
+    ) -> Result<()> {
         let table = self.current()?;
         let transaction = Transaction::new(&table);
+        properties.insert(WAL_SEQ_PROPERTY.to_string(), watermark.to_string());
         let transaction = transaction
             .fast_append()
             .add_data_files(files)
-            .set_snapshot_properties(HashMap::from([(
-                WAL_SEQ_PROPERTY.to_string(),
-                watermark.to_string(),
-            )]))
+            .set_snapshot_properties(properties)
             .apply(transaction)?;
         let committed = transaction.commit(self.catalog.as_ref()).await?;
         // iceberg-catalog-sql ignores the result of its SQL COMMIT; read the

@@ -70,23 +70,30 @@ const GROUP_SHIFT: u32 = 40;
 /// never change once written, so each is read once per table.
 #[derive(Default)]
 pub struct ManifestOrderCache {
-    manifests: std::sync::Mutex<HashMap<String, Arc<Vec<String>>>>,
+    manifests: std::sync::Mutex<HashMap<String, Arc<ManifestFiles>>>,
 }
 
+/// A manifest's live files in write order, with their sequence numbers.
+type ManifestFiles = Vec<(i64, String)>;
+
 impl ManifestOrderCache {
-    fn get(&self, path: &str) -> Option<Arc<Vec<String>>> {
+    fn get(&self, path: &str) -> Option<Arc<ManifestFiles>> {
         self.manifests.lock().ok()?.get(path).cloned()
     }
 
-    fn put(&self, path: String, files: Arc<Vec<String>>) {
+    fn put(&self, path: String, files: Arc<ManifestFiles>) {
         if let Ok(mut manifests) = self.manifests.lock() {
             manifests.insert(path, files);
         }
     }
 }
 
-/// Each live data file's rank in write order (object-store path → rank).
-async fn file_ranks(handle: &TableHandle, table: &Table) -> DFResult<HashMap<String, usize>> {
+/// Each live data file's rank in write order and the sequence number of
+/// the commit that added it (object-store path → (rank, sequence)).
+async fn file_ranks(
+    handle: &TableHandle,
+    table: &Table,
+) -> DFResult<HashMap<String, (usize, i64)>> {
     let mut ranks = HashMap::new();
     let Some(snapshot) = table.metadata().current_snapshot() else {
         return Ok(ranks);
@@ -128,19 +135,34 @@ async fn file_ranks(handle: &TableHandle, table: &Table) -> DFResult<HashMap<Str
                     })
                     .collect();
                 entries.sort();
-                let files = Arc::new(entries.into_iter().map(|(_, _, path)| path).collect());
+                let files = Arc::new(
+                    entries
+                        .into_iter()
+                        .map(|(sequence, _, path)| (sequence, path))
+                        .collect(),
+                );
                 handle
                     .manifest_order
                     .put(manifest_file.manifest_path.clone(), Arc::clone(&files));
                 files
             }
         };
-        for path in files.iter() {
+        for (sequence, path) in files.iter() {
             let rank = ranks.len();
-            ranks.entry(path.clone()).or_insert(rank);
+            ranks.entry(path.clone()).or_insert((rank, *sequence));
         }
     }
     Ok(ranks)
+}
+
+/// Commits whose rows a scan reads: those with a sequence number in
+/// `(after, through]`. Incremental refreshes read the rows appended
+/// between two snapshots this way (the uncommitted tail is never in a
+/// range).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SequenceRange {
+    pub after: i64,
+    pub through: i64,
 }
 
 /// A table plus [`WRITE_ORDER_COLUMN`].
@@ -148,6 +170,7 @@ async fn file_ranks(handle: &TableHandle, table: &Table) -> DFResult<HashMap<Str
 pub struct WriteOrderedTable {
     table: Arc<TableHandle>,
     schema: SchemaRef,
+    range: Option<SequenceRange>,
 }
 
 impl WriteOrderedTable {
@@ -159,7 +182,14 @@ impl WriteOrderedTable {
         Self {
             table,
             schema: Arc::new(Schema::new(fields)),
+            range: None,
         }
+    }
+
+    /// Only the rows of commits in `range`.
+    pub fn with_range(mut self, range: SequenceRange) -> Self {
+        self.range = Some(range);
+        self
     }
 
     fn order_column(&self) -> &str {
@@ -240,7 +270,13 @@ impl TableProvider for WriteOrderedTable {
                 );
             }
         }
-        files.sort_by_key(|f| ranks[f.object_meta.location.as_ref()]);
+        if let Some(range) = self.range {
+            files.retain(|f| {
+                let (_, sequence) = ranks[f.object_meta.location.as_ref()];
+                sequence > range.after && sequence <= range.through
+            });
+        }
+        files.sort_by_key(|f| ranks[f.object_meta.location.as_ref()].0);
         let groups = contiguous_groups(files, state.config().target_partitions().max(1));
         let mut sources: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !groups.is_empty() {
@@ -266,7 +302,7 @@ impl TableProvider for WriteOrderedTable {
                 .await?,
             );
         }
-        if !view.tail.is_empty() {
+        if !view.tail.is_empty() && self.range.is_none() {
             sources.push(MemorySourceConfig::try_new_exec(
                 std::slice::from_ref(&view.tail),
                 base_schema.clone(),
@@ -452,7 +488,9 @@ impl ExecutionPlan for WriteOrderExec {
     }
 }
 
-/// `featuredb_write_ordered('schema', 'table' [, 'order column'])`.
+/// `featuredb_write_ordered('schema', 'table' [, 'order column' [, after, through]])`:
+/// with `after` and `through`, only the rows of commits with a sequence
+/// number in `(after, through]` (see [`SequenceRange`]).
 pub struct WriteOrderedFunction {
     store: Arc<OfflineStore>,
 }
@@ -477,8 +515,12 @@ impl TableFunctionImpl for WriteOrderedFunction {
         };
         let usage = || {
             plan_err!(
-                "{WRITE_ORDERED_FUNCTION} takes a schema name, a table name and optionally the order column's name"
+                "{WRITE_ORDERED_FUNCTION} takes a schema name, a table name and optionally the order column's name and a sequence number range"
             )
+        };
+        let number = |expr: &Expr| match expr {
+            Expr::Literal(ScalarValue::Int64(Some(n)), _) => Some(*n),
+            _ => None,
         };
         let (Some(schema), Some(table)) = (args.first().and_then(text), args.get(1).and_then(text))
         else {
@@ -491,7 +533,15 @@ impl TableFunctionImpl for WriteOrderedFunction {
                 None => return usage(),
             },
         };
-        if args.len() > 3 {
+        let range = match (args.get(3), args.get(4)) {
+            (None, None) => None,
+            (Some(after), Some(through)) => match (number(after), number(through)) {
+                (Some(after), Some(through)) => Some(SequenceRange { after, through }),
+                _ => return usage(),
+            },
+            _ => return usage(),
+        };
+        if args.len() > 5 {
             return usage();
         }
         let handle = self.store.table(&schema, &table).ok_or_else(|| {
@@ -501,7 +551,11 @@ impl TableFunctionImpl for WriteOrderedFunction {
             }
             .into_datafusion()
         })?;
-        Ok(Arc::new(WriteOrderedTable::new(handle, &order_column)))
+        let table = WriteOrderedTable::new(handle, &order_column);
+        Ok(Arc::new(match range {
+            Some(range) => table.with_range(range),
+            None => table,
+        }))
     }
 }
 

@@ -133,9 +133,17 @@ impl WrittenFiles {
     }
 
     /// Commits the files; returns the number of rows they hold.
-    pub async fn commit(mut self) -> Result<u64> {
+    pub async fn commit(self) -> Result<u64> {
+        self.commit_with_properties(Default::default()).await
+    }
+
+    /// Commits the files with snapshot summary properties.
+    pub async fn commit_with_properties(
+        mut self,
+        properties: std::collections::HashMap<String, String>,
+    ) -> Result<u64> {
         let files = std::mem::take(&mut self.files);
-        match self.table.append(files).await {
+        match self.table.append_with_properties(files, properties).await {
             Ok(()) => {
                 self.cleanup.armed = false;
                 Ok(self.rows)

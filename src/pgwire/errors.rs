@@ -160,7 +160,7 @@ pub fn client_error(error: &Error) -> ClientError {
         Error::InsufficientResources(_) => ClientError::new("53000", error.to_string()),
         Error::DataFusion(e) => datafusion_error(e),
         Error::Iceberg(_) => ClientError::new("58030", error.to_string()),
-        Error::Io { .. } => ClientError::new("58030", error.to_string()),
+        Error::Io { .. } | Error::OnlineStore(_) => ClientError::new("58030", error.to_string()),
         Error::Internal(_) => ClientError::new("XX000", error.to_string()),
     }
 }

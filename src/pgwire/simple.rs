@@ -8,6 +8,7 @@ use pgwire::messages::response::EmptyQueryResponse;
 
 use super::connection::{Connection, Reply};
 use super::copy::CopyInProgress;
+use super::errors::notice_response;
 use super::portal::{Fetched, RowStream};
 use super::rows::{TEXT, row_description};
 use crate::engine::Outcome;
@@ -45,8 +46,14 @@ impl Connection {
         let mut remaining = statements.into_iter();
         while let Some((sql, statement)) = remaining.next() {
             let discard_all = matches!(statement, Statement::DiscardAll);
+            let reports_progress = matches!(
+                statement,
+                Statement::Feature(featuredb_sql::feature::FeatureStatement::Refresh(_))
+            );
             let guard = self.start_statement();
-            let outcome = {
+            let outcome = if reports_progress {
+                self.run_reporting_progress(&guard, &sql, statement).await?
+            } else {
                 let session = self.session();
                 guard
                     .run(async {
@@ -88,6 +95,50 @@ impl Connection {
             }
         }
         self.ready_for_query().await
+    }
+
+    /// Runs a long statement, sending its progress notices as they come
+    /// (psql prints them while the statement runs).
+    async fn run_reporting_progress(
+        &mut self,
+        guard: &super::connection::StatementGuard,
+        sql: &str,
+        statement: Statement,
+    ) -> Reply<crate::error::Result<Outcome>> {
+        let (sink, mut progress) = tokio::sync::mpsc::unbounded_channel();
+        let Connection {
+            session, framed, ..
+        } = self;
+        let session = session
+            .as_mut()
+            .expect("the session exists once startup completed");
+        session.set_progress_sink(Some(sink));
+        let outcome = {
+            let work = guard.run(async {
+                let prepared = session.plan_statement(sql, statement, &[]).await?;
+                session.execute(&prepared, Vec::new()).await
+            });
+            tokio::pin!(work);
+            loop {
+                tokio::select! {
+                    outcome = &mut work => break outcome,
+                    Some(notice) = progress.recv() => {
+                        framed
+                            .send(PgWireBackendMessage::NoticeResponse(notice_response(&notice)))
+                            .await?;
+                    }
+                }
+            }
+        };
+        session.set_progress_sink(None);
+        while let Ok(notice) = progress.try_recv() {
+            framed
+                .feed(PgWireBackendMessage::NoticeResponse(notice_response(
+                    &notice,
+                )))
+                .await?;
+        }
+        Ok(outcome)
     }
 
     /// Sends a statement's full result in text format.

@@ -1,0 +1,1035 @@
+//! Online lookups: key reads of ONLINE feature views and of feature
+//! services, answered from the online store without DataFusion.
+//!
+//! A query qualifies when it is `SELECT items FROM relation [alias] WHERE
+//! keys` and nothing more (no joins, grouping, ordering or limits), the
+//! relation is an ONLINE view (or a service of ONLINE views) whose current
+//! definition is materialized, and the WHERE clause is a conjunction that
+//! pins every key column exactly once: `key = $n | literal`, or for a
+//! one-column key `key IN (…)` or `key = ANY($n)`. Anything else is planned
+//! by DataFusion as usual, reading the offline store.
+//!
+//! The check and the [`LookupPlan`] are made once, when the statement is
+//! prepared (Parse, or each simple Query: the check costs microseconds).
+//! Select items that are plain columns are copied; any other items (on-demand
+//! features such as `$2 - f.avg_amount`) are planned once by DataFusion over
+//! an empty relation of the view's columns, and each execution only
+//! substitutes the parameters and evaluates the expressions on the rows
+//! found.
+//!
+//! Result semantics are those of `SELECT … FROM fv` (as of now): a key
+//! with no row, or whose newest row is older than the view's TTL, has no
+//! row in the result. Keys are returned in the order given, each once.
+
+use std::sync::Arc;
+
+use chrono::{Duration, Months, NaiveDateTime};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano, Schema, SchemaRef};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{DFSchemaRef, ScalarValue};
+use datafusion::execution::context::ExecutionProps;
+use datafusion::logical_expr::{Expr as LogicalExpr, LogicalPlan, expr::Placeholder};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::sql::sqlparser::ast::{
+    self, BinaryOperator, Expr, GroupByExpr, Query, SelectItem, SetExpr, TableFactor, Value,
+};
+use featuredb_catalog::names::quote_ident;
+use featuredb_catalog::{ColumnType, FeatureViewVersion, QualifiedName};
+use featuredb_sql::names::normalize_ident;
+use futures::StreamExt;
+
+use super::outcome::Outcome;
+use super::refresh::shape_of;
+use super::resolve::{NameResolver, Relation, ResolveMode};
+use super::session::Session;
+use crate::error::{Error, Result};
+use crate::online::{Materialization, StoredRow, codec};
+
+/// Where a key value comes from.
+#[derive(Debug, Clone)]
+enum ValueRef {
+    /// `$n` (0-based index).
+    Param(usize),
+    Literal(ScalarValue),
+}
+
+/// The keys a lookup reads.
+#[derive(Debug, Clone)]
+enum KeyMatch {
+    /// One value per key column, in key order.
+    One(Vec<ValueRef>),
+    /// `key IN (…)` on a one-column key.
+    List(Vec<ValueRef>),
+    /// `key = ANY($n)` on a one-column key.
+    Array(usize),
+}
+
+/// One view a lookup reads.
+#[derive(Debug, Clone)]
+struct ViewPart {
+    name: QualifiedName,
+    version: u32,
+    shape: String,
+    /// The state seen when planned: while it is still the current one,
+    /// the shape needs no comparison.
+    planned_state: Option<Arc<Materialization>>,
+    /// The view's columns' types, as stored online.
+    types: Vec<DataType>,
+    /// Positions of the key columns among the view's columns, in the
+    /// lookup's key order.
+    key_positions: Vec<usize>,
+    /// (row column, view column): where the view's values go.
+    mapping: Vec<(usize, usize)>,
+    ttl: Option<Ttl>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ttl {
+    interval: IntervalMonthDayNano,
+    unit: EventTimeUnit,
+}
+
+/// How the online store records a view's event time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventTimeUnit {
+    /// timestamptz: µs since the epoch, UTC.
+    InstantMicros,
+    /// timestamp: wall-clock µs (compared in the session's time zone).
+    WallMicros,
+    Days,
+    /// Integer event times have no TTL arithmetic.
+    Integer,
+}
+
+/// What the select list does with the looked-up rows.
+#[derive(Debug, Clone)]
+enum Projection {
+    Columns(Vec<usize>),
+    /// Expressions planned once; `input` is the rows' schema as DataFusion
+    /// typed it.
+    Exprs {
+        exprs: Vec<LogicalExpr>,
+        input: DFSchemaRef,
+    },
+}
+
+/// A prepared online lookup.
+#[derive(Debug, Clone)]
+pub struct LookupPlan {
+    /// The service read (its version), when not a single view.
+    service: Option<(QualifiedName, u32)>,
+    parts: Vec<ViewPart>,
+    /// Key columns' types, in key order.
+    key_types: Vec<DataType>,
+    /// The rows looked up: key columns, then the values of each part.
+    row_schema: SchemaRef,
+    keys: KeyMatch,
+    projection: Projection,
+    pub output: SchemaRef,
+    pub param_types: Vec<DataType>,
+}
+
+fn column_name(expr: &Expr, qualifiers: &[String]) -> Option<String> {
+    match expr {
+        Expr::Identifier(ident) => Some(normalize_ident(ident)),
+        Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+            let qualifier = normalize_ident(&parts[0]);
+            qualifiers
+                .contains(&qualifier)
+                .then(|| normalize_ident(&parts[1]))
+        }
+        Expr::Nested(inner) => column_name(inner, qualifiers),
+        _ => None,
+    }
+}
+
+fn value_ref(expr: &Expr) -> Option<ValueRef> {
+    match expr {
+        Expr::Value(value) => match &value.value {
+            Value::Placeholder(p) => {
+                let n: usize = p.strip_prefix('$')?.parse().ok()?;
+                (n >= 1).then(|| ValueRef::Param(n - 1))
+            }
+            Value::Number(n, _) => Some(ValueRef::Literal(
+                n.parse::<i64>()
+                    .map(|v| ScalarValue::Int64(Some(v)))
+                    .or_else(|_| n.parse::<f64>().map(|v| ScalarValue::Float64(Some(v))))
+                    .ok()?,
+            )),
+            Value::SingleQuotedString(s) => {
+                Some(ValueRef::Literal(ScalarValue::Utf8(Some(s.clone()))))
+            }
+            _ => None,
+        },
+        Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr,
+        } => match value_ref(expr)? {
+            ValueRef::Literal(ScalarValue::Int64(Some(v))) => {
+                Some(ValueRef::Literal(ScalarValue::Int64(Some(-v))))
+            }
+            ValueRef::Literal(ScalarValue::Float64(Some(v))) => {
+                Some(ValueRef::Literal(ScalarValue::Float64(Some(-v))))
+            }
+            _ => None,
+        },
+        Expr::Nested(inner) => value_ref(inner),
+        _ => None,
+    }
+}
+
+fn conjuncts<'e>(expr: &'e Expr, out: &mut Vec<&'e Expr>) {
+    match expr {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        Expr::Nested(inner) => conjuncts(inner, out),
+        other => out.push(other),
+    }
+}
+
+/// The keys a WHERE clause pins, if it pins every key column exactly once
+/// and says nothing else.
+fn key_match(selection: &Expr, keys: &[String], qualifiers: &[String]) -> Option<KeyMatch> {
+    let mut parts = Vec::new();
+    conjuncts(selection, &mut parts);
+    if keys.len() == 1 && parts.len() == 1 {
+        match parts[0] {
+            Expr::InList {
+                expr,
+                list,
+                negated: false,
+            } if column_name(expr, qualifiers).as_ref() == Some(&keys[0]) => {
+                let values = list.iter().map(value_ref).collect::<Option<Vec<_>>>()?;
+                return Some(KeyMatch::List(values));
+            }
+            Expr::AnyOp {
+                left,
+                compare_op: BinaryOperator::Eq,
+                right,
+                is_some: false,
+            } if column_name(left, qualifiers).as_ref() == Some(&keys[0]) => {
+                return match value_ref(right)? {
+                    ValueRef::Param(n) => Some(KeyMatch::Array(n)),
+                    ValueRef::Literal(_) => None,
+                };
+            }
+            _ => {}
+        }
+    }
+    let mut values: Vec<Option<ValueRef>> = vec![None; keys.len()];
+    for part in parts {
+        let Expr::BinaryOp {
+            left,
+            op: BinaryOperator::Eq,
+            right,
+        } = part
+        else {
+            return None;
+        };
+        let (column, value) = match (
+            column_name(left, qualifiers),
+            column_name(right, qualifiers),
+        ) {
+            (Some(column), None) => (column, value_ref(right)?),
+            (None, Some(column)) => (column, value_ref(left)?),
+            _ => return None,
+        };
+        let index = keys.iter().position(|k| *k == column)?;
+        if values[index].is_some() {
+            return None;
+        }
+        values[index] = Some(value);
+    }
+    values
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .map(KeyMatch::One)
+}
+
+/// The SELECT of a lookup-shaped query: one relation, a WHERE, nothing else.
+fn lookup_shape(query: &Query) -> Option<(&ast::Select, &ast::ObjectName, Option<String>)> {
+    if query.with.is_some()
+        || query.order_by.is_some()
+        || query.limit_clause.is_some()
+        || query.fetch.is_some()
+        || !query.locks.is_empty()
+    {
+        return None;
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let simple = select.distinct.is_none()
+        && select.top.is_none()
+        && select.into.is_none()
+        && select.from.len() == 1
+        && select.from[0].joins.is_empty()
+        && select.lateral_views.is_empty()
+        && select.having.is_none()
+        && select.qualify.is_none()
+        && select.named_window.is_empty()
+        && select.selection.is_some()
+        && matches!(&select.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty());
+    if !simple {
+        return None;
+    }
+    let TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        version: None,
+        with_hints,
+        partitions,
+        ..
+    } = &select.from[0].relation
+    else {
+        return None;
+    };
+    if !with_hints.is_empty() || !partitions.is_empty() {
+        return None;
+    }
+    if alias.as_ref().is_some_and(|a| !a.columns.is_empty()) {
+        return None;
+    }
+    Some((
+        select,
+        name,
+        alias.as_ref().map(|a| normalize_ident(&a.name)),
+    ))
+}
+
+/// The event time unit and TTL of a view.
+fn ttl_of(view: &FeatureViewVersion) -> Result<Option<Ttl>> {
+    let Some(ttl) = &view.ttl else {
+        return Ok(None);
+    };
+    let unit = match view
+        .columns
+        .iter()
+        .find(|c| c.name == view.timestamp)
+        .and_then(|c| c.column_type.as_ref())
+    {
+        Some(ColumnType::TimestampTz) => EventTimeUnit::InstantMicros,
+        Some(ColumnType::Timestamp) => EventTimeUnit::WallMicros,
+        Some(ColumnType::Date) => EventTimeUnit::Days,
+        _ => EventTimeUnit::Integer,
+    };
+    let text = parse_interval_text(ttl)
+        .ok_or_else(|| Error::internal(format!("cannot read the TTL {ttl}")))?;
+    let interval =
+        datafusion::arrow::compute::kernels::cast_utils::parse_interval_month_day_nano(&text)?;
+    Ok(Some(Ttl { interval, unit }))
+}
+
+/// `INTERVAL '30 days'` / `INTERVAL '30' DAY` → "30 days" / "30 DAY".
+fn parse_interval_text(sql: &str) -> Option<String> {
+    let expr = datafusion::sql::sqlparser::parser::Parser::new(
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+    )
+    .try_with_sql(sql)
+    .ok()?
+    .parse_expr()
+    .ok()?;
+    let Expr::Interval(interval) = expr else {
+        return None;
+    };
+    let Expr::Value(value) = interval.value.as_ref() else {
+        return None;
+    };
+    let Value::SingleQuotedString(text) = &value.value else {
+        return None;
+    };
+    Some(match &interval.leading_field {
+        Some(field) => format!("{text} {field}"),
+        None => text.clone(),
+    })
+}
+
+fn minus_interval(time: NaiveDateTime, interval: IntervalMonthDayNano) -> Option<NaiveDateTime> {
+    let time = if interval.months >= 0 {
+        time.checked_sub_months(Months::new(interval.months as u32))?
+    } else {
+        time.checked_add_months(Months::new(interval.months.unsigned_abs()))?
+    };
+    time.checked_sub_signed(Duration::days(interval.days as i64))?
+        .checked_sub_signed(Duration::nanoseconds(interval.nanoseconds))
+}
+
+impl Session {
+    /// A lookup plan for `statement`, if it is an online lookup.
+    pub(crate) async fn plan_lookup(
+        &mut self,
+        sql: &str,
+        statement: &ast::Statement,
+        declared: &[Option<DataType>],
+    ) -> Result<Option<LookupPlan>> {
+        let ast::Statement::Query(query) = statement else {
+            return Ok(None);
+        };
+        let Some((select, name, alias)) = lookup_shape(query) else {
+            return Ok(None);
+        };
+        let registry = self.engine.registry.snapshot();
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .map(|p| p.as_ident().map(normalize_ident))
+            .collect::<Option<_>>()
+            .unwrap_or_default();
+        let search_path = self.effective_search_path();
+        let default_schema = self.default_schema();
+        let resolver = NameResolver::new(
+            &self.engine.offline,
+            &registry,
+            &search_path,
+            &default_schema,
+            sql,
+            ResolveMode::Query,
+        );
+        let relation = match parts.as_slice() {
+            [schema, relation] => resolver.lookup(schema, relation),
+            [relation] => search_path
+                .iter()
+                .find_map(|schema| resolver.lookup(schema, relation)),
+            _ => None,
+        };
+        let online = &self.engine.online;
+        let materialized = |view: &FeatureViewVersion, name: &QualifiedName| {
+            view.online
+                && online
+                    .materialization(name)
+                    .is_some_and(|m| m.online && m.shape == shape_of(view))
+        };
+        let view_part = |name: &QualifiedName,
+                         view: &FeatureViewVersion,
+                         key_names: &[String]|
+         -> Result<Option<ViewPart>> {
+            let key_positions = key_names
+                .iter()
+                .map(|k| view.columns.iter().position(|c| &c.name == k))
+                .collect::<Option<Vec<_>>>();
+            let types = view
+                .columns
+                .iter()
+                .map(|c| c.column_type.as_ref().map(ColumnType::to_arrow))
+                .collect::<Option<Vec<_>>>();
+            let (Some(key_positions), Some(types)) = (key_positions, types) else {
+                return Ok(None);
+            };
+            Ok(Some(ViewPart {
+                name: name.clone(),
+                version: view.version,
+                shape: shape_of(view),
+                planned_state: online.materialization(name),
+                types,
+                key_positions,
+                mapping: Vec::new(),
+                ttl: ttl_of(view)?,
+            }))
+        };
+
+        let (service, view_parts, key_names, key_types, fields, relation_name) = match relation {
+            Some(Relation::FeatureView(name)) => {
+                let view = registry.views[&name].current();
+                if !materialized(view, &name) {
+                    return Ok(None);
+                }
+                let Some(mut part) = view_part(&name, view, &view.keys)? else {
+                    return Ok(None);
+                };
+                let fields: Vec<Field> = view
+                    .columns
+                    .iter()
+                    .zip(&part.types)
+                    .map(|(c, t)| Field::new(&c.name, t.clone(), true))
+                    .collect();
+                // The row is the view's row: keys are among its columns.
+                part.mapping = (0..fields.len()).map(|i| (i, i)).collect();
+                let key_types = part
+                    .key_positions
+                    .iter()
+                    .map(|&i| part.types[i].clone())
+                    .collect();
+                (
+                    None,
+                    vec![part],
+                    view.keys.clone(),
+                    key_types,
+                    fields,
+                    name.name.clone(),
+                )
+            }
+            Some(Relation::FeatureService(name)) => {
+                let service = registry.services[&name].current();
+                let key_names: Vec<String> = service.keys.iter().map(|k| k.name.clone()).collect();
+                let key_types: Vec<DataType> = service
+                    .keys
+                    .iter()
+                    .map(|k| k.data_type.to_arrow())
+                    .collect();
+                let mut fields: Vec<Field> = service
+                    .keys
+                    .iter()
+                    .map(|k| Field::new(&k.name, k.data_type.to_arrow(), true))
+                    .collect();
+                let mut view_parts: Vec<ViewPart> = Vec::new();
+                for feature in &service.features {
+                    let Some(view) = registry.views.get(&feature.view) else {
+                        return Ok(None);
+                    };
+                    let version = match feature.view_version {
+                        Some(v) => match view.version(v) {
+                            Some(version) => version,
+                            None => return Ok(None),
+                        },
+                        None => view.current(),
+                    };
+                    // A pinned old version is not what the online store holds.
+                    if version.version != view.current().version
+                        && version.query != view.current().query
+                        || !materialized(view.current(), &feature.view)
+                    {
+                        return Ok(None);
+                    }
+                    let index = match view_parts.iter().position(|p| p.name == feature.view) {
+                        Some(index) => index,
+                        None => {
+                            let Some(part) =
+                                view_part(&feature.view, view.current(), &version.keys)?
+                            else {
+                                return Ok(None);
+                            };
+                            view_parts.push(part);
+                            view_parts.len() - 1
+                        }
+                    };
+                    let part = &mut view_parts[index];
+                    let Some(column) = view
+                        .current()
+                        .columns
+                        .iter()
+                        .position(|c| c.name == feature.feature)
+                    else {
+                        return Ok(None);
+                    };
+                    part.mapping.push((fields.len(), column));
+                    fields.push(Field::new(
+                        &feature.output_name,
+                        part.types[column].clone(),
+                        true,
+                    ));
+                }
+                (
+                    Some((name.clone(), service.version)),
+                    view_parts,
+                    key_names,
+                    key_types,
+                    fields,
+                    name.name.clone(),
+                )
+            }
+            _ => return Ok(None),
+        };
+        let mut qualifiers = vec![relation_name.clone()];
+        if let Some(alias) = &alias {
+            qualifiers = vec![alias.clone()];
+        }
+        let Some(selection) = &select.selection else {
+            return Ok(None);
+        };
+        let Some(keys) = key_match(selection, &key_names, &qualifiers) else {
+            return Ok(None);
+        };
+        let row_schema = Arc::new(Schema::new(fields));
+
+        // Plain columns are copied; anything else is planned once.
+        let mut columns = Vec::new();
+        let mut output_fields = Vec::new();
+        let mut plain = true;
+        for item in &select.projection {
+            match item {
+                SelectItem::Wildcard(options) if options_empty(options) => {
+                    for (i, field) in row_schema.fields().iter().enumerate() {
+                        columns.push(i);
+                        output_fields.push(field.as_ref().clone());
+                    }
+                }
+                SelectItem::QualifiedWildcard(
+                    ast::SelectItemQualifiedWildcardKind::ObjectName(q),
+                    options,
+                ) if options_empty(options)
+                    && q.0.len() == 1
+                    && q.0[0].as_ident().map(normalize_ident).as_ref() == qualifiers.first() =>
+                {
+                    for (i, field) in row_schema.fields().iter().enumerate() {
+                        columns.push(i);
+                        output_fields.push(field.as_ref().clone());
+                    }
+                }
+                SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
+                    match column_name(expr, &qualifiers).and_then(|c| row_schema.index_of(&c).ok())
+                    {
+                        Some(index) => {
+                            columns.push(index);
+                            let name = match item {
+                                SelectItem::ExprWithAlias { alias, .. } => normalize_ident(alias),
+                                _ => row_schema.field(index).name().clone(),
+                            };
+                            output_fields
+                                .push(row_schema.field(index).as_ref().clone().with_name(name));
+                        }
+                        None => plain = false,
+                    }
+                }
+                _ => plain = false,
+            }
+        }
+        let mut param_count = 0;
+        let mut note_param = |v: &ValueRef| {
+            if let ValueRef::Param(n) = v {
+                param_count = param_count.max(n + 1);
+            }
+        };
+        match &keys {
+            KeyMatch::One(values) | KeyMatch::List(values) => {
+                values.iter().for_each(&mut note_param)
+            }
+            KeyMatch::Array(n) => note_param(&ValueRef::Param(*n)),
+        }
+        let (projection, output, param_types) = if plain {
+            let mut param_types = vec![DataType::Utf8; param_count];
+            let key_param_type = |i: usize| key_types[i].clone();
+            match &keys {
+                KeyMatch::One(values) => {
+                    for (i, v) in values.iter().enumerate() {
+                        if let ValueRef::Param(n) = v {
+                            param_types[*n] = key_param_type(i);
+                        }
+                    }
+                }
+                KeyMatch::List(values) => {
+                    for v in values {
+                        if let ValueRef::Param(n) = v {
+                            param_types[*n] = key_param_type(0);
+                        }
+                    }
+                }
+                KeyMatch::Array(n) => {
+                    param_types[*n] =
+                        DataType::List(Arc::new(Field::new("item", key_param_type(0), true)));
+                }
+            }
+            for (i, t) in declared.iter().enumerate() {
+                if let (Some(t), Some(slot)) = (t, param_types.get_mut(i)) {
+                    *slot = t.clone();
+                }
+            }
+            (
+                Projection::Columns(columns),
+                Arc::new(Schema::new(output_fields)),
+                param_types,
+            )
+        } else {
+            match self
+                .plan_expressions(
+                    query,
+                    &row_schema,
+                    alias.as_deref().unwrap_or(&relation_name),
+                    declared,
+                )
+                .await
+            {
+                Some(planned) => planned,
+                None => return Ok(None),
+            }
+        };
+        if param_types.len() < param_count {
+            return Ok(None);
+        }
+        Ok(Some(LookupPlan {
+            service,
+            parts: view_parts,
+            key_types,
+            row_schema,
+            keys,
+            projection,
+            output,
+            param_types,
+        }))
+    }
+
+    /// Plans the select list over an empty relation with the rows' columns.
+    async fn plan_expressions(
+        &mut self,
+        query: &Query,
+        row_schema: &SchemaRef,
+        alias: &str,
+        declared: &[Option<DataType>],
+    ) -> Option<(Projection, SchemaRef, Vec<DataType>)> {
+        let columns: Vec<String> = row_schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let sql_type = ColumnType::from_arrow(f.data_type())?.to_string();
+                Some(format!(
+                    "CAST(NULL AS {sql_type}) AS {}",
+                    quote_ident(f.name())
+                ))
+            })
+            .collect::<Option<_>>()?;
+        let mut rewritten: Query = query.clone();
+        let SetExpr::Select(select) = rewritten.body.as_mut() else {
+            return None;
+        };
+        let relation = super::temporal::parse_query(&format!(
+            "SELECT 1 FROM (SELECT {}) AS {}",
+            columns.join(", "),
+            quote_ident(alias)
+        ))
+        .ok()?;
+        let SetExpr::Select(replacement) = *relation.body else {
+            return None;
+        };
+        select.from[0].relation = replacement.from[0].relation.clone();
+        let statement = ast::Statement::Query(Box::new(rewritten));
+        let sql = statement.to_string();
+        let (plan, param_types) = self.plan_query(&sql, &statement, declared).await.ok()?;
+        let state = self.ctx.state();
+        let plan = state
+            .analyzer()
+            .execute_and_check(plan, state.config_options(), |_, _| {})
+            .ok()?;
+        let LogicalPlan::Projection(projection) = &plan else {
+            return None;
+        };
+        let input = projection.input.schema().clone();
+        let output = Arc::new(plan.schema().as_arrow().clone());
+        let output = super::plan::rename_columns(
+            &output,
+            &super::column_names::postgres_column_names(query, output.fields().len()),
+        );
+        Some((
+            Projection::Exprs {
+                exprs: projection.expr.clone(),
+                input,
+            },
+            output,
+            param_types,
+        ))
+    }
+
+    /// Runs a lookup. `None` when the plan no longer matches the registry
+    /// or the online store (the caller plans the statement again).
+    pub(crate) fn execute_lookup(
+        &mut self,
+        plan: &LookupPlan,
+        params: &[ScalarValue],
+    ) -> Result<Option<Outcome>> {
+        let registry = self.engine.registry.snapshot();
+        if let Some((name, version)) = &plan.service
+            && registry.services.get(name).map(|s| s.current().version) != Some(*version)
+        {
+            return Ok(None);
+        }
+        let online = self.engine.online.clone();
+        let mut states: Vec<Arc<Materialization>> = Vec::with_capacity(plan.parts.len());
+        for part in &plan.parts {
+            let current = registry.views.get(&part.name).map(|v| v.current());
+            if current.map(|v| (v.version, v.online)) != Some((part.version, true)) {
+                return Ok(None);
+            }
+            match online.materialization(&part.name) {
+                Some(state)
+                    if part
+                        .planned_state
+                        .as_ref()
+                        .is_some_and(|planned| Arc::ptr_eq(planned, &state))
+                        || (state.online && state.shape == part.shape) =>
+                {
+                    states.push(state)
+                }
+                _ => return Ok(None),
+            }
+        }
+
+        // The keys, cast to the key columns' types and encoded.
+        let resolve = |v: &ValueRef| -> Result<ScalarValue> {
+            match v {
+                ValueRef::Param(n) => params
+                    .get(*n)
+                    .cloned()
+                    .ok_or_else(|| Error::Protocol(format!("there is no parameter ${}", n + 1))),
+                ValueRef::Literal(value) => Ok(value.clone()),
+            }
+        };
+        let mut key_values: Vec<Vec<ScalarValue>> = Vec::new();
+        match &plan.keys {
+            KeyMatch::One(values) => {
+                key_values.push(values.iter().map(resolve).collect::<Result<_>>()?);
+            }
+            KeyMatch::List(values) => {
+                for v in values {
+                    key_values.push(vec![resolve(v)?]);
+                }
+            }
+            KeyMatch::Array(n) => match resolve(&ValueRef::Param(*n))? {
+                ScalarValue::List(list) if !list.is_null(0) => {
+                    let values = list.value(0);
+                    for i in 0..values.len() {
+                        key_values.push(vec![ScalarValue::try_from_array(&values, i)?]);
+                    }
+                }
+                value if value.is_null() => {}
+                other => {
+                    return Err(Error::DatatypeMismatch(format!(
+                        "= ANY needs an array, got {}",
+                        other.data_type()
+                    )));
+                }
+            },
+        }
+        let mut encoded: Vec<(Vec<ScalarValue>, Vec<u8>)> = Vec::with_capacity(key_values.len());
+        let mut seen: std::collections::HashSet<Vec<u8>, ahash::RandomState> =
+            std::collections::HashSet::with_capacity_and_hasher(
+                key_values.len(),
+                Default::default(),
+            );
+        'keys: for values in key_values {
+            let mut typed = Vec::with_capacity(values.len());
+            let mut bytes = Vec::new();
+            for (value, data_type) in values.into_iter().zip(&plan.key_types) {
+                if value.is_null() {
+                    continue 'keys;
+                }
+                let value = if value.data_type() == *data_type {
+                    value
+                } else {
+                    value
+                        .cast_to(data_type)
+                        .map_err(|e| Error::InvalidTextRepresentation {
+                            message: format!("invalid key value: {}", e.strip_backtrace()),
+                        })?
+                };
+                codec::encode_scalar(&value, &mut bytes)?;
+                typed.push(value);
+            }
+            if seen.insert(bytes.clone()) {
+                encoded.push((typed, bytes));
+            }
+        }
+
+        // Each part's stored row per key; keys no part holds have no row.
+        let now = chrono::Utc::now();
+        let mut buffer = Vec::with_capacity(64);
+        let mut kept: Vec<usize> = Vec::with_capacity(encoded.len());
+        let mut found: Vec<Vec<Option<StoredRow>>> =
+            vec![Vec::with_capacity(encoded.len()); plan.parts.len()];
+        let mut for_key: Vec<Option<StoredRow>> = Vec::with_capacity(plan.parts.len());
+        for (index, (_, bytes)) in encoded.iter().enumerate() {
+            for_key.clear();
+            for (part, state) in plan.parts.iter().zip(&states) {
+                let row = online
+                    .get(state, bytes, &mut buffer)?
+                    .filter(|row| self.alive(row.event_time(), part.ttl, now));
+                for_key.push(row);
+            }
+            if for_key.iter().any(Option::is_some) {
+                kept.push(index);
+                for (rows, row) in found.iter_mut().zip(for_key.drain(..)) {
+                    rows.push(row);
+                }
+            }
+        }
+        let mut columns: Vec<Option<ArrayRef>> = vec![None; plan.row_schema.fields().len()];
+        if plan.service.is_some() {
+            for (i, column) in columns.iter_mut().take(plan.key_types.len()).enumerate() {
+                *column = Some(if kept.is_empty() {
+                    new_null_array(&plan.key_types[i], 0)
+                } else {
+                    ScalarValue::iter_to_array(kept.iter().map(|&k| encoded[k].0[i].clone()))?
+                });
+            }
+        }
+        for (part, rows) in plan.parts.iter().zip(&found) {
+            let slices: Vec<Option<&[u8]>> = rows
+                .iter()
+                .map(|row| row.as_ref().map(StoredRow::values))
+                .collect();
+            let arrays = codec::decode_columns(&part.types, &slices)?;
+            for &(to, from) in &part.mapping {
+                columns[to] = Some(arrays[from].clone());
+            }
+        }
+        let arrays = columns
+            .into_iter()
+            .zip(plan.row_schema.fields())
+            .map(|(column, field)| {
+                let array = column.unwrap_or_else(|| new_null_array(field.data_type(), kept.len()));
+                if array.data_type() == field.data_type() {
+                    Ok(array)
+                } else {
+                    cast(&array, field.data_type())
+                }
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let batch = RecordBatch::try_new_with_options(
+            plan.row_schema.clone(),
+            arrays,
+            &RecordBatchOptions::new().with_row_count(Some(kept.len())),
+        )?;
+        let batch = match &plan.projection {
+            Projection::Columns(columns) => {
+                let arrays = columns.iter().map(|&i| batch.column(i).clone()).collect();
+                RecordBatch::try_new_with_options(
+                    plan.output.clone(),
+                    arrays,
+                    &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+                )?
+            }
+            Projection::Exprs { exprs, input } => evaluate(
+                exprs,
+                input,
+                &batch,
+                params,
+                &plan.param_types,
+                &plan.output,
+            )?,
+        };
+        let schema = plan.output.clone();
+        let stream = RecordBatchStreamAdapter::new(
+            schema.clone(),
+            futures::stream::once(async move { Ok(batch) }).boxed(),
+        );
+        Ok(Some(Outcome::Rows {
+            schema,
+            stream: Box::pin(stream),
+            tag: "SELECT",
+        }))
+    }
+
+    /// Whether a stored row is within its view's TTL at `now`.
+    fn alive(&self, event_time: i64, ttl: Option<Ttl>, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let Some(ttl) = ttl else {
+            return true;
+        };
+        let wall = |time: chrono::DateTime<chrono::Utc>| match self.settings.time_zone() {
+            super::settings::SessionTimeZone::Named(zone) => time.with_timezone(zone).naive_local(),
+            super::settings::SessionTimeZone::Fixed(offset) => {
+                time.with_timezone(offset).naive_local()
+            }
+        };
+        let cutoff = match ttl.unit {
+            EventTimeUnit::InstantMicros => minus_interval(now.naive_utc(), ttl.interval)
+                .map(|t| t.and_utc().timestamp_micros()),
+            EventTimeUnit::WallMicros => {
+                minus_interval(wall(now), ttl.interval).map(|t| t.and_utc().timestamp_micros())
+            }
+            EventTimeUnit::Days => {
+                let midnight = wall(now)
+                    .date()
+                    .and_hms_opt(0, 0, 0)
+                    .expect("midnight exists");
+                return minus_interval(midnight, ttl.interval).is_none_or(|cutoff| {
+                    event_time * 86_400_000_000 >= cutoff.and_utc().timestamp_micros()
+                });
+            }
+            EventTimeUnit::Integer => return true,
+        };
+        cutoff.is_none_or(|cutoff| event_time >= cutoff)
+    }
+}
+
+fn options_empty(options: &ast::WildcardAdditionalOptions) -> bool {
+    options.opt_ilike.is_none()
+        && options.opt_exclude.is_none()
+        && options.opt_except.is_none()
+        && options.opt_replace.is_none()
+        && options.opt_rename.is_none()
+}
+
+/// Evaluates planned select items on the looked-up rows, with the
+/// parameters substituted.
+fn evaluate(
+    exprs: &[LogicalExpr],
+    input: &DFSchemaRef,
+    rows: &RecordBatch,
+    params: &[ScalarValue],
+    param_types: &[DataType],
+    output: &SchemaRef,
+) -> Result<RecordBatch> {
+    // The rows in the types DataFusion gave the empty relation's columns.
+    let input_arrow = input.as_arrow();
+    let columns = input_arrow
+        .fields()
+        .iter()
+        .zip(rows.columns())
+        .map(|(field, column)| {
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else {
+                cast(column, field.data_type())
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let batch = RecordBatch::try_new_with_options(
+        Arc::new(input_arrow.clone()),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(rows.num_rows())),
+    )?;
+    let props = ExecutionProps::new();
+    let mut arrays = Vec::with_capacity(exprs.len());
+    for expr in exprs {
+        let bound = expr
+            .clone()
+            .transform(|e| {
+                if let LogicalExpr::Placeholder(Placeholder { id, .. }) = &e
+                    && let Some(n) = id.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
+                    && n >= 1
+                    && let Some(value) = params.get(n - 1)
+                {
+                    let value = match param_types.get(n - 1) {
+                        Some(t) if value.data_type() != *t && !value.is_null() => {
+                            value.cast_to(t)?
+                        }
+                        _ => value.clone(),
+                    };
+                    return Ok(Transformed::yes(LogicalExpr::Literal(value, None)));
+                }
+                Ok(Transformed::no(e))
+            })
+            .map_err(Error::from_datafusion)?
+            .data;
+        let physical = datafusion::physical_expr::create_physical_expr(&bound, input, &props)
+            .map_err(Error::from_datafusion)?;
+        let value = physical.evaluate(&batch).map_err(Error::from_datafusion)?;
+        arrays.push(
+            value
+                .into_array(batch.num_rows())
+                .map_err(Error::from_datafusion)?,
+        );
+    }
+    let arrays = arrays
+        .into_iter()
+        .zip(output.fields())
+        .map(|(array, field)| {
+            if array.data_type() == field.data_type() {
+                Ok(array)
+            } else {
+                cast(&array, field.data_type())
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new_with_options(
+        output.clone(),
+        arrays,
+        &RecordBatchOptions::new().with_row_count(Some(rows.num_rows())),
+    )?)
+}

@@ -1,0 +1,967 @@
+//! `REFRESH FEATURE VIEW`: materializing a view into its offline history
+//! (an Iceberg table of its own) and, for ONLINE views, the online store.
+//!
+//! What a refresh reads is fixed by Iceberg snapshots, not wall clock:
+//! each input table's tail is flushed, and the sequence number of its
+//! current snapshot becomes the refresh's upper bound. A view that is a
+//! plain SELECT over one table (the shape whose rows map one-to-one to
+//! input rows) refreshes incrementally: it reads only the commits after
+//! the last applied sequence number (`featuredb_write_ordered` with a
+//! range). Any other view is recomputed in full when an input changed.
+//!
+//! Crash safety, in the order things become durable:
+//! 1. the new rows are appended to the view's offline table in one Iceberg
+//!    commit whose summary records the input sequence numbers
+//!    ([`REFRESH_INPUTS_PROPERTY`]) — a crash before leaves nothing;
+//! 2. the online rows and the new [`Materialization`] are written in one
+//!    redb transaction — a crash before leaves the offline table ahead of
+//!    the online store, which the next refresh detects from the summary
+//!    and repairs by recomputing the online rows for exactly that range.
+//!
+//! A full refresh writes a new generation (a new offline table and rows
+//! table); the old ones are dropped once the new state is committed, and
+//! leftovers of an interrupted full refresh are dropped by the next one.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type, Schema};
+use datafusion::sql::sqlparser::ast::{
+    self, Expr, FunctionArg, FunctionArgExpr, SetExpr, TableFactor, Value,
+};
+use featuredb_catalog::names::quote_ident;
+use featuredb_catalog::{
+    ColumnDef, ColumnType, FeatureViewVersion, ObjectKind, QualifiedName, RegistryState,
+    TableSchemaDef,
+};
+use featuredb_sql::feature::RefreshFeatureViews;
+use futures::StreamExt;
+
+use super::outcome::{CommandTag, Notice, Outcome};
+use super::resolve::ResolveMode;
+use super::session::Session;
+use super::temporal::{TemporalClause, parse_query, view_sql};
+use crate::error::{Error, Result};
+use crate::offline::TableHandle;
+use crate::offline::write_order::WRITE_ORDER_COLUMN;
+use crate::offline::writer::DataFileWriter;
+use crate::online::codec;
+use crate::online::{Job, MATERIALIZED_SCHEMA, Materialization, OnlineChange, RowUpdate};
+
+/// Snapshot summary property of a view's offline table: the input
+/// sequence numbers its rows cover (JSON object `"schema.table": n`).
+pub const REFRESH_INPUTS_PROPERTY: &str = "featuredb.refresh-inputs";
+
+/// The column carrying each computed row's tie-breaker.
+const TIE_COLUMN: &str = "featuredb_refresh_tie";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefreshKind {
+    Full,
+    Incremental,
+    Unchanged,
+}
+
+impl RefreshKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            RefreshKind::Full => "full",
+            RefreshKind::Incremental => "incremental",
+            RefreshKind::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// Which rows of the view a pass computes.
+enum Rows {
+    /// The rows of input commits in `(after, through]` (views over one
+    /// table).
+    Range { after: i64, through: i64 },
+    /// Every row (any view).
+    All,
+}
+
+/// The newest row seen for one key.
+struct Winner {
+    event_time: i64,
+    tie: i64,
+    row: Vec<u8>,
+}
+
+/// What a pass produced.
+struct Computed {
+    rows_out: u64,
+    winners: HashMap<Vec<u8>, Winner, ahash::RandomState>,
+}
+
+/// The definition fields a materialization depends on.
+pub(crate) fn shape_of(view: &FeatureViewVersion) -> String {
+    serde_json::json!({
+        "query": view.query,
+        "keys": view.keys,
+        "timestamp": view.timestamp,
+        "columns": view.columns,
+    })
+    .to_string()
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Offline table names of a view: `<schema>__<view>__g<generation>`.
+fn offline_table_prefix(view: &QualifiedName) -> String {
+    format!("{}__{}__g", view.schema, view.name)
+}
+
+/// The sequence number of a table's current snapshot (0: none yet).
+fn current_sequence(table: &TableHandle) -> Result<i64> {
+    Ok(table
+        .current()?
+        .metadata()
+        .current_snapshot()
+        .map(|s| s.sequence_number())
+        .unwrap_or(0))
+}
+
+/// Rows the input commits in `(after, through]` added, from the snapshot
+/// summaries (for progress; 0 when unknown).
+fn added_rows(table: &TableHandle, after: i64, through: i64) -> u64 {
+    let Ok(current) = table.current() else {
+        return 0;
+    };
+    current
+        .metadata()
+        .snapshots()
+        .filter(|s| s.sequence_number() > after && s.sequence_number() <= through)
+        .filter_map(|s| s.summary().additional_properties.get("added-records"))
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum()
+}
+
+/// The input sequence numbers the newest snapshot of a view's offline
+/// table records.
+fn committed_inputs(table: &TableHandle) -> Result<Option<BTreeMap<String, i64>>> {
+    let current = table.current()?;
+    let Some(snapshot) = current.metadata().current_snapshot() else {
+        return Ok(None);
+    };
+    Ok(snapshot
+        .summary()
+        .additional_properties
+        .get(REFRESH_INPUTS_PROPERTY)
+        .and_then(|text| serde_json::from_str(text).ok()))
+}
+
+/// Tables a view reads, through the views it reads.
+fn base_tables(
+    registry: &RegistryState,
+    view: &FeatureViewVersion,
+    found: &mut BTreeSet<QualifiedName>,
+    depth: usize,
+) -> Result<()> {
+    if depth > 32 {
+        return Err(Error::FeatureNotSupported(
+            "feature views are nested too deeply".into(),
+        ));
+    }
+    for dependency in &view.dependencies {
+        match dependency.kind {
+            ObjectKind::Table => {
+                found.insert(dependency.name.clone());
+            }
+            ObjectKind::FeatureView => {
+                let inner = registry.views.get(&dependency.name).ok_or_else(|| {
+                    Error::internal(format!("dependency {} is missing", dependency.name))
+                })?;
+                let version = match dependency.version {
+                    Some(v) => inner.version(v).unwrap_or(inner.current()),
+                    None => inner.current(),
+                };
+                base_tables(registry, version, found, depth + 1)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The views to refresh for `targets`: each once, every view after the
+/// views it reads.
+fn refresh_order(registry: &RegistryState, targets: &[QualifiedName]) -> Vec<QualifiedName> {
+    fn visit(
+        registry: &RegistryState,
+        name: &QualifiedName,
+        order: &mut Vec<QualifiedName>,
+        visiting: &mut BTreeSet<QualifiedName>,
+    ) {
+        if order.contains(name) || !visiting.insert(name.clone()) {
+            return;
+        }
+        if let Some(view) = registry.views.get(name) {
+            for dependency in &view.current().dependencies {
+                if dependency.kind == ObjectKind::FeatureView {
+                    visit(registry, &dependency.name, order, visiting);
+                }
+            }
+        }
+        order.push(name.clone());
+    }
+    let mut order = Vec::new();
+    let mut visiting = BTreeSet::new();
+    for target in targets {
+        visit(registry, target, &mut order, &mut visiting);
+    }
+    order
+}
+
+/// The write-ordered query of a one-table view, reading only the commits
+/// in `(after, through]`.
+fn ranged_query(write_ordered: &str, after: i64, through: i64) -> Result<String> {
+    let mut query = parse_query(write_ordered)?;
+    let SetExpr::Select(select) = query.body.as_mut() else {
+        return Err(Error::internal("write-ordered query is not a SELECT"));
+    };
+    let Some(TableFactor::Table {
+        args: Some(args), ..
+    }) = select.from.first_mut().map(|f| &mut f.relation)
+    else {
+        return Err(Error::internal(
+            "write-ordered query reads no table function",
+        ));
+    };
+    let text = |s: &str| {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(
+            Value::SingleQuotedString(s.to_string()),
+        )))
+    };
+    let number = |n: i64| {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::value(Value::Number(
+            n.to_string(),
+            false,
+        ))))
+    };
+    args.args.truncate(2);
+    args.args.push(text(WRITE_ORDER_COLUMN));
+    args.args.push(number(after));
+    args.args.push(number(through));
+    Ok(query.to_string())
+}
+
+/// The SQL computing a pass's rows: the view's columns and a tie-breaker
+/// (greater wins among rows with the same key and event time).
+fn rows_sql(view: &FeatureViewVersion, rows: &Rows) -> Result<String> {
+    let columns: Vec<String> = view.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    match rows {
+        Rows::Range { after, through } => {
+            let write_ordered = view.write_ordered_query.as_deref().ok_or_else(|| {
+                Error::internal("incremental refresh of a view without write order")
+            })?;
+            Ok(format!(
+                "SELECT {}, {WRITE_ORDER_COLUMN} AS {TIE_COLUMN} FROM ({}) AS featuredb_history",
+                columns.join(", "),
+                ranged_query(write_ordered, *after, *through)?
+            ))
+        }
+        Rows::All => Ok(view_sql(
+            view,
+            &TemporalClause::AsOfJoinHistory {
+                tie_column: TIE_COLUMN.to_string(),
+            },
+        )),
+    }
+}
+
+/// The declared columns of a view's offline table.
+fn offline_schema(view: &FeatureViewVersion) -> Result<TableSchemaDef> {
+    let columns = view
+        .columns
+        .iter()
+        .map(|c| {
+            let data_type = c.column_type.clone().ok_or_else(|| {
+                Error::FeatureNotSupported(format!(
+                    "column {} of type {} cannot be materialized",
+                    c.name, c.data_type
+                ))
+            })?;
+            Ok(ColumnDef {
+                name: c.name.clone(),
+                data_type,
+                nullable: true,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(TableSchemaDef { columns })
+}
+
+/// Whether every column of the view can be held online.
+fn online_storable(view: &FeatureViewVersion) -> Result<()> {
+    for column in &view.columns {
+        let storable = column
+            .column_type
+            .as_ref()
+            .is_some_and(|t| codec::supported(&t.to_arrow()));
+        if !storable {
+            return Err(Error::FeatureNotSupported(format!(
+                "column {} of type {} cannot be held in the online store",
+                column.name, column.data_type
+            )));
+        }
+    }
+    let ts = view
+        .columns
+        .iter()
+        .find(|c| c.name == view.timestamp)
+        .and_then(|c| c.column_type.as_ref());
+    match ts {
+        Some(
+            ColumnType::Timestamp
+            | ColumnType::TimestampTz
+            | ColumnType::Date
+            | ColumnType::SmallInt
+            | ColumnType::Integer
+            | ColumnType::BigInt,
+        ) => Ok(()),
+        _ => Err(Error::FeatureNotSupported(format!(
+            "the online store needs a timestamp, date or integer event time; {} is not",
+            view.timestamp
+        ))),
+    }
+}
+
+impl Session {
+    pub(crate) async fn refresh_feature_views(
+        &mut self,
+        refresh: &RefreshFeatureViews,
+    ) -> Result<Outcome> {
+        let registry = self.engine.registry.snapshot();
+        let mut targets = Vec::new();
+        for name in &refresh.names {
+            let found = self
+                .find(&registry, ObjectKind::FeatureView, name)
+                .ok_or_else(|| Self::undefined(ObjectKind::FeatureView, name))?;
+            targets.push(found);
+        }
+        for name in refresh_order(&registry, &targets) {
+            let full = refresh.full && targets.contains(&name);
+            self.refresh_view(&registry, &name, full).await?;
+        }
+        Ok(Outcome::Command(CommandTag::new("REFRESH FEATURE VIEW")))
+    }
+
+    /// Refreshes one view, recording the job.
+    async fn refresh_view(
+        &mut self,
+        registry: &RegistryState,
+        name: &QualifiedName,
+        full: bool,
+    ) -> Result<()> {
+        let view = registry
+            .views
+            .get(name)
+            .ok_or_else(|| Error::UndefinedTable {
+                name: name.to_string(),
+                position: None,
+            })?
+            .current()
+            .clone();
+        let online = self.engine.online.clone();
+        let lock = online.refresh_lock(name);
+        let _serialised = lock.lock().await;
+        let started = Instant::now();
+        let mut job = Job {
+            id: online.next_job_id(),
+            view: name.to_string(),
+            version: view.version,
+            kind: "pending".into(),
+            status: "running".into(),
+            started_at: now(),
+            finished_at: None,
+            rows_in: 0,
+            rows_out: 0,
+            online_keys: 0,
+            duration_ms: None,
+            error: None,
+        };
+        online.record_job(&job)?;
+        let outcome = self
+            .refresh_view_inner(registry, name, &view, full, &mut job)
+            .await;
+        job.finished_at = Some(now());
+        job.duration_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+        match &outcome {
+            Ok(()) => {
+                job.status = "succeeded".into();
+                self.notice(Notice::informational(
+                    "00000",
+                    format!(
+                        "refreshed feature view {name} ({}): {} input rows, {} rows written, {} keys online, {:.3} s",
+                        job.kind,
+                        job.rows_in,
+                        job.rows_out,
+                        job.online_keys,
+                        started.elapsed().as_secs_f64()
+                    ),
+                ));
+            }
+            Err(e) => {
+                job.status = "failed".into();
+                job.error = Some(e.to_string());
+            }
+        }
+        if let Err(e) = online.record_job(&job) {
+            tracing::warn!(job = job.id, error = %e, "could not record a refresh job");
+        }
+        outcome
+    }
+
+    async fn refresh_view_inner(
+        &mut self,
+        registry: &RegistryState,
+        name: &QualifiedName,
+        view: &FeatureViewVersion,
+        full: bool,
+        job: &mut Job,
+    ) -> Result<()> {
+        let engine = self.engine.clone();
+        let offline = engine.offline.clone();
+        let online_store = engine.online.clone();
+        let wants_online = view.online;
+        if wants_online {
+            online_storable(view)?;
+        }
+        let schema_def = offline_schema(view)?;
+
+        // What the inputs hold now: flush their logged writes, then fix
+        // each one's snapshot.
+        let mut tables = BTreeSet::new();
+        base_tables(registry, view, &mut tables, 0)?;
+        let mut inputs = BTreeMap::new();
+        let mut handles = BTreeMap::new();
+        for table in &tables {
+            let handle =
+                offline
+                    .table(&table.schema, &table.name)
+                    .ok_or_else(|| Error::UndefinedTable {
+                        name: table.to_string(),
+                        position: None,
+                    })?;
+            handle.flush().await?;
+            inputs.insert(table.to_string(), current_sequence(&handle)?);
+            handles.insert(table.to_string(), handle);
+        }
+        let one_table = (view.write_ordered_query.is_some() && handles.len() == 1)
+            .then(|| handles.keys().next().cloned())
+            .flatten();
+
+        let shape = shape_of(view);
+        let mut state = online_store
+            .materialization(name)
+            .filter(|s| s.shape == shape)
+            .map(|s| (*s).clone());
+        offline.ensure_internal_schema(MATERIALIZED_SCHEMA).await?;
+        self.drop_stale_generations(name, state.as_ref()).await?;
+
+        // Repair: the offline table is ahead of the online store when a
+        // refresh stopped between its two commits.
+        if let (Some(current), Some(input)) = (&mut state, &one_table)
+            && let Some(table) = offline.table(MATERIALIZED_SCHEMA, &current.offline_table)
+            && let Some(committed) = committed_inputs(&table)?
+            && committed.get(input).copied().unwrap_or(0)
+                > current.inputs.get(input).copied().unwrap_or(0)
+        {
+            let after = current.inputs.get(input).copied().unwrap_or(0);
+            let through = committed.get(input).copied().unwrap_or(0);
+            tracing::info!(view = %name, after, through, "repairing the online store after an interrupted refresh");
+            let computed = self
+                .compute_rows(
+                    name,
+                    view,
+                    &Rows::Range { after, through },
+                    None,
+                    current.online,
+                    None,
+                )
+                .await?;
+            let mut repaired = current.clone();
+            repaired.inputs = committed;
+            let change = if current.online {
+                OnlineChange::Upsert(into_updates(computed.winners))
+            } else {
+                OnlineChange::None
+            };
+            let store = online_store.clone();
+            let view_name = name.clone();
+            let applied =
+                tokio::task::block_in_place(|| store.apply(&view_name, repaired, change))?;
+            *current = (*applied).clone();
+        }
+
+        let kind = match (&state, &one_table) {
+            (Some(current), _)
+                if !full && current.inputs == inputs && current.online == wants_online =>
+            {
+                RefreshKind::Unchanged
+            }
+            (Some(current), Some(_)) if !full && (current.online || !wants_online) => {
+                RefreshKind::Incremental
+            }
+            _ => RefreshKind::Full,
+        };
+        job.kind = kind.as_str().to_string();
+        online_store.record_job(job)?;
+        match kind {
+            RefreshKind::Unchanged => {
+                if let Some(current) = state {
+                    job.online_keys = current.online_keys;
+                    if current.version != view.version {
+                        let mut updated = current;
+                        updated.version = view.version;
+                        let store = online_store.clone();
+                        let view_name = name.clone();
+                        tokio::task::block_in_place(|| {
+                            store.apply(&view_name, updated, OnlineChange::None)
+                        })?;
+                    }
+                }
+                Ok(())
+            }
+            RefreshKind::Incremental => {
+                let current = state.expect("incremental refresh has a state");
+                let input = one_table.expect("incremental refresh has one input");
+                let after = current.inputs.get(&input).copied().unwrap_or(0);
+                let through = inputs[&input];
+                job.rows_in = added_rows(&handles[&input], after, through);
+                let table = offline
+                    .table(MATERIALIZED_SCHEMA, &current.offline_table)
+                    .ok_or_else(|| {
+                        Error::internal(format!(
+                            "offline table {} of {name} is missing",
+                            current.offline_table
+                        ))
+                    })?;
+                let computed = self
+                    .compute_rows(
+                        name,
+                        view,
+                        &Rows::Range { after, through },
+                        Some((table, &inputs)),
+                        current.online,
+                        Some(job.rows_in),
+                    )
+                    .await?;
+                job.rows_out = computed.rows_out;
+                let mut next = current.clone();
+                next.inputs = inputs;
+                next.version = view.version;
+                next.refreshed_at = now();
+                let change = if next.online {
+                    OnlineChange::Upsert(into_updates(computed.winners))
+                } else {
+                    OnlineChange::None
+                };
+                let store = online_store.clone();
+                let view_name = name.clone();
+                let applied =
+                    tokio::task::block_in_place(|| store.apply(&view_name, next, change))?;
+                job.online_keys = applied.online_keys;
+                Ok(())
+            }
+            RefreshKind::Full => {
+                let previous = online_store.materialization(name);
+                let generation = previous.as_ref().map(|p| p.generation + 1).unwrap_or(1);
+                let offline_table = format!("{}{generation}", offline_table_prefix(name));
+                let table_name = QualifiedName::new(MATERIALIZED_SCHEMA, &offline_table);
+                // A leftover of an interrupted full refresh.
+                offline.drop_table(&table_name, true).await?;
+                let table = offline
+                    .create_table(&table_name, &schema_def, false)
+                    .await?
+                    .ok_or_else(|| Error::internal("new offline table already exists"))?;
+                let rows = match &one_table {
+                    Some(input) => {
+                        job.rows_in = added_rows(&handles[input], 0, inputs[input]);
+                        Rows::Range {
+                            after: 0,
+                            through: inputs[input],
+                        }
+                    }
+                    None => {
+                        job.rows_in = handles.values().map(|h| added_rows(h, 0, i64::MAX)).sum();
+                        Rows::All
+                    }
+                };
+                let computed = self
+                    .compute_rows(
+                        name,
+                        view,
+                        &rows,
+                        Some((table, &inputs)),
+                        wants_online,
+                        Some(job.rows_in),
+                    )
+                    .await?;
+                job.rows_out = computed.rows_out;
+                let mut next = Materialization::new(
+                    shape,
+                    view.version,
+                    generation,
+                    offline_table,
+                    inputs,
+                    wants_online,
+                );
+                next.refreshed_at = now();
+                let change = if wants_online {
+                    OnlineChange::Replace(into_updates(computed.winners))
+                } else {
+                    OnlineChange::Replace(Vec::new())
+                };
+                let store = online_store.clone();
+                let view_name = name.clone();
+                let applied =
+                    tokio::task::block_in_place(|| store.apply(&view_name, next, change))?;
+                job.online_keys = applied.online_keys;
+                if applied.online {
+                    online_store.warm(name);
+                }
+                if let Some(previous) = previous
+                    && previous.offline_table != applied.offline_table
+                {
+                    let old = QualifiedName::new(MATERIALIZED_SCHEMA, &previous.offline_table);
+                    if let Err(e) = offline.drop_table(&old, true).await {
+                        tracing::warn!(table = %old, error = %e, "could not drop an old generation");
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Deletes what refreshes kept of dropped feature views: online rows,
+    /// state and offline tables. The drop itself is already committed, so
+    /// failures here are logged, not returned (the next refresh of a view
+    /// with the same name drops leftover tables).
+    pub(crate) async fn forget_materializations(&self, dropped: &[(ObjectKind, QualifiedName)]) {
+        for (kind, name) in dropped {
+            if *kind != ObjectKind::FeatureView {
+                continue;
+            }
+            let online = self.engine.online.clone();
+            let view = name.clone();
+            if let Err(e) = tokio::task::block_in_place(|| online.remove(&view)) {
+                tracing::warn!(view = %name, error = %e, "could not delete the online rows of a dropped view");
+            }
+            if let Err(e) = self.drop_stale_generations(name, None).await {
+                tracing::warn!(view = %name, error = %e, "could not drop the offline tables of a dropped view");
+            }
+        }
+    }
+
+    /// Drops offline tables of `view` other than the current one (left by
+    /// an interrupted full refresh, or by a dropped definition).
+    async fn drop_stale_generations(
+        &self,
+        view: &QualifiedName,
+        state: Option<&Materialization>,
+    ) -> Result<()> {
+        let current = self
+            .engine
+            .online
+            .materialization(view)
+            .map(|s| s.offline_table.clone());
+        let keep = state.map(|s| s.offline_table.clone()).or(current);
+        let prefix = offline_table_prefix(view);
+        for table in self.engine.offline.table_names(MATERIALIZED_SCHEMA) {
+            let generation = table.strip_prefix(&prefix);
+            let ours =
+                generation.is_some_and(|g| !g.is_empty() && g.chars().all(|c| c.is_ascii_digit()));
+            if ours && Some(&table) != keep.as_ref() {
+                self.engine
+                    .offline
+                    .drop_table(&QualifiedName::new(MATERIALIZED_SCHEMA, &table), true)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one pass: computes the view's rows, appends them to `offline`
+    /// (with the input sequence numbers in the same commit), and keeps the
+    /// newest row per key when `online`. Each partition of the query is
+    /// processed by its own task (its own data files and newest rows); the
+    /// newest rows are merged at the end, which is exact because the
+    /// tie-breaker is comparable across partitions.
+    #[allow(clippy::too_many_arguments)]
+    async fn compute_rows(
+        &mut self,
+        name: &QualifiedName,
+        view: &FeatureViewVersion,
+        rows: &Rows,
+        offline: Option<(Arc<TableHandle>, &BTreeMap<String, i64>)>,
+        online: bool,
+        expected_rows: Option<u64>,
+    ) -> Result<Computed> {
+        let sql = rows_sql(view, rows)?;
+        let query = parse_query(&sql)?;
+        let statement = ast::Statement::Query(query);
+        let registry = self.engine.registry.snapshot();
+        let (plan, _) = self
+            .plan_query_in(&registry, ResolveMode::Definition, &sql, &statement, &[])
+            .await?;
+        let frame = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(Error::from_datafusion)?;
+        let task_context = Arc::new(frame.task_ctx());
+        let physical = frame
+            .create_physical_plan()
+            .await
+            .map_err(Error::from_datafusion)?;
+        let streams = datafusion::physical_plan::execute_stream_partitioned(physical, task_context)
+            .map_err(Error::from_datafusion)?;
+        let shape = Arc::new(RowShape::of(view)?);
+        let rows_done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for stream in streams {
+            let shape = shape.clone();
+            let table = offline.as_ref().map(|(table, _)| table.clone());
+            let rows_done = rows_done.clone();
+            tasks.spawn(
+                async move { process_partition(stream, shape, table, online, rows_done).await },
+            );
+        }
+
+        // Join the partitions, reporting progress while they run.
+        let mut results = Vec::new();
+        let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
+        ticker.tick().await;
+        let mut reported = 0;
+        loop {
+            tokio::select! {
+                joined = tasks.join_next() => match joined {
+                    None => break,
+                    Some(Ok(result)) => results.push(result?),
+                    Some(Err(e)) => return Err(Error::internal(format!("refresh task failed: {e}"))),
+                },
+                _ = ticker.tick() => {
+                    let done = rows_done.load(std::sync::atomic::Ordering::Relaxed);
+                    if done > reported {
+                        reported = done;
+                        let percent = expected_rows
+                            .filter(|&e| e > 0)
+                            .map(|e| format!(" (~{:.0}% of the input)", (done as f64 / e as f64 * 100.0).min(100.0)))
+                            .unwrap_or_default();
+                        self.progress(Notice::informational(
+                            "00000",
+                            format!("refresh of {name}: {done} rows computed{percent}"),
+                        ));
+                    }
+                }
+            }
+        }
+
+        let mut rows_out = 0;
+        let mut winners: HashMap<Vec<u8>, Winner, ahash::RandomState> = HashMap::default();
+        let mut written: Option<crate::offline::WrittenFiles> = None;
+        for partition in results {
+            rows_out += partition.rows_out;
+            if winners.is_empty() {
+                winners = partition.winners;
+            } else {
+                for (key, winner) in partition.winners {
+                    match winners.get_mut(&key) {
+                        Some(current)
+                            if (current.event_time, current.tie)
+                                >= (winner.event_time, winner.tie) => {}
+                        Some(current) => *current = winner,
+                        None => {
+                            winners.insert(key, winner);
+                        }
+                    }
+                }
+            }
+            if let Some(files) = partition.files {
+                match &mut written {
+                    Some(all) => all.absorb(files),
+                    None => written = Some(files),
+                }
+            }
+        }
+        if let (Some(written), Some((_, inputs))) = (written, offline)
+            && written.rows() > 0
+        {
+            let properties = HashMap::from([(
+                REFRESH_INPUTS_PROPERTY.to_string(),
+                serde_json::to_string(inputs)
+                    .map_err(|e| Error::internal(format!("encoding refresh inputs: {e}")))?,
+            )]);
+            written.commit_with_properties(properties).await?;
+            crate::failpoint::crash_point("refresh-after-offline-commit");
+        }
+        Ok(Computed { rows_out, winners })
+    }
+}
+
+/// Where a view's columns are in the rows a refresh computes.
+struct RowShape {
+    /// The view's columns in their declared types.
+    target: Arc<Schema>,
+    key_indices: Vec<usize>,
+    ts_index: usize,
+}
+
+impl RowShape {
+    fn of(view: &FeatureViewVersion) -> Result<Self> {
+        let target = Arc::new(Schema::new(
+            view.columns
+                .iter()
+                .map(|c| {
+                    let data_type = c
+                        .column_type
+                        .as_ref()
+                        .map(ColumnType::to_arrow)
+                        .unwrap_or(DataType::Null);
+                    datafusion::arrow::datatypes::Field::new(&c.name, data_type, true)
+                })
+                .collect::<Vec<_>>(),
+        ));
+        let key_indices: Vec<usize> = view
+            .keys
+            .iter()
+            .map(|k| view.columns.iter().position(|c| &c.name == k))
+            .collect::<Option<_>>()
+            .ok_or_else(|| Error::internal("a key column is missing from the view"))?;
+        let ts_index = view
+            .columns
+            .iter()
+            .position(|c| c.name == view.timestamp)
+            .ok_or_else(|| Error::internal("the timestamp column is missing from the view"))?;
+        Ok(Self {
+            target,
+            key_indices,
+            ts_index,
+        })
+    }
+}
+
+/// What one partition of a refresh produced.
+struct PartitionOutput {
+    rows_out: u64,
+    winners: HashMap<Vec<u8>, Winner, ahash::RandomState>,
+    files: Option<crate::offline::WrittenFiles>,
+}
+
+async fn process_partition(
+    mut stream: datafusion::execution::SendableRecordBatchStream,
+    shape: Arc<RowShape>,
+    table: Option<Arc<TableHandle>>,
+    online: bool,
+    rows_done: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<PartitionOutput> {
+    let mut writer = match table {
+        Some(table) => Some(DataFileWriter::new(table).await?),
+        None => None,
+    };
+    let mut winners: HashMap<Vec<u8>, Winner, ahash::RandomState> = HashMap::default();
+    let mut rows_out = 0u64;
+    let mut key = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(Error::from_datafusion)?;
+        let tie_column = batch.num_columns() - 1;
+        let tie = cast(batch.column(tie_column), &DataType::Int64)?;
+        let tie = tie.as_primitive::<Int64Type>();
+        let columns = shape
+            .target
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| {
+                let column = batch.column(i);
+                if column.data_type() == field.data_type() {
+                    Ok(column.clone())
+                } else {
+                    cast(column, field.data_type())
+                }
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let out = RecordBatch::try_new(shape.target.clone(), columns)?;
+        if online {
+            let ts = out.column(shape.ts_index);
+            'rows: for row in 0..out.num_rows() {
+                let Some(event_time) = codec::event_time(ts.as_ref(), row) else {
+                    continue;
+                };
+                key.clear();
+                for &k in &shape.key_indices {
+                    let column = out.column(k);
+                    if column.is_null(row) {
+                        continue 'rows;
+                    }
+                    codec::encode_array_value(column.as_ref(), row, &mut key)?;
+                }
+                let tie = tie.value(row);
+                match winners.get_mut(key.as_slice()) {
+                    Some(winner) if (event_time, tie) < (winner.event_time, winner.tie) => {}
+                    Some(winner) => {
+                        winner.event_time = event_time;
+                        winner.tie = tie;
+                        winner.row.clear();
+                        encode_row(&out, row, &mut winner.row)?;
+                    }
+                    None => {
+                        let mut encoded = Vec::new();
+                        encode_row(&out, row, &mut encoded)?;
+                        winners.insert(
+                            key.clone(),
+                            Winner {
+                                event_time,
+                                tie,
+                                row: encoded,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        rows_out += out.num_rows() as u64;
+        rows_done.fetch_add(out.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Some(writer) = &mut writer {
+            writer.write(out).await?;
+        }
+    }
+    let files = match writer {
+        Some(writer) => Some(writer.finish().await?),
+        None => None,
+    };
+    Ok(PartitionOutput {
+        rows_out,
+        winners,
+        files,
+    })
+}
+
+fn encode_row(batch: &RecordBatch, row: usize, out: &mut Vec<u8>) -> Result<()> {
+    for column in batch.columns() {
+        codec::encode_array_value(column.as_ref(), row, out)?;
+    }
+    Ok(())
+}
+
+/// The newest rows as updates, in key order (redb inserts in key order
+/// touch each page once).
+fn into_updates(winners: HashMap<Vec<u8>, Winner, ahash::RandomState>) -> Vec<RowUpdate> {
+    let mut updates: Vec<RowUpdate> = winners
+        .into_iter()
+        .map(|(key, winner)| RowUpdate {
+            key,
+            event_time: winner.event_time,
+            row: winner.row,
+        })
+        .collect();
+    updates.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    updates
+}

@@ -1,0 +1,567 @@
+//! The online store: the newest row per key of each materialized feature
+//! view, for lookups on the request path.
+//!
+//! Durable state lives in one redb database (`DIR/online.redb`):
+//! - `materializations`: per feature view, what its last refresh applied
+//!   ([`Materialization`]: the input snapshots, the offline table, the
+//!   generation of its online rows);
+//! - one rows table per view and generation (`rows:<view>:<generation>`):
+//!   encoded key → `[event time][row]` (see [`codec`]);
+//! - `jobs`: the history of refreshes ([`Job`]).
+//!
+//! A refresh writes its online rows and its new [`Materialization`] in one
+//! write transaction, committed with fsync: after a crash the store holds
+//! exactly the last completed refresh. A full refresh writes a new
+//! generation and deletes the old one in that same transaction.
+//!
+//! In front of redb sits a moka cache of stored rows (encoded: decoding a
+//! row into Arrow columns is cheaper than the memory decoded values take),
+//! bounded by bytes with a weigher. A refresh writes the rows it changed
+//! through to the cache after its commit, so lookups after a refresh do not
+//! touch redb; a lookup that misses (after a restart, or an evicted row)
+//! reads redb and fills the cache under a shared lock, which the refresh
+//! holds exclusively while it commits and updates the cache, so a fill can
+//! never put back a value older than the one committed.
+
+pub mod codec;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use featuredb_catalog::QualifiedName;
+use moka::sync::Cache;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+const MATERIALIZATIONS: TableDefinition<&str, &str> = TableDefinition::new("materializations");
+const JOBS: TableDefinition<u64, &str> = TableDefinition::new("jobs");
+
+/// What the last completed refresh of a feature view applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Materialization {
+    /// The definition materialized: query, keys, time and columns. A
+    /// version that changes only TTL, ONLINE or descriptions keeps it.
+    pub shape: String,
+    /// The view version last refreshed.
+    pub version: u32,
+    /// Bumped by every full refresh: names the offline table and the
+    /// online rows table.
+    pub generation: u32,
+    /// The view's offline history: a table in [`MATERIALIZED_SCHEMA`].
+    pub offline_table: String,
+    /// For each input table (`schema.table`), the sequence number of the
+    /// Iceberg snapshot whose rows are applied.
+    pub inputs: BTreeMap<String, i64>,
+    /// Whether online rows are kept (the view was ONLINE).
+    pub online: bool,
+    /// Keys held online.
+    pub online_keys: u64,
+    pub refreshed_at: String,
+    /// The redb table of the online rows (derived, not stored).
+    #[serde(skip)]
+    rows_table: Arc<str>,
+    /// Identifies the rows table in cache keys (derived, not stored).
+    #[serde(skip)]
+    cache_id: u64,
+}
+
+/// The schema holding the offline history of materialized views.
+pub const MATERIALIZED_SCHEMA: &str = "featuredb_materialized";
+
+impl Materialization {
+    /// A state not yet applied (`apply` fills in the derived fields).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        shape: String,
+        version: u32,
+        generation: u32,
+        offline_table: String,
+        inputs: BTreeMap<String, i64>,
+        online: bool,
+    ) -> Self {
+        Self {
+            shape,
+            version,
+            generation,
+            offline_table,
+            inputs,
+            online,
+            online_keys: 0,
+            refreshed_at: String::new(),
+            rows_table: Arc::from(""),
+            cache_id: 0,
+        }
+    }
+
+    fn rows_table_name(view: &QualifiedName, generation: u32) -> String {
+        format!("rows:{view}:{generation}")
+    }
+
+    /// Fills in the derived fields for `view`.
+    fn derive(mut self, view: &QualifiedName) -> Self {
+        let name = Self::rows_table_name(view, self.generation);
+        self.cache_id = ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(&name);
+        self.rows_table = Arc::from(name);
+        self
+    }
+
+    fn cache_key(&self, key: &[u8], buffer: &mut Vec<u8>) {
+        buffer.clear();
+        buffer.extend_from_slice(&self.cache_id.to_le_bytes());
+        buffer.extend_from_slice(key);
+    }
+}
+
+/// A stored row: `[event time: i64][values…]` (see [`codec`]).
+#[derive(Debug, Clone)]
+pub struct StoredRow(Arc<[u8]>);
+
+impl StoredRow {
+    pub fn event_time(&self) -> i64 {
+        i64::from_le_bytes(self.0[..8].try_into().expect("checked when read"))
+    }
+
+    /// The encoded values.
+    pub fn values(&self) -> &[u8] {
+        &self.0[8..]
+    }
+}
+
+/// A row to write: encoded key, event time, encoded values.
+pub struct RowUpdate {
+    pub key: Vec<u8>,
+    pub event_time: i64,
+    pub row: Vec<u8>,
+}
+
+/// How a refresh changes a view's online rows.
+pub enum OnlineChange {
+    /// None (the view is not ONLINE, or nothing changed).
+    None,
+    /// Upsert into the current generation: a row replaces the stored one
+    /// unless the stored one is newer (a tie goes to the refresh, which
+    /// read rows written later).
+    Upsert(Vec<RowUpdate>),
+    /// Replace every row: a new generation.
+    Replace(Vec<RowUpdate>),
+}
+
+/// One REFRESH of one view, as `featuredb.jobs` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    pub id: u64,
+    pub view: String,
+    pub version: u32,
+    /// `full`, `incremental` or `unchanged`.
+    pub kind: String,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub online_keys: u64,
+    pub duration_ms: Option<f64>,
+    pub error: Option<String>,
+}
+
+/// `[rows table id: u64][encoded key]`: a slice of it looks a row up
+/// without allocating.
+type CacheKey = Box<[u8]>;
+
+pub struct OnlineStore {
+    db: Database,
+    cache: Cache<CacheKey, StoredRow, ahash::RandomState>,
+    states: RwLock<HashMap<QualifiedName, Arc<Materialization>>>,
+    /// Shared by cache fills, exclusive for a refresh's commit.
+    fill_lock: RwLock<()>,
+    refresh_locks: std::sync::Mutex<HashMap<QualifiedName, Arc<tokio::sync::Mutex<()>>>>,
+    next_job: AtomicU64,
+}
+
+fn storage<E: std::fmt::Display>(context: &'static str) -> impl Fn(E) -> Error {
+    move |e| Error::OnlineStore(format!("{context}: {e}"))
+}
+
+impl OnlineStore {
+    /// Opens (or creates) the store; `cache_bytes` bounds the row cache.
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Self> {
+        let db = Database::builder()
+            .create(path)
+            .map_err(storage("opening the online store"))?;
+        let mut states = HashMap::new();
+        let mut next_job = 1;
+        {
+            let mut write = db
+                .begin_write()
+                .map_err(storage("opening the online store"))?;
+            write
+                .set_durability(Durability::Immediate)
+                .map_err(storage("opening"))?;
+            {
+                let table = write
+                    .open_table(MATERIALIZATIONS)
+                    .map_err(storage("opening the online store"))?;
+                for entry in table.iter().map_err(storage("reading materializations"))? {
+                    let (name, state) = entry.map_err(storage("reading materializations"))?;
+                    let name: QualifiedName = serde_json::from_str(name.value())
+                        .map_err(storage("decoding a view name"))?;
+                    let state: Materialization = serde_json::from_str(state.value())
+                        .map_err(storage("decoding a materialization"))?;
+                    let state = state.derive(&name);
+                    states.insert(name, Arc::new(state));
+                }
+            }
+            {
+                // Refreshes that were running when the server stopped did
+                // not complete: nothing of theirs was applied.
+                let mut jobs = write.open_table(JOBS).map_err(storage("opening jobs"))?;
+                let mut interrupted = Vec::new();
+                for entry in jobs.iter().map_err(storage("reading jobs"))? {
+                    let (id, job) = entry.map_err(storage("reading jobs"))?;
+                    next_job = next_job.max(id.value() + 1);
+                    let job: Job =
+                        serde_json::from_str(job.value()).map_err(storage("decoding a job"))?;
+                    if job.status == "running" {
+                        interrupted.push(job);
+                    }
+                }
+                for mut job in interrupted {
+                    job.status = "failed".into();
+                    job.error = Some("interrupted: the server stopped during the refresh".into());
+                    let text = serde_json::to_string(&job).map_err(storage("encoding a job"))?;
+                    jobs.insert(job.id, text.as_str())
+                        .map_err(storage("writing jobs"))?;
+                }
+            }
+            write
+                .commit()
+                .map_err(storage("opening the online store"))?;
+        }
+        let cache = Cache::builder()
+            .max_capacity(cache_bytes)
+            .weigher(|key: &CacheKey, row: &StoredRow| {
+                (key.len() + row.0.len() + 64).min(u32::MAX as usize) as u32
+            })
+            .build_with_hasher(ahash::RandomState::new());
+        Ok(Self {
+            db,
+            cache,
+            states: RwLock::new(states),
+            fill_lock: RwLock::new(()),
+            refresh_locks: Default::default(),
+            next_job: AtomicU64::new(next_job),
+        })
+    }
+
+    /// Whether any view was ever refreshed (queries skip the lookup check
+    /// until one was).
+    pub fn has_materializations(&self) -> bool {
+        self.states.read().map(|s| !s.is_empty()).unwrap_or(false)
+    }
+
+    /// What the last refresh of `view` applied, if it was ever refreshed.
+    pub fn materialization(&self, view: &QualifiedName) -> Option<Arc<Materialization>> {
+        self.states.read().ok()?.get(view).cloned()
+    }
+
+    /// Serialises refreshes of one view.
+    pub fn refresh_lock(&self, view: &QualifiedName) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .refresh_locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks.entry(view.clone()).or_default().clone()
+    }
+
+    /// The stored row for `key` (encoded), if any. `buffer` is scratch
+    /// space for the cache key.
+    pub fn get(
+        &self,
+        state: &Materialization,
+        key: &[u8],
+        buffer: &mut Vec<u8>,
+    ) -> Result<Option<StoredRow>> {
+        state.cache_key(key, buffer);
+        if let Some(row) = self.cache.get(buffer.as_slice()) {
+            return Ok(Some(row));
+        }
+        let _fill = self
+            .fill_lock
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let read = self.db.begin_read().map_err(storage("reading"))?;
+        let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.rows_table);
+        let table = match read.open_table(definition) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(storage("reading")(e)),
+        };
+        let Some(stored) = table.get(key).map_err(storage("reading"))? else {
+            return Ok(None);
+        };
+        let value = stored.value();
+        if value.len() < 8 {
+            return Err(Error::OnlineStore(
+                "corrupt online record: no event time".into(),
+            ));
+        }
+        let row = StoredRow(Arc::from(value));
+        self.cache.insert(Box::from(buffer.as_slice()), row.clone());
+        Ok(Some(row))
+    }
+
+    /// Applies a refresh: its online rows and its new state, atomically
+    /// and durably.
+    pub fn apply(
+        &self,
+        view: &QualifiedName,
+        state: Materialization,
+        change: OnlineChange,
+    ) -> Result<Arc<Materialization>> {
+        let mut state = state.derive(view);
+        let previous = self.materialization(view);
+        let name_key = serde_json::to_string(view).map_err(storage("encoding a view name"))?;
+        let _commit = self
+            .fill_lock
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut write = self.db.begin_write().map_err(storage("writing"))?;
+        write
+            .set_durability(Durability::Immediate)
+            .map_err(storage("writing"))?;
+        let new_table = state.rows_table.clone();
+        let mut changed: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        {
+            let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&new_table);
+            match &change {
+                OnlineChange::None => {}
+                OnlineChange::Replace(rows) => {
+                    write.delete_table(definition).map_err(storage("writing"))?;
+                    let mut table = write.open_table(definition).map_err(storage("writing"))?;
+                    for row in rows {
+                        let value = stored_value(row);
+                        table
+                            .insert(row.key.as_slice(), value.as_slice())
+                            .map_err(storage("writing"))?;
+                        changed.push((row.key.clone(), value));
+                    }
+                }
+                OnlineChange::Upsert(rows) => {
+                    let mut table = write.open_table(definition).map_err(storage("writing"))?;
+                    for row in rows {
+                        let keep_stored =
+                            match table.get(row.key.as_slice()).map_err(storage("writing"))? {
+                                Some(stored) => stored_event_time(stored.value())? > row.event_time,
+                                None => false,
+                            };
+                        if !keep_stored {
+                            let value = stored_value(row);
+                            table
+                                .insert(row.key.as_slice(), value.as_slice())
+                                .map_err(storage("writing"))?;
+                            changed.push((row.key.clone(), value));
+                        }
+                    }
+                }
+            }
+            let table = write.open_table(definition).map_err(storage("writing"))?;
+            state.online_keys = table.len().map_err(storage("writing"))?;
+        }
+        if let Some(previous) = &previous
+            && previous.rows_table != new_table
+        {
+            let definition: TableDefinition<&[u8], &[u8]> =
+                TableDefinition::new(&previous.rows_table);
+            write.delete_table(definition).map_err(storage("writing"))?;
+        }
+        {
+            let mut table = write
+                .open_table(MATERIALIZATIONS)
+                .map_err(storage("writing"))?;
+            let text = serde_json::to_string(&state).map_err(storage("encoding"))?;
+            table
+                .insert(name_key.as_str(), text.as_str())
+                .map_err(storage("writing"))?;
+        }
+        write.commit().map_err(storage("committing"))?;
+        // Write through: lookups after a refresh find its rows in memory.
+        // A new generation (a full refresh) is warmed afterwards instead
+        // (`warm`), so that the refresh does not wait for it.
+        if !matches!(change, OnlineChange::Replace(_)) {
+            let mut buffer = Vec::new();
+            for (key, value) in changed {
+                state.cache_key(&key, &mut buffer);
+                self.cache
+                    .insert(Box::from(buffer.as_slice()), StoredRow(Arc::from(value)));
+            }
+        }
+        let state = Arc::new(state);
+        self.states
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(view.clone(), state.clone());
+        Ok(state)
+    }
+
+    /// Loads a view's rows into the cache in the background, in key order,
+    /// until the cache is 80% full or the view's rows change generation.
+    pub fn warm(self: &Arc<Self>, view: &QualifiedName) {
+        let Some(state) = self.materialization(view) else {
+            return;
+        };
+        let store = Arc::clone(self);
+        let view = view.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = store.warm_rows(&view, &state) {
+                tracing::warn!(view = %view, error = %e, "could not warm the online cache");
+            }
+        });
+    }
+
+    fn warm_rows(&self, view: &QualifiedName, state: &Materialization) -> Result<()> {
+        const CHUNK: usize = 10_000;
+        let budget = self.cache.policy().max_capacity().unwrap_or(u64::MAX) / 10 * 8;
+        let mut last: Option<Vec<u8>> = None;
+        let mut buffer = Vec::new();
+        loop {
+            // A chunk at a time under the fill lock: a refresh committing
+            // in between cannot be overwritten with older rows.
+            let _fill = self
+                .fill_lock
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match self.materialization(view) {
+                Some(current) if current.cache_id == state.cache_id => {}
+                _ => return Ok(()),
+            }
+            if self.cache.weighted_size() >= budget {
+                return Ok(());
+            }
+            let read = self.db.begin_read().map_err(storage("warming"))?;
+            let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.rows_table);
+            let table = match read.open_table(definition) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+                Err(e) => return Err(storage("warming")(e)),
+            };
+            let range = match &last {
+                None => table.range::<&[u8]>(..),
+                Some(key) => table.range::<&[u8]>((
+                    std::ops::Bound::Excluded(key.as_slice()),
+                    std::ops::Bound::Unbounded,
+                )),
+            }
+            .map_err(storage("warming"))?;
+            let mut count = 0;
+            for entry in range.take(CHUNK) {
+                let (key, value) = entry.map_err(storage("warming"))?;
+                let value = value.value();
+                if value.len() >= 8 {
+                    state.cache_key(key.value(), &mut buffer);
+                    self.cache
+                        .insert(Box::from(buffer.as_slice()), StoredRow(Arc::from(value)));
+                }
+                last = Some(key.value().to_vec());
+                count += 1;
+            }
+            if count < CHUNK {
+                // moka applies inserts lazily; settle them so that the
+                // weighted size is current.
+                self.cache.run_pending_tasks();
+                return Ok(());
+            }
+            self.cache.run_pending_tasks();
+        }
+    }
+
+    /// Forgets a view (DROP FEATURE VIEW): its state and online rows.
+    pub fn remove(&self, view: &QualifiedName) -> Result<Option<Arc<Materialization>>> {
+        let Some(previous) = self.materialization(view) else {
+            return Ok(None);
+        };
+        let name_key = serde_json::to_string(view).map_err(storage("encoding a view name"))?;
+        let _commit = self
+            .fill_lock
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut write = self.db.begin_write().map_err(storage("writing"))?;
+        write
+            .set_durability(Durability::Immediate)
+            .map_err(storage("writing"))?;
+        let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&previous.rows_table);
+        write.delete_table(definition).map_err(storage("writing"))?;
+        {
+            let mut table = write
+                .open_table(MATERIALIZATIONS)
+                .map_err(storage("writing"))?;
+            table
+                .remove(name_key.as_str())
+                .map_err(storage("writing"))?;
+        }
+        write.commit().map_err(storage("committing"))?;
+        self.states
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(view);
+        Ok(Some(previous))
+    }
+
+    /// A new job id.
+    pub fn next_job_id(&self) -> u64 {
+        self.next_job.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Records a job's current state, durably: a job that was running
+    /// when the server stopped is reported as interrupted after restart.
+    pub fn record_job(&self, job: &Job) -> Result<()> {
+        let mut write = self.db.begin_write().map_err(storage("writing jobs"))?;
+        write
+            .set_durability(Durability::Immediate)
+            .map_err(storage("writing jobs"))?;
+        {
+            let mut table = write.open_table(JOBS).map_err(storage("writing jobs"))?;
+            let text = serde_json::to_string(job).map_err(storage("encoding a job"))?;
+            table
+                .insert(job.id, text.as_str())
+                .map_err(storage("writing jobs"))?;
+        }
+        write.commit().map_err(storage("writing jobs"))
+    }
+
+    /// Every recorded job, oldest first.
+    pub fn jobs(&self) -> Result<Vec<Job>> {
+        let read = self.db.begin_read().map_err(storage("reading jobs"))?;
+        let table = match read.open_table(JOBS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(storage("reading jobs")(e)),
+        };
+        let mut jobs = Vec::new();
+        for entry in table.iter().map_err(storage("reading jobs"))? {
+            let (_, job) = entry.map_err(storage("reading jobs"))?;
+            jobs.push(serde_json::from_str(job.value()).map_err(storage("decoding a job"))?);
+        }
+        Ok(jobs)
+    }
+}
+
+fn stored_value(row: &RowUpdate) -> Vec<u8> {
+    let mut value = Vec::with_capacity(8 + row.row.len());
+    value.extend_from_slice(&row.event_time.to_le_bytes());
+    value.extend_from_slice(&row.row);
+    value
+}
+
+fn stored_event_time(value: &[u8]) -> Result<i64> {
+    value
+        .get(..8)
+        .map(|b| i64::from_le_bytes(b.try_into().expect("eight bytes")))
+        .ok_or_else(|| Error::OnlineStore("corrupt online record: no event time".into()))
+}
