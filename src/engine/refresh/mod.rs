@@ -40,6 +40,9 @@ use featuredb_catalog::{
 use featuredb_sql::feature::RefreshFeatureViews;
 use futures::StreamExt;
 
+mod newest;
+
+use self::newest::NewestRows;
 use super::outcome::{CommandTag, Notice, Outcome};
 use super::resolve::ResolveMode;
 use super::session::Session;
@@ -49,7 +52,7 @@ use crate::offline::TableHandle;
 use crate::offline::write_order::WRITE_ORDER_COLUMN;
 use crate::offline::writer::DataFileWriter;
 use crate::online::codec;
-use crate::online::{Job, MATERIALIZED_SCHEMA, Materialization, OnlineChange, RowUpdate};
+use crate::online::{Job, MATERIALIZED_SCHEMA, Materialization, OnlineChange};
 
 /// Snapshot summary property of a view's offline table: the input
 /// sequence numbers its rows cover (JSON object `"schema.table": n`).
@@ -84,17 +87,10 @@ enum Rows {
     All,
 }
 
-/// The newest row seen for one key.
-struct Winner {
-    event_time: i64,
-    tie: i64,
-    row: Vec<u8>,
-}
-
 /// What a pass produced.
 struct Computed {
     rows_out: u64,
-    winners: HashMap<Vec<u8>, Winner, ahash::RandomState>,
+    newest: NewestRows,
 }
 
 /// The definition fields a materialization depends on.
@@ -489,7 +485,7 @@ impl Session {
             let mut repaired = current.clone();
             repaired.inputs = committed;
             let change = if current.online {
-                OnlineChange::Upsert(into_updates(computed.winners))
+                OnlineChange::Upsert(computed.newest.into_updates()?)
             } else {
                 OnlineChange::None
             };
@@ -559,7 +555,7 @@ impl Session {
                 next.version = view.version;
                 next.refreshed_at = now();
                 let change = if next.online {
-                    OnlineChange::Upsert(into_updates(computed.winners))
+                    OnlineChange::Upsert(computed.newest.into_updates()?)
                 } else {
                     OnlineChange::None
                 };
@@ -615,7 +611,7 @@ impl Session {
                 );
                 next.refreshed_at = now();
                 let change = if wants_online {
-                    OnlineChange::Replace(into_updates(computed.winners))
+                    OnlineChange::Replace(computed.newest.into_updates()?)
                 } else {
                     OnlineChange::Replace(Vec::new())
                 };
@@ -724,15 +720,22 @@ impl Session {
         let streams = datafusion::physical_plan::execute_stream_partitioned(physical, task_context)
             .map_err(Error::from_datafusion)?;
         let shape = Arc::new(RowShape::of(view)?);
+        // The keys the last refresh held: the maps start that large.
+        let capacity_hint = self
+            .engine
+            .online
+            .materialization(name)
+            .map(|m| m.online_keys as usize)
+            .unwrap_or(0);
         let rows_done = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for stream in streams {
             let shape = shape.clone();
             let table = offline.as_ref().map(|(table, _)| table.clone());
             let rows_done = rows_done.clone();
-            tasks.spawn(
-                async move { process_partition(stream, shape, table, online, rows_done).await },
-            );
+            tasks.spawn(async move {
+                process_partition(stream, shape, table, online, capacity_hint, rows_done).await
+            });
         }
 
         // Join the partitions, reporting progress while they run.
@@ -765,25 +768,11 @@ impl Session {
         }
 
         let mut rows_out = 0;
-        let mut winners: HashMap<Vec<u8>, Winner, ahash::RandomState> = HashMap::default();
+        let mut newest = NewestRows::new(&shape.key_types, 0);
         let mut written: Option<crate::offline::WrittenFiles> = None;
         for partition in results {
             rows_out += partition.rows_out;
-            if winners.is_empty() {
-                winners = partition.winners;
-            } else {
-                for (key, winner) in partition.winners {
-                    match winners.get_mut(&key) {
-                        Some(current)
-                            if (current.event_time, current.tie)
-                                >= (winner.event_time, winner.tie) => {}
-                        Some(current) => *current = winner,
-                        None => {
-                            winners.insert(key, winner);
-                        }
-                    }
-                }
-            }
+            newest.merge(partition.newest);
             if let Some(files) = partition.files {
                 match &mut written {
                     Some(all) => all.absorb(files),
@@ -802,7 +791,7 @@ impl Session {
             written.commit_with_properties(properties).await?;
             crate::failpoint::crash_point("refresh-after-offline-commit");
         }
-        Ok(Computed { rows_out, winners })
+        Ok(Computed { rows_out, newest })
     }
 }
 
@@ -811,6 +800,7 @@ struct RowShape {
     /// The view's columns in their declared types.
     target: Arc<Schema>,
     key_indices: Vec<usize>,
+    key_types: Vec<DataType>,
     ts_index: usize,
 }
 
@@ -840,9 +830,14 @@ impl RowShape {
             .iter()
             .position(|c| c.name == view.timestamp)
             .ok_or_else(|| Error::internal("the timestamp column is missing from the view"))?;
+        let key_types = key_indices
+            .iter()
+            .map(|&i| target.field(i).data_type().clone())
+            .collect();
         Ok(Self {
             target,
             key_indices,
+            key_types,
             ts_index,
         })
     }
@@ -851,7 +846,7 @@ impl RowShape {
 /// What one partition of a refresh produced.
 struct PartitionOutput {
     rows_out: u64,
-    winners: HashMap<Vec<u8>, Winner, ahash::RandomState>,
+    newest: NewestRows,
     files: Option<crate::offline::WrittenFiles>,
 }
 
@@ -860,15 +855,15 @@ async fn process_partition(
     shape: Arc<RowShape>,
     table: Option<Arc<TableHandle>>,
     online: bool,
+    capacity_hint: usize,
     rows_done: Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<PartitionOutput> {
     let mut writer = match table {
         Some(table) => Some(DataFileWriter::new(table).await?),
         None => None,
     };
-    let mut winners: HashMap<Vec<u8>, Winner, ahash::RandomState> = HashMap::default();
+    let mut newest = NewestRows::new(&shape.key_types, capacity_hint);
     let mut rows_out = 0u64;
-    let mut key = Vec::new();
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(Error::from_datafusion)?;
         let tie_column = batch.num_columns() - 1;
@@ -890,42 +885,7 @@ async fn process_partition(
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let out = RecordBatch::try_new(shape.target.clone(), columns)?;
         if online {
-            let ts = out.column(shape.ts_index);
-            'rows: for row in 0..out.num_rows() {
-                let Some(event_time) = codec::event_time(ts.as_ref(), row) else {
-                    continue;
-                };
-                key.clear();
-                for &k in &shape.key_indices {
-                    let column = out.column(k);
-                    if column.is_null(row) {
-                        continue 'rows;
-                    }
-                    codec::encode_array_value(column.as_ref(), row, &mut key)?;
-                }
-                let tie = tie.value(row);
-                match winners.get_mut(key.as_slice()) {
-                    Some(winner) if (event_time, tie) < (winner.event_time, winner.tie) => {}
-                    Some(winner) => {
-                        winner.event_time = event_time;
-                        winner.tie = tie;
-                        winner.row.clear();
-                        encode_row(&out, row, &mut winner.row)?;
-                    }
-                    None => {
-                        let mut encoded = Vec::new();
-                        encode_row(&out, row, &mut encoded)?;
-                        winners.insert(
-                            key.clone(),
-                            Winner {
-                                event_time,
-                                tie,
-                                row: encoded,
-                            },
-                        );
-                    }
-                }
-            }
+            newest.offer_batch(&out, &shape.key_indices, shape.ts_index, tie)?;
         }
         rows_out += out.num_rows() as u64;
         rows_done.fetch_add(out.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -939,29 +899,7 @@ async fn process_partition(
     };
     Ok(PartitionOutput {
         rows_out,
-        winners,
+        newest,
         files,
     })
-}
-
-fn encode_row(batch: &RecordBatch, row: usize, out: &mut Vec<u8>) -> Result<()> {
-    for column in batch.columns() {
-        codec::encode_array_value(column.as_ref(), row, out)?;
-    }
-    Ok(())
-}
-
-/// The newest rows as updates, in key order (redb inserts in key order
-/// touch each page once).
-fn into_updates(winners: HashMap<Vec<u8>, Winner, ahash::RandomState>) -> Vec<RowUpdate> {
-    let mut updates: Vec<RowUpdate> = winners
-        .into_iter()
-        .map(|(key, winner)| RowUpdate {
-            key,
-            event_time: winner.event_time,
-            row: winner.row,
-        })
-        .collect();
-    updates.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-    updates
 }
