@@ -28,6 +28,9 @@ pub struct ServerConfig {
     /// Small writes are logged, then committed to Iceberg at least this
     /// often (milliseconds; default 1000).
     pub flush_interval_ms: Option<u64>,
+    /// Memory for the online store's row cache (e.g. "1GiB"; default
+    /// 256MiB). Rows beyond it are read from redb.
+    pub online_cache_size: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +44,7 @@ impl Default for ServerConfig {
             target_partitions: None,
             shutdown_timeout_secs: 30,
             flush_interval_ms: None,
+            online_cache_size: None,
         }
     }
 }
@@ -102,6 +106,10 @@ impl ServerConfig {
                     "FEATUREDB_FLUSH_INTERVAL_MS: not a number: {v}"
                 ))
             })?);
+        }
+        if let Some(v) = env("FEATUREDB_ONLINE_CACHE_SIZE") {
+            parse_bytes(&v)?;
+            config.online_cache_size = Some(v);
         }
         if let Some(v) = env("FEATUREDB_TARGET_PARTITIONS") {
             config.target_partitions = Some(v.parse().map_err(|_| {

@@ -58,6 +58,9 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         options.target_partitions = partitions.max(1);
     }
     options.memory_limit = config.memory_limit_bytes()?;
+    if let Some(size) = &config.online_cache_size {
+        options.online_cache_bytes = crate::config::parse_bytes(size)?;
+    }
     if let Some(ms) = config.flush_interval_ms {
         options.flush.max_age = Duration::from_millis(ms.max(1));
     }
