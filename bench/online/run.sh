@@ -7,7 +7,8 @@
 # 1. Lookups: KEYS entities x (3 float, 1 bigint, 1 timestamp) features.
 #    featuredb serves an ONLINE feature view from its online store;
 #    PostgreSQL a table with a primary key. pgbench -M prepared -c 8 -j 2
-#    -T $SECONDS, one key per transaction, then 100 keys per transaction.
+#    -T $SECONDS (after a 5 s warm-up), one key per transaction, then 100
+#    keys per transaction.
 # 2. Materialization: SOURCE_ROWS rows over KEYS keys. featuredb: REFRESH
 #    FEATURE VIEW (full), then a 1% append and an incremental REFRESH.
 #    PostgreSQL: REFRESH MATERIALIZED VIEW of the latest row per key
@@ -67,6 +68,8 @@ trap 'stop_postgres; stop_featuredb' EXIT
 run_pgbench() {
   local port=$1 script=$2 label=$3 logdir="$WORK/pgbench-$3"
   rm -rf "$logdir"; mkdir -p "$logdir"
+  # A 5 s warm-up (caches, connections) for both systems, not measured.
+  "$PGBENCH" -n -M prepared -c 8 -j 2 -T 5 -p "$port" -f "$script" >/dev/null 2>&1 || true
   (cd "$logdir" && "$PGBENCH" -n -M prepared -c 8 -j 2 -T "$T" -p "$port" -f "$script" -l >"$logdir/out" 2>&1) \
     || { cat "$logdir/out" >&2; exit 1; }
   local tps avg p99

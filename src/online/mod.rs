@@ -5,8 +5,15 @@
 //! - `materializations`: per feature view, what its last refresh applied
 //!   ([`Materialization`]: the input snapshots, the offline table, the
 //!   generation of its online rows);
-//! - one rows table per view and generation (`rows:<view>:<generation>`):
-//!   encoded key → `[event time][row]` (see [`codec`]);
+//! - per view and generation, a base table (`rows:<view>:<generation>`)
+//!   and a delta table (`delta:…`), both encoded key → `[event time][row]`
+//!   (see [`codec`]). A full refresh writes the base; incremental refreshes
+//!   write the delta, which a lookup reads first. Random keys spread over a
+//!   large base touch nearly every page of its copy-on-write B-tree, so an
+//!   upsert of 1% of the keys would rewrite all of it; into the small delta
+//!   it writes about as many pages as it has rows. The delta is merged into
+//!   the base (in the refresh's transaction) once it holds an eighth as
+//!   many keys;
 //! - `jobs`: the history of refreshes ([`Job`]).
 //!
 //! A refresh writes its online rows and its new [`Materialization`] in one
@@ -42,6 +49,9 @@ use crate::error::{Error, Result};
 const MATERIALIZATIONS: TableDefinition<&str, &str> = TableDefinition::new("materializations");
 const JOBS: TableDefinition<u64, &str> = TableDefinition::new("jobs");
 
+/// A delta smaller than this is never merged (merging rewrites the base).
+const MIN_DELTA_MERGE: u64 = 65_536;
+
 /// What the last completed refresh of a feature view applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Materialization {
@@ -63,9 +73,11 @@ pub struct Materialization {
     /// Keys held online.
     pub online_keys: u64,
     pub refreshed_at: String,
-    /// The redb table of the online rows (derived, not stored).
+    /// The redb tables of the online rows (derived, not stored).
     #[serde(skip)]
     rows_table: Arc<str>,
+    #[serde(skip)]
+    delta_table: Arc<str>,
     /// Identifies the rows table in cache keys (derived, not stored).
     #[serde(skip)]
     cache_id: u64,
@@ -95,6 +107,7 @@ impl Materialization {
             online_keys: 0,
             refreshed_at: String::new(),
             rows_table: Arc::from(""),
+            delta_table: Arc::from(""),
             cache_id: 0,
         }
     }
@@ -108,6 +121,7 @@ impl Materialization {
         let name = Self::rows_table_name(view, self.generation);
         self.cache_id = ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(&name);
         self.rows_table = Arc::from(name);
+        self.delta_table = Arc::from(format!("delta:{view}:{}", self.generation));
         self
     }
 
@@ -297,22 +311,22 @@ impl OnlineStore {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let read = self.db.begin_read().map_err(storage("reading"))?;
-        let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.rows_table);
-        let table = match read.open_table(definition) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(storage("reading")(e)),
-        };
-        let Some(stored) = table.get(key).map_err(storage("reading"))? else {
+        let mut found = None;
+        for name in [&state.delta_table, &state.rows_table] {
+            let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
+            let table = match read.open_table(definition) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => continue,
+                Err(e) => return Err(storage("reading")(e)),
+            };
+            if let Some(stored) = table.get(key).map_err(storage("reading"))? {
+                found = Some(stored_row(stored.value())?);
+                break;
+            }
+        }
+        let Some(row) = found else {
             return Ok(None);
         };
-        let value = stored.value();
-        if value.len() < 8 {
-            return Err(Error::OnlineStore(
-                "corrupt online record: no event time".into(),
-            ));
-        }
-        let row = StoredRow(Arc::from(value));
         self.cache.insert(Box::from(buffer.as_slice()), row.clone());
         Ok(Some(row))
     }
@@ -336,50 +350,75 @@ impl OnlineStore {
         write
             .set_durability(Durability::Immediate)
             .map_err(storage("writing"))?;
-        let new_table = state.rows_table.clone();
         let mut changed: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        {
-            let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&new_table);
-            match &change {
-                OnlineChange::None => {}
-                OnlineChange::Replace(rows) => {
-                    write.delete_table(definition).map_err(storage("writing"))?;
-                    let mut table = write.open_table(definition).map_err(storage("writing"))?;
-                    for row in rows {
-                        let value = stored_value(row);
-                        table
-                            .insert(row.key.as_slice(), value.as_slice())
-                            .map_err(storage("writing"))?;
-                        changed.push((row.key.clone(), value));
-                    }
+        let base: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.rows_table);
+        let delta: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.delta_table);
+        match &change {
+            OnlineChange::None => {}
+            OnlineChange::Replace(rows) => {
+                write.delete_table(base).map_err(storage("writing"))?;
+                write.delete_table(delta).map_err(storage("writing"))?;
+                let mut table = write.open_table(base).map_err(storage("writing"))?;
+                for row in rows {
+                    let value = stored_value(row);
+                    table
+                        .insert(row.key.as_slice(), value.as_slice())
+                        .map_err(storage("writing"))?;
+                    changed.push((row.key.clone(), value));
                 }
-                OnlineChange::Upsert(rows) => {
-                    let mut table = write.open_table(definition).map_err(storage("writing"))?;
-                    for row in rows {
-                        let keep_stored =
-                            match table.get(row.key.as_slice()).map_err(storage("writing"))? {
-                                Some(stored) => stored_event_time(stored.value())? > row.event_time,
-                                None => false,
-                            };
-                        if !keep_stored {
-                            let value = stored_value(row);
-                            table
-                                .insert(row.key.as_slice(), value.as_slice())
-                                .map_err(storage("writing"))?;
-                            changed.push((row.key.clone(), value));
-                        }
+                state.online_keys = rows.len() as u64;
+            }
+            OnlineChange::Upsert(rows) => {
+                let base_table = write.open_table(base).map_err(storage("writing"))?;
+                let mut delta_table = write.open_table(delta).map_err(storage("writing"))?;
+                let mut new_keys = 0u64;
+                for row in rows {
+                    let key = row.key.as_slice();
+                    let stored_time = match delta_table.get(key).map_err(storage("writing"))? {
+                        Some(stored) => Some(stored_event_time(stored.value())?),
+                        None => match base_table.get(key).map_err(storage("writing"))? {
+                            Some(stored) => Some(stored_event_time(stored.value())?),
+                            None => None,
+                        },
+                    };
+                    if stored_time.is_none() {
+                        new_keys += 1;
                     }
+                    if stored_time.is_some_and(|t| t > row.event_time) {
+                        continue;
+                    }
+                    let value = stored_value(row);
+                    delta_table
+                        .insert(key, value.as_slice())
+                        .map_err(storage("writing"))?;
+                    changed.push((row.key.clone(), value));
+                }
+                state.online_keys =
+                    previous.as_ref().map(|p| p.online_keys).unwrap_or(0) + new_keys;
+                // Merge once the delta holds an eighth of the base's keys.
+                let base_keys = base_table.len().map_err(storage("writing"))?;
+                let delta_keys = delta_table.len().map_err(storage("writing"))?;
+                drop(base_table);
+                if delta_keys > (base_keys / 8).max(MIN_DELTA_MERGE) {
+                    let mut base_table = write.open_table(base).map_err(storage("writing"))?;
+                    for entry in delta_table.iter().map_err(storage("merging"))? {
+                        let (key, value) = entry.map_err(storage("merging"))?;
+                        base_table
+                            .insert(key.value(), value.value())
+                            .map_err(storage("merging"))?;
+                    }
+                    drop(delta_table);
+                    write.delete_table(delta).map_err(storage("merging"))?;
                 }
             }
-            let table = write.open_table(definition).map_err(storage("writing"))?;
-            state.online_keys = table.len().map_err(storage("writing"))?;
         }
         if let Some(previous) = &previous
-            && previous.rows_table != new_table
+            && previous.rows_table != state.rows_table
         {
-            let definition: TableDefinition<&[u8], &[u8]> =
-                TableDefinition::new(&previous.rows_table);
-            write.delete_table(definition).map_err(storage("writing"))?;
+            for name in [&previous.rows_table, &previous.delta_table] {
+                let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
+                write.delete_table(definition).map_err(storage("writing"))?;
+            }
         }
         {
             let mut table = write
@@ -451,6 +490,14 @@ impl OnlineStore {
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
                 Err(e) => return Err(storage("warming")(e)),
             };
+            // Rows an incremental refresh has since put in the delta are
+            // newer than the base's (and already cached).
+            let delta: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.delta_table);
+            let delta = match read.open_table(delta) {
+                Ok(table) => Some(table),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(storage("warming")(e)),
+            };
             let range = match &last {
                 None => table.range::<&[u8]>(..),
                 Some(key) => table.range::<&[u8]>((
@@ -463,7 +510,14 @@ impl OnlineStore {
             for entry in range.take(CHUNK) {
                 let (key, value) = entry.map_err(storage("warming"))?;
                 let value = value.value();
-                if value.len() >= 8 {
+                let superseded = match &delta {
+                    Some(delta) => delta
+                        .get(key.value())
+                        .map_err(storage("warming"))?
+                        .is_some(),
+                    None => false,
+                };
+                if value.len() >= 8 && !superseded {
                     state.cache_key(key.value(), &mut buffer);
                     self.cache
                         .insert(Box::from(buffer.as_slice()), StoredRow(Arc::from(value)));
@@ -495,8 +549,10 @@ impl OnlineStore {
         write
             .set_durability(Durability::Immediate)
             .map_err(storage("writing"))?;
-        let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&previous.rows_table);
-        write.delete_table(definition).map_err(storage("writing"))?;
+        for name in [&previous.rows_table, &previous.delta_table] {
+            let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
+            write.delete_table(definition).map_err(storage("writing"))?;
+        }
         {
             let mut table = write
                 .open_table(MATERIALIZATIONS)
@@ -559,9 +615,96 @@ fn stored_value(row: &RowUpdate) -> Vec<u8> {
     value
 }
 
+fn stored_row(value: &[u8]) -> Result<StoredRow> {
+    stored_event_time(value)?;
+    Ok(StoredRow(Arc::from(value)))
+}
+
 fn stored_event_time(value: &[u8]) -> Result<i64> {
     value
         .get(..8)
         .map(|b| i64::from_le_bytes(b.try_into().expect("eight bytes")))
         .ok_or_else(|| Error::OnlineStore("corrupt online record: no event time".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(key: u32, event_time: i64, value: u8) -> RowUpdate {
+        RowUpdate {
+            key: key.to_be_bytes().to_vec(),
+            event_time,
+            row: vec![value],
+        }
+    }
+
+    fn read(store: &OnlineStore, view: &QualifiedName, key: u32) -> Option<(i64, u8)> {
+        let state = store.materialization(view).unwrap();
+        store
+            .get(&state, &key.to_be_bytes(), &mut Vec::new())
+            .unwrap()
+            .map(|row| (row.event_time(), row.values()[0]))
+    }
+
+    #[test]
+    fn upserts_go_to_the_delta_which_merges_into_the_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("online.redb");
+        let view = QualifiedName::new("public", "v");
+        let state =
+            || Materialization::new("shape".into(), 1, 1, "t".into(), BTreeMap::new(), true);
+        let store = OnlineStore::open(&path, 1 << 20).unwrap();
+        store
+            .apply(
+                &view,
+                state(),
+                OnlineChange::Replace((0..100).map(|k| update(k, 10, 1)).collect()),
+            )
+            .unwrap();
+        // Newer rows win, older ones do not, ties go to the refresh.
+        let applied = store
+            .apply(
+                &view,
+                state(),
+                OnlineChange::Upsert(vec![
+                    update(1, 20, 2),
+                    update(2, 5, 2),
+                    update(3, 10, 3),
+                    update(500, 1, 4),
+                ]),
+            )
+            .unwrap();
+        assert_eq!(applied.online_keys, 101);
+        assert_eq!(read(&store, &view, 1), Some((20, 2)));
+        assert_eq!(read(&store, &view, 2), Some((10, 1)));
+        assert_eq!(read(&store, &view, 3), Some((10, 3)));
+        assert_eq!(read(&store, &view, 500), Some((1, 4)));
+        assert_eq!(read(&store, &view, 9999), None);
+        drop(store);
+
+        // After a restart (cold cache) the delta still wins over the base;
+        // a large upsert merges the delta into the base.
+        let store = OnlineStore::open(&path, 1 << 20).unwrap();
+        assert_eq!(read(&store, &view, 1), Some((20, 2)));
+        let many: Vec<RowUpdate> = (1000..1000 + MIN_DELTA_MERGE as u32 + 10)
+            .map(|k| update(k, 7, 5))
+            .collect();
+        let applied = store
+            .apply(&view, state(), OnlineChange::Upsert(many))
+            .unwrap();
+        assert_eq!(applied.online_keys, 101 + MIN_DELTA_MERGE + 10);
+        let read_txn = store.db.begin_read().unwrap();
+        let delta: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&applied.delta_table);
+        assert!(matches!(
+            read_txn.open_table(delta),
+            Err(redb::TableError::TableDoesNotExist(_))
+        ));
+        drop(read_txn);
+        drop(store);
+        let store = OnlineStore::open(&path, 1 << 20).unwrap();
+        assert_eq!(read(&store, &view, 1), Some((20, 2)));
+        assert_eq!(read(&store, &view, 1005), Some((7, 5)));
+        assert_eq!(read(&store, &view, 50), Some((10, 1)));
+    }
 }
