@@ -155,6 +155,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An object is busy or changed under a statement (55006).
+    #[error("{0}")]
+    ObjectInUse(String),
+
     /// The online store (redb) failed to read or write.
     #[error("online store: {0}")]
     OnlineStore(String),

@@ -31,6 +31,20 @@ async fn text_rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// (ts, amount, n) of user_features rows, for comparing.
+fn feature_rows(rows: Vec<tokio_postgres::Row>) -> Vec<String> {
+    rows.iter()
+        .map(|r| {
+            format!(
+                "{:?} {:?} {:?}",
+                r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(1),
+                r.get::<_, Option<f64>>(2),
+                r.get::<_, Option<i64>>(3)
+            )
+        })
+        .collect()
+}
+
 async fn jobs(client: &Client, view: &str) -> Vec<Vec<String>> {
     text_rows(
         client,
@@ -103,37 +117,16 @@ async fn refresh_lookup_incremental_idempotent_and_parity() {
             .await
             .unwrap();
         for key in 0..41i64 {
-            let online: Vec<String> = client
-                .query(&lookup, &[&key])
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| {
-                    format!(
-                        "{:?} {:?} {:?}",
-                        r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(1),
-                        r.get::<_, Option<f64>>(2),
-                        r.get::<_, Option<i64>>(3)
+            let online = feature_rows(client.query(&lookup, &[&key]).await.unwrap());
+            let offline = feature_rows(
+                client
+                    .query(
+                        "SELECT * FROM user_features FOR SYSTEM_TIME AS OF now() WHERE user_id = $1",
+                        &[&key],
                     )
-                })
-                .collect();
-            let offline: Vec<String> = client
-                .query(
-                    "SELECT * FROM user_features FOR SYSTEM_TIME AS OF now() WHERE user_id = $1",
-                    &[&key],
-                )
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| {
-                    format!(
-                        "{:?} {:?} {:?}",
-                        r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(1),
-                        r.get::<_, Option<f64>>(2),
-                        r.get::<_, Option<i64>>(3)
-                    )
-                })
-                .collect();
+                    .await
+                    .unwrap(),
+            );
             assert_eq!(online, offline, "key {key}");
             let simple = text_rows(
                 client,

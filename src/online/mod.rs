@@ -346,10 +346,7 @@ impl OnlineStore {
             .fill_lock
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut write = self.db.begin_write().map_err(storage("writing"))?;
-        write
-            .set_durability(Durability::Immediate)
-            .map_err(storage("writing"))?;
+        let write = self.begin_durable_write()?;
         let mut changed: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let base: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.rows_table);
         let delta: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.delta_table);
@@ -415,10 +412,7 @@ impl OnlineStore {
         if let Some(previous) = &previous
             && previous.rows_table != state.rows_table
         {
-            for name in [&previous.rows_table, &previous.delta_table] {
-                let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
-                write.delete_table(definition).map_err(storage("writing"))?;
-            }
+            delete_rows_tables(&write, previous)?;
         }
         {
             let mut table = write
@@ -545,14 +539,8 @@ impl OnlineStore {
             .fill_lock
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut write = self.db.begin_write().map_err(storage("writing"))?;
-        write
-            .set_durability(Durability::Immediate)
-            .map_err(storage("writing"))?;
-        for name in [&previous.rows_table, &previous.delta_table] {
-            let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
-            write.delete_table(definition).map_err(storage("writing"))?;
-        }
+        let write = self.begin_durable_write()?;
+        delete_rows_tables(&write, &previous)?;
         {
             let mut table = write
                 .open_table(MATERIALIZATIONS)
@@ -569,6 +557,15 @@ impl OnlineStore {
         Ok(Some(previous))
     }
 
+    /// A write transaction whose commit returns once it is on disk.
+    fn begin_durable_write(&self) -> Result<redb::WriteTransaction> {
+        let mut write = self.db.begin_write().map_err(storage("writing"))?;
+        write
+            .set_durability(Durability::Immediate)
+            .map_err(storage("writing"))?;
+        Ok(write)
+    }
+
     /// A new job id.
     pub fn next_job_id(&self) -> u64 {
         self.next_job.fetch_add(1, Ordering::Relaxed)
@@ -577,10 +574,7 @@ impl OnlineStore {
     /// Records a job's current state, durably: a job that was running
     /// when the server stopped is reported as interrupted after restart.
     pub fn record_job(&self, job: &Job) -> Result<()> {
-        let mut write = self.db.begin_write().map_err(storage("writing jobs"))?;
-        write
-            .set_durability(Durability::Immediate)
-            .map_err(storage("writing jobs"))?;
+        let write = self.begin_durable_write()?;
         {
             let mut table = write.open_table(JOBS).map_err(storage("writing jobs"))?;
             let text = serde_json::to_string(job).map_err(storage("encoding a job"))?;
@@ -613,6 +607,15 @@ fn stored_value(row: &RowUpdate) -> Vec<u8> {
     value.extend_from_slice(&row.event_time.to_le_bytes());
     value.extend_from_slice(&row.row);
     value
+}
+
+/// Deletes a generation's online rows (base and delta).
+fn delete_rows_tables(write: &redb::WriteTransaction, state: &Materialization) -> Result<()> {
+    for name in [&state.rows_table, &state.delta_table] {
+        let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
+        write.delete_table(definition).map_err(storage("writing"))?;
+    }
+    Ok(())
 }
 
 fn stored_row(value: &[u8]) -> Result<StoredRow> {

@@ -161,6 +161,7 @@ pub fn client_error(error: &Error) -> ClientError {
         Error::DataFusion(e) => datafusion_error(e),
         Error::Iceberg(_) => ClientError::new("58030", error.to_string()),
         Error::Io { .. } | Error::OnlineStore(_) => ClientError::new("58030", error.to_string()),
+        Error::ObjectInUse(_) => ClientError::new("55006", error.to_string()),
         Error::Internal(_) => ClientError::new("XX000", error.to_string()),
     }
 }

@@ -52,7 +52,7 @@ use crate::offline::TableHandle;
 use crate::offline::write_order::WRITE_ORDER_COLUMN;
 use crate::offline::writer::DataFileWriter;
 use crate::online::codec;
-use crate::online::{Job, MATERIALIZED_SCHEMA, Materialization, OnlineChange};
+use crate::online::{Job, MATERIALIZED_SCHEMA, Materialization, OnlineChange, OnlineStore};
 
 /// Snapshot summary property of a view's offline table: the input
 /// sequence numbers its rows cover (JSON object `"schema.table": n`).
@@ -367,6 +367,19 @@ impl Session {
         let online = self.engine.online.clone();
         let lock = online.refresh_lock(name);
         let _serialised = lock.lock().await;
+        // The view may have been dropped or replaced while we waited.
+        let now_current = self
+            .engine
+            .registry
+            .snapshot()
+            .views
+            .get(name)
+            .map(|v| v.current().version);
+        if now_current != Some(view.version) {
+            return Err(Error::ObjectInUse(format!(
+                "feature view {name} was dropped or replaced while its refresh waited; run it again"
+            )));
+        }
         let started = Instant::now();
         let mut job = Job {
             id: online.next_job_id(),
@@ -484,15 +497,8 @@ impl Session {
                 .await?;
             let mut repaired = current.clone();
             repaired.inputs = committed;
-            let change = if current.online {
-                OnlineChange::Upsert(computed.newest.into_updates()?)
-            } else {
-                OnlineChange::None
-            };
-            let store = online_store.clone();
-            let view_name = name.clone();
-            let applied =
-                tokio::task::block_in_place(|| store.apply(&view_name, repaired, change))?;
+            let change = upsert(current.online, computed.newest)?;
+            let applied = apply_online(&online_store, name, repaired, change)?;
             *current = (*applied).clone();
         }
 
@@ -516,11 +522,7 @@ impl Session {
                     if current.version != view.version {
                         let mut updated = current;
                         updated.version = view.version;
-                        let store = online_store.clone();
-                        let view_name = name.clone();
-                        tokio::task::block_in_place(|| {
-                            store.apply(&view_name, updated, OnlineChange::None)
-                        })?;
+                        apply_online(&online_store, name, updated, OnlineChange::None)?;
                     }
                 }
                 Ok(())
@@ -554,15 +556,8 @@ impl Session {
                 next.inputs = inputs;
                 next.version = view.version;
                 next.refreshed_at = now();
-                let change = if next.online {
-                    OnlineChange::Upsert(computed.newest.into_updates()?)
-                } else {
-                    OnlineChange::None
-                };
-                let store = online_store.clone();
-                let view_name = name.clone();
-                let applied =
-                    tokio::task::block_in_place(|| store.apply(&view_name, next, change))?;
+                let change = upsert(next.online, computed.newest)?;
+                let applied = apply_online(&online_store, name, next, change)?;
                 job.online_keys = applied.online_keys;
                 Ok(())
             }
@@ -615,10 +610,7 @@ impl Session {
                 } else {
                     OnlineChange::Replace(Vec::new())
                 };
-                let store = online_store.clone();
-                let view_name = name.clone();
-                let applied =
-                    tokio::task::block_in_place(|| store.apply(&view_name, next, change))?;
+                let applied = apply_online(&online_store, name, next, change)?;
                 job.online_keys = applied.online_keys;
                 if applied.online {
                     online_store.warm(name);
@@ -646,6 +638,10 @@ impl Session {
                 continue;
             }
             let online = self.engine.online.clone();
+            // A refresh of the view that is running finishes first (its
+            // state must not outlive the drop).
+            let lock = online.refresh_lock(name);
+            let _serialised = lock.lock().await;
             let view = name.clone();
             if let Err(e) = tokio::task::block_in_place(|| online.remove(&view)) {
                 tracing::warn!(view = %name, error = %e, "could not delete the online rows of a dropped view");
@@ -793,6 +789,25 @@ impl Session {
         }
         Ok(Computed { rows_out, newest })
     }
+}
+
+/// The online change of an incremental pass.
+fn upsert(online: bool, newest: NewestRows) -> Result<OnlineChange> {
+    Ok(if online {
+        OnlineChange::Upsert(newest.into_updates()?)
+    } else {
+        OnlineChange::None
+    })
+}
+
+/// Commits a refresh's online change and state (blocking: redb fsyncs).
+fn apply_online(
+    store: &OnlineStore,
+    view: &QualifiedName,
+    state: Materialization,
+    change: OnlineChange,
+) -> Result<Arc<Materialization>> {
+    tokio::task::block_in_place(|| store.apply(view, state, change))
 }
 
 /// Where a view's columns are in the rows a refresh computes.

@@ -6,7 +6,9 @@
 //! integer key, the common case, is held as a number: no key encoding,
 //! hashing or byte comparison per row. Any other key is held encoded.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
 
 use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
 use datafusion::arrow::compute::cast;
@@ -85,27 +87,7 @@ impl NewestRows {
                         continue;
                     }
                     let (event_time, tie) = (times.value(row), ties.value(row));
-                    match map.get_mut(&keys.value(row)) {
-                        Some(winner) if !winner.loses_to(event_time, tie) => {}
-                        Some(winner) => {
-                            winner.event_time = event_time;
-                            winner.tie = tie;
-                            winner.row.clear();
-                            encode_row(batch, row, &mut winner.row)?;
-                        }
-                        None => {
-                            let mut encoded = Vec::new();
-                            encode_row(batch, row, &mut encoded)?;
-                            map.insert(
-                                keys.value(row),
-                                Winner {
-                                    event_time,
-                                    tie,
-                                    row: encoded,
-                                },
-                            );
-                        }
-                    }
+                    offer(map, &keys.value(row), event_time, tie, batch, row)?;
                 }
             }
             NewestRows::Encoded(map) => {
@@ -123,27 +105,7 @@ impl NewestRows {
                         codec::encode_array_value(column.as_ref(), row, &mut key)?;
                     }
                     let (event_time, tie) = (times.value(row), ties.value(row));
-                    match map.get_mut(key.as_slice()) {
-                        Some(winner) if !winner.loses_to(event_time, tie) => {}
-                        Some(winner) => {
-                            winner.event_time = event_time;
-                            winner.tie = tie;
-                            winner.row.clear();
-                            encode_row(batch, row, &mut winner.row)?;
-                        }
-                        None => {
-                            let mut encoded = Vec::new();
-                            encode_row(batch, row, &mut encoded)?;
-                            map.insert(
-                                key.clone(),
-                                Winner {
-                                    event_time,
-                                    tie,
-                                    row: encoded,
-                                },
-                            );
-                        }
-                    }
+                    offer(map, key.as_slice(), event_time, tie, batch, row)?;
                 }
             }
         }
@@ -153,7 +115,7 @@ impl NewestRows {
     /// Merges another partition's newest rows (tie-breakers compare across
     /// partitions).
     pub fn merge(&mut self, other: NewestRows) {
-        fn merge_maps<K: std::hash::Hash + Eq>(into: &mut Map<K>, from: Map<K>) {
+        fn merge_maps<K: Hash + Eq>(into: &mut Map<K>, from: Map<K>) {
             for (key, winner) in from {
                 match into.get_mut(&key) {
                     Some(current) if !current.loses_to(winner.event_time, winner.tie) => {}
@@ -206,6 +168,43 @@ impl NewestRows {
         updates.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         Ok(updates)
     }
+}
+
+/// Keeps row `row` of `batch` for `key` if it is newer than the one kept.
+fn offer<K, Q>(
+    map: &mut Map<K>,
+    key: &Q,
+    event_time: i64,
+    tie: i64,
+    batch: &RecordBatch,
+    row: usize,
+) -> Result<()>
+where
+    K: Borrow<Q> + Hash + Eq,
+    Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+{
+    match map.get_mut(key) {
+        Some(winner) if !winner.loses_to(event_time, tie) => {}
+        Some(winner) => {
+            winner.event_time = event_time;
+            winner.tie = tie;
+            winner.row.clear();
+            encode_row(batch, row, &mut winner.row)?;
+        }
+        None => {
+            let mut encoded = Vec::new();
+            encode_row(batch, row, &mut encoded)?;
+            map.insert(
+                key.to_owned(),
+                Winner {
+                    event_time,
+                    tie,
+                    row: encoded,
+                },
+            );
+        }
+    }
+    Ok(())
 }
 
 fn encode_row(batch: &RecordBatch, row: usize, out: &mut Vec<u8>) -> Result<()> {
