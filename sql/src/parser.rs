@@ -37,32 +37,32 @@ pub fn parse_statement(sql: &str) -> Result<Statement, ParseError> {
     let rewritten = crate::asof::rewrite(&temporal)?;
     let sql_for_parser: &str = &rewritten;
     let dialect = FeatureDbDialect::default();
-    {
-        let mut parser = Parser::new(&dialect)
-            .try_with_sql(sql_for_parser)
-            .map_err(|e| ParseError::from_parser(e, sql))?;
-        if crate::feature::is_feature_statement(&parser) {
-            let statement = crate::feature::parse_feature_statement(&mut parser)
-                .map_err(|e| e.locate(sql_for_parser))?;
-            expect_end(&mut parser, sql_for_parser)?;
-            return Ok(Statement::Feature(statement));
-        }
+    let mut parser = Parser::new(&dialect)
+        .try_with_sql(sql_for_parser)
+        .map_err(|e| ParseError::from_parser(e, sql))?;
+    if crate::feature::is_feature_statement(&parser) {
+        let statement = crate::feature::parse_feature_statement(&mut parser)
+            .map_err(|e| e.locate(sql_for_parser))?;
+        expect_end(&mut parser, sql_for_parser)?;
+        return Ok(Statement::Feature(statement));
     }
     let sql = sql_for_parser;
+    if !starts_with_keyword(sql, "copy") {
+        // The common case: parse from the tokens already made.
+        let statement = parser
+            .parse_statement()
+            .map_err(|e| ParseError::from_parser(e, sql))?;
+        expect_end(&mut parser, sql)?;
+        return classify(statement);
+    }
     // sqlparser's COPY … FROM STDIN grammar wants a semicolon followed by
     // inline data; the data arrives separately over the wire, so give it an
     // empty payload.
-    let owned;
-    let text = if starts_with_keyword(sql, "copy") {
-        let mut copy = force_quote_all_as_list(sql);
-        if !copy.trim_end().ends_with(';') {
-            copy.push(';');
-        }
-        owned = copy;
-        owned.as_str()
-    } else {
-        sql
-    };
+    let mut text = force_quote_all_as_list(sql);
+    if !text.trim_end().ends_with(';') {
+        text.push(';');
+    }
+    let text = text.as_str();
     let mut parser = Parser::new(&dialect)
         .try_with_sql(text)
         .map_err(|e| ParseError::from_parser(e, sql))?;

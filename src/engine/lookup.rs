@@ -71,7 +71,10 @@ enum KeyMatch {
 struct ViewPart {
     name: QualifiedName,
     version: u32,
-    shape: String,
+    /// The definition's shape, when the materialized version differs from
+    /// the planned one (a version that changed only TTL, ONLINE or
+    /// descriptions); `None` when the versions were the same.
+    shape: Option<String>,
     /// The state seen when planned: while it is still the current one,
     /// the shape needs no comparison.
     planned_state: Option<Arc<Materialization>>,
@@ -404,9 +407,9 @@ impl Session {
         let online = &self.engine.online;
         let materialized = |view: &FeatureViewVersion, name: &QualifiedName| {
             view.online
-                && online
-                    .materialization(name)
-                    .is_some_and(|m| m.online && m.shape == shape_of(view))
+                && online.materialization(name).is_some_and(|m| {
+                    m.online && (m.version == view.version || m.shape == shape_of(view))
+                })
         };
         let view_part = |name: &QualifiedName,
                          view: &FeatureViewVersion,
@@ -427,7 +430,10 @@ impl Session {
             Ok(Some(ViewPart {
                 name: name.clone(),
                 version: view.version,
-                shape: shape_of(view),
+                shape: online
+                    .materialization(name)
+                    .filter(|m| m.version != view.version)
+                    .map(|_| shape_of(view)),
                 planned_state: online.materialization(name),
                 types,
                 key_positions,
@@ -752,7 +758,9 @@ impl Session {
                         .planned_state
                         .as_ref()
                         .is_some_and(|planned| Arc::ptr_eq(planned, &state))
-                        || (state.online && state.shape == part.shape) =>
+                        || (state.online
+                            && (state.version == part.version
+                                || part.shape.as_ref() == Some(&state.shape))) =>
                 {
                     states.push(state)
                 }
