@@ -141,7 +141,7 @@ if [ -n "${BENCH_RECORD:-}" ]; then
     echo
     echo "### Online lookups and materialization, $KEYS keys, $SOURCE_ROWS source rows — $(date -u +%Y-%m-%d) ($(nproc) cores)"
     echo
-    echo "Command: \`bench/online/run.sh $KEYS $SOURCE_ROWS\` (pgbench -M prepared -c 8 -j 2 -T $T on loopback; both servers default settings, fsync on; featuredb with 2 partitions)"
+    echo "Command: \`bench/online/run.sh $KEYS $SOURCE_ROWS\` at commit $(cd "$BENCH_ROOT" && git rev-parse --short HEAD) (pgbench -M prepared -c 8 -j 2 -T $T on loopback; both servers default settings, fsync on; featuredb with 2 partitions)"
     echo
     echo "| workload | PostgreSQL 15 | featuredb | ratio |"
     echo "|---|---:|---:|---:|"

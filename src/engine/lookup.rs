@@ -820,11 +820,12 @@ impl Session {
                 let value = if value.data_type() == *data_type {
                     value
                 } else {
-                    value
-                        .cast_to(data_type)
-                        .map_err(|e| Error::InvalidTextRepresentation {
-                            message: format!("invalid key value: {}", e.strip_backtrace()),
-                        })?
+                    match key_value(value, data_type)? {
+                        Some(value) => value,
+                        // A number no key of this type can equal (1.5 for
+                        // a bigint key, 2^40 for an integer one).
+                        None => continue 'keys,
+                    }
                 };
                 codec::encode_scalar(&value, &mut bytes)?;
                 typed.push(value);
@@ -953,6 +954,24 @@ impl Session {
         };
         cutoff.is_none_or(|cutoff| event_time >= cutoff)
     }
+}
+
+/// `value` as a key of `data_type`: numbers compare by value, as in
+/// PostgreSQL (`None` when no key can equal it); text must parse.
+fn key_value(value: ScalarValue, data_type: &DataType) -> Result<Option<ScalarValue>> {
+    let original = value.data_type();
+    if original.is_numeric() {
+        return Ok(value
+            .cast_to(data_type)
+            .ok()
+            .filter(|cast| cast.cast_to(&original).ok().as_ref() == Some(&value)));
+    }
+    value
+        .cast_to(data_type)
+        .map(Some)
+        .map_err(|e| Error::InvalidTextRepresentation {
+            message: format!("invalid key value: {}", e.strip_backtrace()),
+        })
 }
 
 fn options_empty(options: &ast::WildcardAdditionalOptions) -> bool {
