@@ -75,9 +75,6 @@ struct ViewPart {
     /// the planned one (a version that changed only TTL, ONLINE or
     /// descriptions); `None` when the versions were the same.
     shape: Option<String>,
-    /// The state seen when planned: while it is still the current one,
-    /// the shape needs no comparison.
-    planned_state: Option<Arc<Materialization>>,
     /// The view's columns' types, as stored online.
     types: Vec<DataType>,
     /// Positions of the key columns among the view's columns, in the
@@ -434,7 +431,6 @@ impl Session {
                     .materialization(name)
                     .filter(|m| m.version != view.version)
                     .map(|_| shape_of(view)),
-                planned_state: online.materialization(name),
                 types,
                 key_positions,
                 mapping: Vec::new(),
@@ -562,19 +558,7 @@ impl Session {
         let mut plain = true;
         for item in &select.projection {
             match item {
-                SelectItem::Wildcard(options) if options_empty(options) => {
-                    for (i, field) in row_schema.fields().iter().enumerate() {
-                        columns.push(i);
-                        output_fields.push(field.as_ref().clone());
-                    }
-                }
-                SelectItem::QualifiedWildcard(
-                    ast::SelectItemQualifiedWildcardKind::ObjectName(q),
-                    options,
-                ) if options_empty(options)
-                    && q.0.len() == 1
-                    && q.0[0].as_ident().map(normalize_ident).as_ref() == qualifiers.first() =>
-                {
+                item if is_whole_row(item, &qualifiers) => {
                     for (i, field) in row_schema.fields().iter().enumerate() {
                         columns.push(i);
                         output_fields.push(field.as_ref().clone());
@@ -754,13 +738,9 @@ impl Session {
             }
             match online.materialization(&part.name) {
                 Some(state)
-                    if part
-                        .planned_state
-                        .as_ref()
-                        .is_some_and(|planned| Arc::ptr_eq(planned, &state))
-                        || (state.online
-                            && (state.version == part.version
-                                || part.shape.as_ref() == Some(&state.shape))) =>
+                    if state.online
+                        && (state.version == part.version
+                            || part.shape.as_ref() == Some(&state.shape)) =>
                 {
                     states.push(state)
                 }
@@ -805,11 +785,9 @@ impl Session {
             },
         }
         let mut encoded: Vec<(Vec<ScalarValue>, Vec<u8>)> = Vec::with_capacity(key_values.len());
-        let mut seen: std::collections::HashSet<Vec<u8>, ahash::RandomState> =
-            std::collections::HashSet::with_capacity_and_hasher(
-                key_values.len(),
-                Default::default(),
-            );
+        // Each key once; a single key needs no set.
+        let mut seen: std::collections::HashSet<Vec<u8>, ahash::RandomState> = Default::default();
+        let many = key_values.len() > 1;
         'keys: for values in key_values {
             let mut typed = Vec::with_capacity(values.len());
             let mut bytes = Vec::new();
@@ -830,7 +808,7 @@ impl Session {
                 codec::encode_scalar(&value, &mut bytes)?;
                 typed.push(value);
             }
-            if seen.insert(bytes.clone()) {
+            if !many || seen.insert(bytes.clone()) {
                 encoded.push((typed, bytes));
             }
         }
@@ -972,6 +950,22 @@ fn key_value(value: ScalarValue, data_type: &DataType) -> Result<Option<ScalarVa
         .map_err(|e| Error::InvalidTextRepresentation {
             message: format!("invalid key value: {}", e.strip_backtrace()),
         })
+}
+
+/// `*` or `relation.*` without options.
+fn is_whole_row(item: &SelectItem, qualifiers: &[String]) -> bool {
+    match item {
+        SelectItem::Wildcard(options) => options_empty(options),
+        SelectItem::QualifiedWildcard(
+            ast::SelectItemQualifiedWildcardKind::ObjectName(q),
+            options,
+        ) => {
+            options_empty(options)
+                && q.0.len() == 1
+                && q.0[0].as_ident().map(normalize_ident).as_ref() == qualifiers.first()
+        }
+        _ => false,
+    }
 }
 
 fn options_empty(options: &ast::WildcardAdditionalOptions) -> bool {

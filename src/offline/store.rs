@@ -273,6 +273,9 @@ impl OfflineStore {
 
     /// Creates a schema featuredb itself keeps tables in, if missing.
     pub async fn ensure_internal_schema(&self, schema: &str) -> Result<()> {
+        if self.schema_exists(schema) {
+            return Ok(());
+        }
         self.create_namespace(schema, true).await.map(|_| ())
     }
 

@@ -342,11 +342,7 @@ impl OnlineStore {
         let mut state = state.derive(view);
         let previous = self.materialization(view);
         let name_key = serde_json::to_string(view).map_err(storage("encoding a view name"))?;
-        let _commit = self
-            .fill_lock
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let write = self.begin_durable_write()?;
+        let (_commit, write) = self.begin_state_change()?;
         let mut changed: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let base: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.rows_table);
         let delta: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.delta_table);
@@ -535,11 +531,7 @@ impl OnlineStore {
             return Ok(None);
         };
         let name_key = serde_json::to_string(view).map_err(storage("encoding a view name"))?;
-        let _commit = self
-            .fill_lock
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let write = self.begin_durable_write()?;
+        let (_commit, write) = self.begin_state_change()?;
         delete_rows_tables(&write, &previous)?;
         {
             let mut table = write
@@ -555,6 +547,18 @@ impl OnlineStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(view);
         Ok(Some(previous))
+    }
+
+    /// A durable write transaction that changes online rows, with the
+    /// fill lock held so that no cache fill interleaves with it.
+    fn begin_state_change(
+        &self,
+    ) -> Result<(std::sync::RwLockWriteGuard<'_, ()>, redb::WriteTransaction)> {
+        let commit = self
+            .fill_lock
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok((commit, self.begin_durable_write()?))
     }
 
     /// A write transaction whose commit returns once it is on disk.

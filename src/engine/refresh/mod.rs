@@ -412,7 +412,7 @@ impl Session {
                         job.rows_in,
                         job.rows_out,
                         job.online_keys,
-                        started.elapsed().as_secs_f64()
+                        job.duration_ms.unwrap_or_default() / 1000.0
                     ),
                 ));
             }
