@@ -112,6 +112,13 @@ pub enum Error {
     #[error("current transaction is aborted, commands ignored until end of transaction block")]
     InFailedTransaction,
 
+    /// A savepoint command outside a transaction block (25P01).
+    #[error("{0} can only be used in transaction blocks")]
+    NoActiveTransaction(&'static str),
+
+    #[error("savepoint \"{0}\" does not exist")]
+    UndefinedSavepoint(String),
+
     #[error("{0}")]
     FeatureNotSupported(String),
 

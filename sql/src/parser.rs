@@ -246,13 +246,14 @@ fn classify(statement: ast::Statement) -> Result<Statement, ParseError> {
             savepoint: None, ..
         } => Statement::Transaction(TransactionStatement::Rollback),
         S::Rollback {
-            savepoint: Some(_), ..
+            savepoint: Some(name),
+            ..
+        } => Statement::Transaction(TransactionStatement::RollbackTo(normalize_ident(&name))),
+        S::Savepoint { name } => {
+            Statement::Transaction(TransactionStatement::Savepoint(normalize_ident(&name)))
         }
-        | S::Savepoint { .. }
-        | S::ReleaseSavepoint { .. } => {
-            return Err(ParseError::unsupported(
-                "savepoints are not supported: featuredb commits every statement on its own",
-            ));
+        S::ReleaseSavepoint { name } => {
+            Statement::Transaction(TransactionStatement::Release(normalize_ident(&name)))
         }
         S::Discard { object_type } => {
             if object_type == ast::DiscardObject::ALL {

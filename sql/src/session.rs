@@ -37,11 +37,17 @@ pub enum ResetStatement {
     Variable(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransactionStatement {
     Begin,
     Commit,
     Rollback,
+    /// `SAVEPOINT name`: statements commit on their own, so a savepoint
+    /// only marks the block for `ROLLBACK TO` (clients such as SQLAlchemy
+    /// and psycopg's nested transactions issue them).
+    Savepoint(String),
+    Release(String),
+    RollbackTo(String),
 }
 
 /// Canonical spelling of multi-word parameter names.

@@ -44,7 +44,11 @@ impl Statement {
             Statement::Reset(_) => "RESET",
             Statement::Transaction(TransactionStatement::Begin) => "BEGIN",
             Statement::Transaction(TransactionStatement::Commit) => "COMMIT",
-            Statement::Transaction(TransactionStatement::Rollback) => "ROLLBACK",
+            Statement::Transaction(
+                TransactionStatement::Rollback | TransactionStatement::RollbackTo(_),
+            ) => "ROLLBACK",
+            Statement::Transaction(TransactionStatement::Savepoint(_)) => "SAVEPOINT",
+            Statement::Transaction(TransactionStatement::Release(_)) => "RELEASE",
             Statement::DiscardAll => "DISCARD ALL",
             Statement::Feature(feature) => feature.command_tag(),
         }

@@ -17,6 +17,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use featuredb_catalog::{ColumnType, DEFAULT_DATABASE, QualifiedName, Registry};
 
+use super::pg_catalog::PG_CATALOG_SCHEMA;
 use super::system_tables::{REGISTRY_SCHEMA, RegistrySchema};
 use crate::offline::{IcebergTableProvider, OfflineStore};
 use crate::online::OnlineStore;
@@ -31,14 +32,33 @@ impl FeatureDbCatalogList {
         store: Arc<OfflineStore>,
         registry: Arc<Registry>,
         online: Arc<OnlineStore>,
-    ) -> Self {
-        Self {
+    ) -> DFResult<Self> {
+        // pg_catalog describes the user's relations; it reads them through
+        // a catalog list of its own (without pg_catalog), so that the two
+        // do not own each other.
+        let described = Arc::new(Self {
             catalog: Arc::new(FeatureDbCatalog {
-                store,
-                registry,
-                online,
+                store: store.clone(),
+                registry: registry.clone(),
+                online: online.clone(),
+                pg_catalog: None,
             }),
-        }
+        });
+        Ok(Self {
+            catalog: Arc::new(FeatureDbCatalog {
+                store: store.clone(),
+                registry: registry.clone(),
+                online: online.clone(),
+                pg_catalog: Some(super::pg_catalog::schema(
+                    described,
+                    super::pg_catalog::Relations::new(
+                        store.clone(),
+                        registry.clone(),
+                        online.clone(),
+                    ),
+                )?),
+            }),
+        })
     }
 }
 
@@ -69,6 +89,7 @@ pub struct FeatureDbCatalog {
     store: Arc<OfflineStore>,
     registry: Arc<Registry>,
     online: Arc<OnlineStore>,
+    pg_catalog: Option<Arc<dyn SchemaProvider>>,
 }
 
 impl std::fmt::Debug for FeatureDbCatalog {
@@ -85,10 +106,16 @@ impl CatalogProvider for FeatureDbCatalog {
     fn schema_names(&self) -> Vec<String> {
         let mut names = self.store.schema_names();
         names.push(REGISTRY_SCHEMA.to_string());
+        if self.pg_catalog.is_some() {
+            names.push(PG_CATALOG_SCHEMA.to_string());
+        }
         names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == PG_CATALOG_SCHEMA {
+            return self.pg_catalog.clone();
+        }
         if name == REGISTRY_SCHEMA {
             return Some(Arc::new(RegistrySchema::new(
                 self.registry.clone(),

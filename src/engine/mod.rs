@@ -9,6 +9,7 @@ pub mod features;
 pub mod functions;
 pub mod lookup;
 pub mod outcome;
+pub mod pg_catalog;
 pub mod pg_semantics;
 pub mod plan;
 pub mod refresh;
@@ -103,7 +104,7 @@ impl Engine {
                 offline.clone(),
                 registry.clone(),
                 online.clone(),
-            )),
+            )?),
             offline,
             online,
             registry,
@@ -121,6 +122,15 @@ impl Engine {
 
     pub(crate) fn catalogs(&self) -> Arc<FeatureDbCatalogList> {
         self.catalogs.clone()
+    }
+
+    /// featuredb's objects as PostgreSQL's catalog describes them.
+    pub(crate) fn catalog_relations(&self) -> pg_catalog::Relations {
+        pg_catalog::Relations::new(
+            self.offline.clone(),
+            self.registry.clone(),
+            self.online.clone(),
+        )
     }
 
     pub(crate) fn runtime(&self) -> Arc<RuntimeEnv> {

@@ -172,8 +172,14 @@ impl Session {
                 }
             }
             Statement::Query(ast) => {
-                self.plan_query_statement(sql, ast, declared, &mut prepared)
-                    .await?;
+                let known = super::pg_catalog::known_query(sql);
+                self.plan_query_statement(
+                    sql,
+                    known.as_ref().unwrap_or(ast),
+                    declared,
+                    &mut prepared,
+                )
+                .await?;
             }
             Statement::Show(ShowStatement::All) => {
                 prepared.description =
@@ -269,6 +275,7 @@ impl Session {
         declared: &[Option<DataType>],
     ) -> Result<(LogicalPlan, Vec<DataType>)> {
         let mut statement = statement.clone();
+        super::pg_catalog::rewrite(&mut statement);
         let search_path = self.effective_search_path();
         let default_schema = self.default_schema();
         NameResolver::new(
@@ -401,7 +408,7 @@ impl Session {
             Statement::Set(set) => self.set(set)?,
             Statement::Show(show) => self.show(show)?,
             Statement::Reset(reset) => self.reset(reset)?,
-            Statement::Transaction(control) => self.transaction_control(*control),
+            Statement::Transaction(control) => self.transaction_control(control)?,
             Statement::DiscardAll => self.discard_all()?,
             Statement::Feature(feature) => self.feature_statement(&prepared.sql, feature).await?,
         };
@@ -430,6 +437,11 @@ impl Session {
         let plan = if params.is_empty() {
             plan
         } else {
+            let params = if matches!(plan, LogicalPlan::Dml(_)) {
+                cast_to_placeholder_types(&plan, params)?
+            } else {
+                params
+            };
             plan.with_param_values(ParamValues::List(
                 params.into_iter().map(Into::into).collect(),
             ))
@@ -533,6 +545,29 @@ impl Session {
 /// Types of parameters that appear only inside a cast (`$1::date`):
 /// PostgreSQL infers the cast's type for them, DataFusion leaves them
 /// untyped.
+/// An INSERT's placeholders take the types of the columns they fill, even
+/// when the client declared another type for the parameter (psycopg sends
+/// a small Python int as int2): the values are converted to the
+/// placeholders' types, as PostgreSQL assigns them to the columns.
+fn cast_to_placeholder_types(
+    plan: &LogicalPlan,
+    params: Vec<ScalarValue>,
+) -> Result<Vec<ScalarValue>> {
+    let types = plan.get_parameter_types().map_err(Error::from_datafusion)?;
+    params
+        .into_iter()
+        .enumerate()
+        .map(
+            |(index, value)| match types.get(&format!("${}", index + 1)) {
+                Some(Some(data_type)) if value.data_type() != *data_type => {
+                    value.cast_to(data_type).map_err(Error::from_datafusion)
+                }
+                _ => Ok(value),
+            },
+        )
+        .collect()
+}
+
 fn parameter_cast_types(plan: &LogicalPlan) -> Result<std::collections::HashMap<String, DataType>> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::{Cast, Expr, TryCast, expr::Placeholder};

@@ -42,6 +42,9 @@ pub struct Session {
     transaction: TransactionState,
     /// Writes committed inside the current transaction block.
     writes_in_block: u64,
+    /// Savepoints of the current block, oldest first, with the writes
+    /// committed in the block when each was set.
+    savepoints: Vec<(String, u64)>,
     notices: Vec<Notice>,
     /// Where progress notices go while a statement runs (the connection
     /// sends them at once); without one they wait for the statement's end.
@@ -70,6 +73,7 @@ impl Session {
             .with_query_planner(Arc::new(super::asof::planner::FeatureDbQueryPlanner))
             .build();
         let ctx = SessionContext::new_with_state(state);
+        super::pg_catalog::register_functions(&ctx, &engine.catalog_relations());
         functions::register_static(&ctx, user, backend_pid);
         ctx.add_analyzer_rule(Arc::new(super::timestamps::SessionTimeZoneCasts));
         // After type coercion and the time zone casts: AS OF joins are
@@ -96,6 +100,7 @@ impl Session {
             backend_pid,
             transaction: TransactionState::Idle,
             writes_in_block: 0,
+            savepoints: Vec::new(),
             notices: Vec::new(),
             progress_sink: None,
             reported: Vec::new(),
@@ -234,6 +239,11 @@ impl Session {
             .collect();
         let output = self.output_context();
         functions::register_settings(&self.ctx, search_path.first().cloned(), values, output);
+        super::pg_catalog::register_search_path_functions(
+            &self.ctx,
+            &self.engine.catalog_relations(),
+            &self.settings.search_path(),
+        );
     }
 
     /// The schema DataFusion resolves unqualified names in.
@@ -253,7 +263,9 @@ impl Session {
             && !matches!(
                 statement,
                 Statement::Transaction(
-                    TransactionStatement::Rollback | TransactionStatement::Commit
+                    TransactionStatement::Rollback
+                        | TransactionStatement::Commit
+                        | TransactionStatement::RollbackTo(_)
                 )
             )
         {
@@ -276,8 +288,17 @@ impl Session {
         }
     }
 
-    pub(crate) fn transaction_control(&mut self, statement: TransactionStatement) -> Outcome {
-        let tag = match (statement, self.transaction) {
+    pub(crate) fn transaction_control(
+        &mut self,
+        statement: &TransactionStatement,
+    ) -> Result<Outcome> {
+        let tag = match (statement.clone(), self.transaction) {
+            (
+                TransactionStatement::Savepoint(_)
+                | TransactionStatement::Release(_)
+                | TransactionStatement::RollbackTo(_),
+                _,
+            ) => return self.savepoint_control(statement),
             (TransactionStatement::Begin, TransactionState::Idle) => {
                 self.transaction = TransactionState::InBlock;
                 self.writes_in_block = 0;
@@ -296,7 +317,7 @@ impl Session {
                     "25P01",
                     "there is no transaction in progress",
                 ));
-                if statement == TransactionStatement::Commit {
+                if *statement == TransactionStatement::Commit {
                     "COMMIT"
                 } else {
                     "ROLLBACK"
@@ -323,12 +344,64 @@ impl Session {
                 "ROLLBACK"
             }
         };
-        self.writes_in_block = if self.transaction == TransactionState::Idle {
-            0
-        } else {
-            self.writes_in_block
-        };
-        Outcome::Command(CommandTag::new(tag))
+        if self.transaction == TransactionState::Idle {
+            self.writes_in_block = 0;
+            self.savepoints.clear();
+        }
+        Ok(Outcome::Command(CommandTag::new(tag)))
+    }
+
+    /// SAVEPOINT, RELEASE and ROLLBACK TO inside a block.
+    fn savepoint_control(&mut self, statement: &TransactionStatement) -> Result<Outcome> {
+        match statement {
+            TransactionStatement::Savepoint(name) => {
+                if self.transaction == TransactionState::Idle {
+                    return Err(Error::NoActiveTransaction("SAVEPOINT"));
+                }
+                self.savepoints.push((name.clone(), self.writes_in_block));
+                Ok(Outcome::Command(CommandTag::new("SAVEPOINT")))
+            }
+            TransactionStatement::Release(name) => {
+                if self.transaction == TransactionState::Idle {
+                    return Err(Error::NoActiveTransaction("RELEASE SAVEPOINT"));
+                }
+                let position = self.savepoint_position(name)?;
+                self.savepoints.truncate(position);
+                Ok(Outcome::Command(CommandTag::new("RELEASE")))
+            }
+            TransactionStatement::RollbackTo(name) => {
+                if self.transaction == TransactionState::Idle {
+                    return Err(Error::NoActiveTransaction("ROLLBACK TO SAVEPOINT"));
+                }
+                let position = self.savepoint_position(name)?;
+                // The savepoint stays, later ones go; the block is usable again.
+                let writes_before = self.savepoints[position].1;
+                self.savepoints.truncate(position + 1);
+                self.transaction = TransactionState::InBlock;
+                if self.writes_in_block > writes_before {
+                    self.notice(Notice::warning(
+                        "01000",
+                        format!(
+                            "featuredb commits every statement immediately: {} write statement(s) \
+                             since savepoint \"{name}\" were committed and are not rolled back",
+                            self.writes_in_block - writes_before
+                        ),
+                    ));
+                }
+                Ok(Outcome::Command(CommandTag::new("ROLLBACK")))
+            }
+            TransactionStatement::Begin
+            | TransactionStatement::Commit
+            | TransactionStatement::Rollback => Err(Error::internal("not a savepoint command")),
+        }
+    }
+
+    /// The index of the newest savepoint called `name` (3B001 if none).
+    fn savepoint_position(&self, name: &str) -> Result<usize> {
+        self.savepoints
+            .iter()
+            .rposition(|(n, _)| n == name)
+            .ok_or_else(|| Error::UndefinedSavepoint(name.to_string()))
     }
 
     pub(crate) fn set(&mut self, set: &SetStatement) -> Result<Outcome> {

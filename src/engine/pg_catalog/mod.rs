@@ -1,0 +1,255 @@
+//! PostgreSQL's system catalog as clients probe it: psql's `\d`, drivers'
+//! type introspection, SQLAlchemy's inspector, BI tools' schema browsers.
+//!
+//! Most of `pg_catalog` comes from datafusion-pg-catalog: PostgreSQL 15's
+//! static tables (`pg_type` with the real OIDs, `pg_proc`, `pg_operator`,
+//! `pg_am`, …), catalog functions, and SQL rewrites that make the catalog
+//! queries clients send plannable by DataFusion (`::regclass`, `= ANY`,
+//! unqualified `pg_class`, `pg_catalog.` qualifiers, …). The tables that
+//! describe featuredb's own objects (`pg_namespace`, `pg_class`,
+//! `pg_attribute`, `pg_description`, `pg_views`) are built here from the
+//! offline store and the registry, live on every query, so that columns
+//! carry their declared types (`numeric(10,2)`, `timestamp with time zone`,
+//! `text[]`) and feature views and services appear as views.
+
+mod functions;
+mod relations;
+mod rewrite;
+
+use std::any::Any;
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, ListArray, StringArray};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::catalog::{CatalogProviderList, SchemaProvider, TableProvider};
+use datafusion::datasource::MemTable;
+use datafusion::error::{DataFusionError, Result as DFResult};
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
+use datafusion::prelude::SessionContext;
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_pg_catalog::pg_catalog::{
+    self as pg, PgCatalogSchemaProvider, PgCatalogStaticTables, format_type, has_privilege_udf,
+    pg_get_expr_udf, quote_ident_udf,
+};
+
+pub use relations::Relations;
+pub use rewrite::{known_query, rewrite};
+
+pub const PG_CATALOG_SCHEMA: &str = "pg_catalog";
+
+/// The snapshot of PostgreSQL 15's static catalog tables (types, operators,
+/// functions, casts), loaded once per process.
+static STATIC_TABLES: LazyLock<DFResult<Arc<PgCatalogStaticTables>>> =
+    LazyLock::new(|| PgCatalogStaticTables::try_new().map(Arc::new));
+
+fn static_tables() -> DFResult<Arc<PgCatalogStaticTables>> {
+    STATIC_TABLES
+        .as_ref()
+        .map(Arc::clone)
+        .map_err(|e| DataFusionError::Internal(format!("loading pg_catalog: {e}")))
+}
+
+/// The `pg_catalog` schema. `described` is the catalog the crate's generic
+/// tables (`pg_tables`, `pg_database`) list.
+pub fn schema(
+    described: Arc<dyn CatalogProviderList>,
+    relations: Relations,
+) -> DFResult<Arc<dyn SchemaProvider>> {
+    let generic =
+        PgCatalogSchemaProvider::try_new(described, static_tables()?, EmptyContextProvider)?;
+    Ok(Arc::new(PgCatalog { generic, relations }))
+}
+
+struct PgCatalog {
+    generic: PgCatalogSchemaProvider<Arc<dyn CatalogProviderList>, EmptyContextProvider>,
+    relations: Relations,
+}
+
+impl std::fmt::Debug for PgCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgCatalog")
+    }
+}
+
+fn memtable(batch: datafusion::arrow::array::RecordBatch) -> DFResult<Arc<dyn TableProvider>> {
+    Ok(Arc::new(MemTable::try_new(
+        batch.schema(),
+        vec![vec![batch]],
+    )?))
+}
+
+#[async_trait]
+impl SchemaProvider for PgCatalog {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        self.generic.table_names()
+    }
+
+    async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        let name = name.to_ascii_lowercase();
+        let ours = match name.as_str() {
+            "pg_namespace" => relations::pg_namespace(&self.relations.schemas())?,
+            "pg_class" => relations::pg_class(&self.relations.relations().await?)?,
+            "pg_attribute" => relations::pg_attribute(&self.relations.relations().await?)?,
+            "pg_views" => relations::pg_views(&self.relations.relations().await?)?,
+            "pg_description" => {
+                // PostgreSQL's descriptions of built-in objects, then ours.
+                let builtin = static_tables()?.pg_description.clone();
+                let mut batches = builtin.data().to_vec();
+                batches.push(relations::pg_description(
+                    &self.relations.relations().await?,
+                    &builtin.schema(),
+                )?);
+                return Ok(Some(Arc::new(MemTable::try_new(
+                    builtin.schema(),
+                    vec![batches],
+                )?)));
+            }
+            "pg_policy" => return row_policies().map(Some),
+            _ => return self.generic.table(&name).await,
+        };
+        memtable(ours).map(Some)
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.generic.table_exist(name)
+    }
+}
+
+/// `pg_policy`, empty (featuredb has no row-level security), with
+/// `polroles` typed as the oid array it is: psql compares it with `= ANY`.
+fn row_policies() -> DFResult<Arc<dyn TableProvider>> {
+    let builtin = static_tables()?.pg_policy.schema();
+    let fields: Vec<Field> = builtin
+        .fields()
+        .iter()
+        .map(|f| {
+            if f.name() == "polroles" {
+                Field::new(
+                    "polroles",
+                    DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true))),
+                    true,
+                )
+            } else {
+                f.as_ref().clone()
+            }
+        })
+        .collect();
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
+}
+
+/// Registers the catalog functions clients call. featuredb's own versions
+/// of session-dependent functions (`current_user`, `current_schema`,
+/// `current_database`, …) are registered after these and take precedence.
+pub fn register_functions(ctx: &SessionContext, relations: &Relations) {
+    functions::register(ctx, relations);
+    for udf in [
+        pg::create_pg_get_userbyid_udf(),
+        has_privilege_udf::create_has_privilege_udf("has_table_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_schema_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_database_privilege"),
+        has_privilege_udf::create_has_privilege_udf("has_any_column_privilege"),
+        format_type::create_format_type_udf(),
+        pg_get_expr_udf::create_pg_get_expr_udf(),
+        pg::create_pg_get_partkeydef_udf(),
+        pg::create_pg_relation_is_publishable_udf(),
+        pg::create_pg_get_statisticsobjdef_columns_udf(),
+        pg::create_pg_encoding_to_char_udf(),
+        pg::create_pg_stat_get_numscans(),
+        pg::create_pg_get_constraintdef(),
+        pg::create_pg_get_partition_ancestors_udf(),
+        quote_ident_udf::create_quote_ident_udf(),
+        quote_ident_udf::create_parse_ident_udf(),
+        always_visible("pg_function_is_visible"),
+        always_visible("pg_type_is_visible"),
+    ] {
+        ctx.register_udf(udf);
+    }
+    // Loading cannot fail once the engine (which built `schema`) exists.
+    if let Ok(static_tables) = static_tables() {
+        ctx.register_udtf("pg_get_keywords", static_tables.pg_get_keywords.clone());
+    }
+}
+
+/// Functions and types all live in `pg_catalog`, which is always searched.
+fn always_visible(name: &str) -> ScalarUDF {
+    create_udf(
+        name,
+        vec![DataType::Int32],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let rows = ColumnarValue::values_to_arrays(args)?[0].len();
+            Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(vec![
+                true;
+                rows
+            ]))))
+        }),
+    )
+}
+
+/// Registers the functions that depend on the session's search path:
+/// `pg_table_is_visible` (a relation in a schema on the path) and
+/// `current_schemas`.
+pub fn register_search_path_functions(
+    ctx: &SessionContext,
+    relations: &Relations,
+    search_path: &[String],
+) {
+    let relations = relations.clone();
+    let path: Vec<String> = search_path.to_vec();
+    ctx.register_udf(create_udf(
+        "pg_table_is_visible",
+        vec![DataType::Int32],
+        DataType::Boolean,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let visible: HashSet<i32> = path
+                .iter()
+                .flat_map(|schema| relations.relation_oids_in(schema))
+                .collect();
+            let oids = ColumnarValue::values_to_arrays(args)?;
+            let oids = datafusion::common::cast::as_int32_array(&oids[0])?;
+            let result: BooleanArray = oids
+                .iter()
+                .map(|oid| oid.map(|oid| visible.contains(&oid)))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(result)))
+        }),
+    ));
+    let explicit: Vec<String> = search_path.to_vec();
+    ctx.register_udf(create_udf(
+        "current_schemas",
+        vec![DataType::Boolean],
+        DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let include_implicit = ColumnarValue::values_to_arrays(args)?;
+            let include_implicit =
+                datafusion::common::cast::as_boolean_array(&include_implicit[0])?;
+            let mut values: Vec<&str> = Vec::new();
+            let mut offsets = vec![0usize];
+            for row in 0..include_implicit.len() {
+                if include_implicit.is_valid(row) && include_implicit.value(row) {
+                    values.push(PG_CATALOG_SCHEMA);
+                }
+                values.extend(explicit.iter().map(String::as_str));
+                offsets.push(values.len());
+            }
+            let list = ListArray::new(
+                Arc::new(Field::new_list_field(DataType::Utf8, true)),
+                OffsetBuffer::from_lengths(offsets.windows(2).map(|w| w[1] - w[0])),
+                Arc::new(StringArray::from(values)) as ArrayRef,
+                None,
+            );
+            Ok(ColumnarValue::Array(Arc::new(list)))
+        }),
+    ));
+}

@@ -1,0 +1,658 @@
+//! featuredb's objects as rows of PostgreSQL's catalog: schemas in
+//! `pg_namespace`, tables (kind `r`) and feature views, services and the
+//! registry's system tables (kind `v`) in `pg_class`, their columns with
+//! real type OIDs and modifiers in `pg_attribute`, descriptions in
+//! `pg_description`, definitions in `pg_views`.
+//!
+//! Object ids are derived from names (a hash into the range PostgreSQL
+//! gives user objects), so they are the same in every session and after a
+//! restart, and no state is kept to hand them out. `pg_catalog` and
+//! `public` have PostgreSQL's own ids (11 and 2200), which some clients
+//! assume.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int16Array, Int32Array, ListArray, RecordBatch,
+    StringArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::SchemaProvider;
+use datafusion::error::Result as DFResult;
+use featuredb_catalog::{ColumnType, Registry};
+use pgwire::api::Type;
+
+use crate::engine::system_tables::{REGISTRY_SCHEMA, RegistrySchema};
+use crate::offline::OfflineStore;
+use crate::online::OnlineStore;
+use crate::pgtypes::oid::{array_type_of, pg_type};
+
+pub const PG_CATALOG_NAMESPACE_OID: i32 = 11;
+pub const PUBLIC_NAMESPACE_OID: i32 = 2200;
+/// `pg_class`'s own oid: the class of relation descriptions.
+const PG_CLASS_OID: i32 = 1259;
+/// The bootstrap superuser every object is owned by.
+const OWNER_OID: i32 = 10;
+/// PostgreSQL's first id for user objects.
+const FIRST_NORMAL_OBJECT_ID: u64 = 16384;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    Table,
+    View,
+}
+
+impl RelationKind {
+    fn relkind(self) -> &'static str {
+        match self {
+            RelationKind::Table => "r",
+            RelationKind::View => "v",
+        }
+    }
+}
+
+/// A column as `pg_attribute` describes it.
+#[derive(Debug, Clone)]
+pub struct Attribute {
+    pub name: String,
+    pub type_oid: u32,
+    pub typmod: i32,
+    pub dimensions: i32,
+    pub not_null: bool,
+}
+
+impl Attribute {
+    fn of_column_type(name: &str, column_type: &ColumnType, not_null: bool) -> Self {
+        let (type_oid, typmod, dimensions) = pg_column_type(column_type);
+        Self {
+            name: name.to_string(),
+            type_oid,
+            typmod,
+            dimensions,
+            not_null,
+        }
+    }
+
+    fn of_arrow(name: &str, data_type: &DataType, not_null: bool) -> Self {
+        let ty = pg_type(data_type);
+        let dimensions = i32::from(matches!(ty.kind(), postgres_types::Kind::Array(_)));
+        Self {
+            name: name.to_string(),
+            type_oid: ty.oid(),
+            typmod: -1,
+            dimensions,
+            not_null,
+        }
+    }
+}
+
+/// A relation as `pg_class` describes it.
+#[derive(Debug, Clone)]
+pub struct Relation {
+    pub oid: i32,
+    pub schema: String,
+    pub name: String,
+    pub kind: RelationKind,
+    pub attributes: Vec<Attribute>,
+    pub description: Option<String>,
+    /// The defining query of a view.
+    pub definition: Option<String>,
+}
+
+/// The type OID, type modifier and array dimensions of a declared column.
+fn pg_column_type(column_type: &ColumnType) -> (u32, i32, i32) {
+    match column_type {
+        ColumnType::Varchar { max_len } => (
+            Type::VARCHAR.oid(),
+            max_len.map_or(-1, |n| i32::try_from(n).unwrap_or(i32::MAX - 4) + 4),
+            0,
+        ),
+        ColumnType::Numeric { precision, scale } => (
+            Type::NUMERIC.oid(),
+            ((i32::from(*precision) << 16) | (i32::from(*scale) & 0xffff)) + 4,
+            0,
+        ),
+        ColumnType::Array(element) => {
+            let (element_oid, typmod, dimensions) = pg_column_type(element);
+            let array = Type::from_oid(element_oid)
+                .map(|t| array_type_of(&t))
+                .unwrap_or(Type::TEXT_ARRAY);
+            (array.oid(), typmod, dimensions + 1)
+        }
+        other => (pg_type(&other.to_arrow()).oid(), -1, 0),
+    }
+}
+
+/// A stable object id for a name: FNV-1a into [16384, 2^31).
+fn stable_oid(kind: &str, parts: &[&str]) -> i32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in std::iter::once(kind)
+        .chain(parts.iter().copied())
+        .flat_map(|part| part.bytes().chain(std::iter::once(0)))
+    {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let range = i32::MAX as u64 - FIRST_NORMAL_OBJECT_ID;
+    (FIRST_NORMAL_OBJECT_ID + hash % range) as i32
+}
+
+pub fn namespace_oid(schema: &str) -> i32 {
+    match schema {
+        "pg_catalog" => PG_CATALOG_NAMESPACE_OID,
+        "public" => PUBLIC_NAMESPACE_OID,
+        other => stable_oid("namespace", &[other]),
+    }
+}
+
+pub fn relation_oid(schema: &str, name: &str) -> i32 {
+    stable_oid("relation", &[schema, name])
+}
+
+/// Reads featuredb's objects for the catalog tables.
+#[derive(Clone)]
+pub struct Relations {
+    store: Arc<OfflineStore>,
+    registry: Arc<Registry>,
+    online: Arc<OnlineStore>,
+}
+
+impl std::fmt::Debug for Relations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Relations")
+    }
+}
+
+impl Relations {
+    pub fn new(
+        store: Arc<OfflineStore>,
+        registry: Arc<Registry>,
+        online: Arc<OnlineStore>,
+    ) -> Self {
+        Self {
+            store,
+            registry,
+            online,
+        }
+    }
+
+    /// Every schema, system schemas included, in name order.
+    pub fn schemas(&self) -> Vec<String> {
+        let mut names = self.store.schema_names();
+        names.extend(
+            [REGISTRY_SCHEMA, "pg_catalog", "information_schema"]
+                .into_iter()
+                .map(str::to_string),
+        );
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The ids of the relations in `schema` (for `pg_table_is_visible`).
+    pub fn relation_oids_in(&self, schema: &str) -> Vec<i32> {
+        let mut names = self.store.table_names(schema);
+        if schema == REGISTRY_SCHEMA {
+            names.extend(
+                RegistrySchema::new(self.registry.clone(), self.online.clone()).table_names(),
+            );
+        }
+        let registry = self.registry.snapshot();
+        names.extend(
+            registry
+                .views
+                .keys()
+                .chain(registry.services.keys())
+                .filter(|n| n.schema == schema)
+                .map(|n| n.name.clone()),
+        );
+        names
+            .iter()
+            .map(|name| relation_oid(schema, name))
+            .collect()
+    }
+
+    /// The description of the feature view or service with id `oid`.
+    pub fn description(&self, oid: i64) -> Option<String> {
+        let registry = self.registry.snapshot();
+        let views = registry
+            .views
+            .iter()
+            .map(|(n, v)| (n, v.current().description.clone()));
+        let services = registry
+            .services
+            .iter()
+            .map(|(n, s)| (n, s.current().description.clone()));
+        views
+            .chain(services)
+            .find(|(name, _)| i64::from(relation_oid(&name.schema, &name.name)) == oid)
+            .and_then(|(_, description)| description)
+    }
+
+    /// The defining query of the feature view (or statement of the
+    /// service) with id `oid`.
+    pub fn definition(&self, oid: i64) -> Option<String> {
+        let registry = self.registry.snapshot();
+        let views = registry
+            .views
+            .iter()
+            .map(|(n, v)| (n, v.current().query.clone()));
+        let services = registry
+            .services
+            .iter()
+            .map(|(n, s)| (n, s.current().sql.clone()));
+        views
+            .chain(services)
+            .find(|(name, _)| i64::from(relation_oid(&name.schema, &name.name)) == oid)
+            .map(|(_, definition)| definition)
+    }
+
+    /// Every relation a client can query, with its columns.
+    pub async fn relations(&self) -> DFResult<Vec<Relation>> {
+        let mut relations = Vec::new();
+        for schema in self.store.schema_names() {
+            for name in self.store.table_names(&schema) {
+                let Some(table) = self.store.table(&schema, &name) else {
+                    continue;
+                };
+                let attributes = table
+                    .definition()
+                    .columns
+                    .iter()
+                    .map(|c| Attribute::of_column_type(&c.name, &c.data_type, !c.nullable))
+                    .collect();
+                relations.push(Relation {
+                    oid: relation_oid(&schema, &name),
+                    schema: schema.clone(),
+                    name,
+                    kind: RelationKind::Table,
+                    attributes,
+                    description: None,
+                    definition: None,
+                });
+            }
+        }
+        let registry = self.registry.snapshot();
+        for (name, view) in &registry.views {
+            let current = view.current();
+            relations.push(Relation {
+                oid: relation_oid(&name.schema, &name.name),
+                schema: name.schema.clone(),
+                name: name.name.clone(),
+                kind: RelationKind::View,
+                attributes: current
+                    .columns
+                    .iter()
+                    .map(|c| match &c.column_type {
+                        Some(t) => Attribute::of_column_type(&c.name, t, false),
+                        None => Attribute::of_arrow(&c.name, &DataType::Utf8, false),
+                    })
+                    .collect(),
+                description: current.description.clone(),
+                definition: Some(current.query.clone()),
+            });
+        }
+        for (name, service) in &registry.services {
+            let current = service.current();
+            let keys = current
+                .keys
+                .iter()
+                .map(|k| Attribute::of_column_type(&k.name, &k.data_type, false));
+            let features = current.features.iter().map(|f| match &f.column_type {
+                Some(t) => Attribute::of_column_type(&f.output_name, t, false),
+                None => Attribute::of_arrow(&f.output_name, &DataType::Utf8, false),
+            });
+            relations.push(Relation {
+                oid: relation_oid(&name.schema, &name.name),
+                schema: name.schema.clone(),
+                name: name.name.clone(),
+                kind: RelationKind::View,
+                attributes: keys.chain(features).collect(),
+                description: current.description.clone(),
+                definition: Some(current.sql.clone()),
+            });
+        }
+        let system = RegistrySchema::new(self.registry.clone(), self.online.clone());
+        for name in system.table_names() {
+            let Some(table) = system.table(&name).await? else {
+                continue;
+            };
+            let schema = table.schema();
+            relations.push(Relation {
+                oid: relation_oid(REGISTRY_SCHEMA, &name),
+                schema: REGISTRY_SCHEMA.to_string(),
+                name,
+                kind: RelationKind::View,
+                attributes: schema
+                    .fields()
+                    .iter()
+                    .map(|f| Attribute::of_arrow(f.name(), f.data_type(), !f.is_nullable()))
+                    .collect(),
+                description: None,
+                definition: None,
+            });
+        }
+        Ok(relations)
+    }
+}
+
+fn strings<'a>(values: impl IntoIterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
+}
+
+fn optional_strings<'a>(values: impl IntoIterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(values.into_iter().collect::<StringArray>())
+}
+
+fn int32s(values: impl IntoIterator<Item = i32>) -> ArrayRef {
+    Arc::new(values.into_iter().collect::<Int32Array>())
+}
+
+fn repeat_i32(value: i32, rows: usize) -> ArrayRef {
+    int32s(std::iter::repeat_n(value, rows))
+}
+
+fn repeat_bool(value: bool, rows: usize) -> ArrayRef {
+    Arc::new(BooleanArray::from(vec![value; rows]))
+}
+
+fn repeat_str(value: &str, rows: usize) -> ArrayRef {
+    strings(std::iter::repeat_n(value, rows))
+}
+
+fn null_strings(rows: usize) -> ArrayRef {
+    optional_strings(std::iter::repeat_n(None, rows))
+}
+
+fn batch(fields: Vec<(Field, ArrayRef)>) -> DFResult<RecordBatch> {
+    let (fields, columns): (Vec<Field>, Vec<ArrayRef>) = fields.into_iter().unzip();
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
+fn field(name: &str, data_type: DataType, nullable: bool) -> Field {
+    Field::new(name, data_type, nullable)
+}
+
+pub fn pg_namespace(schemas: &[String]) -> DFResult<RecordBatch> {
+    let rows = schemas.len();
+    batch(vec![
+        (
+            field("oid", DataType::Int32, false),
+            int32s(schemas.iter().map(|s| namespace_oid(s))),
+        ),
+        (
+            field("nspname", DataType::Utf8, false),
+            strings(schemas.iter().map(String::as_str)),
+        ),
+        (
+            field("nspowner", DataType::Int32, false),
+            repeat_i32(OWNER_OID, rows),
+        ),
+        (field("nspacl", DataType::Utf8, true), null_strings(rows)),
+        (field("options", DataType::Utf8, true), null_strings(rows)),
+    ])
+}
+
+pub fn pg_class(relations: &[Relation]) -> DFResult<RecordBatch> {
+    let rows = relations.len();
+    let int32 =
+        |name: &str, value: i32| (field(name, DataType::Int32, false), repeat_i32(value, rows));
+    let boolean = |name: &str, value: bool| {
+        (
+            field(name, DataType::Boolean, false),
+            repeat_bool(value, rows),
+        )
+    };
+    let reloptions =
+        ListArray::new_null(Arc::new(Field::new_list_field(DataType::Utf8, true)), rows);
+    batch(vec![
+        (
+            field("oid", DataType::Int32, false),
+            int32s(relations.iter().map(|r| r.oid)),
+        ),
+        (
+            field("relname", DataType::Utf8, false),
+            strings(relations.iter().map(|r| r.name.as_str())),
+        ),
+        (
+            field("relnamespace", DataType::Int32, false),
+            int32s(relations.iter().map(|r| namespace_oid(&r.schema))),
+        ),
+        int32("reltype", 0),
+        int32("reloftype", 0),
+        int32("relowner", OWNER_OID),
+        int32("relam", 0),
+        (
+            field("relfilenode", DataType::Int32, false),
+            int32s(relations.iter().map(|r| r.oid)),
+        ),
+        int32("reltablespace", 0),
+        int32("relpages", 0),
+        (
+            field("reltuples", DataType::Float64, false),
+            Arc::new(Float64Array::from(vec![-1.0; rows])),
+        ),
+        int32("relallvisible", 0),
+        int32("reltoastrelid", 0),
+        boolean("relhasindex", false),
+        boolean("relisshared", false),
+        (
+            field("relpersistence", DataType::Utf8, false),
+            repeat_str("p", rows),
+        ),
+        (
+            field("relkind", DataType::Utf8, false),
+            strings(relations.iter().map(|r| r.kind.relkind())),
+        ),
+        (
+            field("relnatts", DataType::Int16, false),
+            Arc::new(
+                relations
+                    .iter()
+                    .map(|r| i16::try_from(r.attributes.len()).unwrap_or(i16::MAX))
+                    .collect::<Int16Array>(),
+            ),
+        ),
+        (
+            field("relchecks", DataType::Int16, false),
+            Arc::new(Int16Array::from(vec![0; rows])),
+        ),
+        boolean("relhasrules", false),
+        boolean("relhastriggers", false),
+        boolean("relhassubclass", false),
+        boolean("relrowsecurity", false),
+        boolean("relforcerowsecurity", false),
+        boolean("relispopulated", true),
+        (
+            field("relreplident", DataType::Utf8, false),
+            repeat_str("d", rows),
+        ),
+        boolean("relispartition", false),
+        int32("relrewrite", 0),
+        int32("relfrozenxid", 0),
+        int32("relminmxid", 0),
+        (field("relacl", DataType::Utf8, true), null_strings(rows)),
+        (
+            field("reloptions", reloptions.data_type().clone(), true),
+            Arc::new(reloptions),
+        ),
+        (
+            field("relpartbound", DataType::Utf8, true),
+            null_strings(rows),
+        ),
+    ])
+}
+
+pub fn pg_attribute(relations: &[Relation]) -> DFResult<RecordBatch> {
+    let columns: Vec<(i32, i16, &Attribute)> = relations
+        .iter()
+        .flat_map(|r| {
+            r.attributes
+                .iter()
+                .enumerate()
+                .map(move |(i, a)| (r.oid, i16::try_from(i + 1).unwrap_or(i16::MAX), a))
+        })
+        .collect();
+    let rows = columns.len();
+    let int32 =
+        |name: &str, value: i32| (field(name, DataType::Int32, false), repeat_i32(value, rows));
+    let boolean = |name: &str, value: bool| {
+        (
+            field(name, DataType::Boolean, false),
+            repeat_bool(value, rows),
+        )
+    };
+    let type_size =
+        |oid: u32| Type::from_oid(oid).map_or(-1, |t| crate::pgtypes::oid::type_size(&t));
+    batch(vec![
+        (
+            field("attrelid", DataType::Int32, false),
+            int32s(columns.iter().map(|c| c.0)),
+        ),
+        (
+            field("attname", DataType::Utf8, false),
+            strings(columns.iter().map(|c| c.2.name.as_str())),
+        ),
+        (
+            field("atttypid", DataType::Int32, false),
+            int32s(columns.iter().map(|c| c.2.type_oid as i32)),
+        ),
+        int32("attstattarget", -1),
+        (
+            field("attlen", DataType::Int16, false),
+            Arc::new(
+                columns
+                    .iter()
+                    .map(|c| type_size(c.2.type_oid))
+                    .collect::<Int16Array>(),
+            ),
+        ),
+        (
+            field("attnum", DataType::Int16, false),
+            Arc::new(columns.iter().map(|c| c.1).collect::<Int16Array>()),
+        ),
+        (
+            field("attndims", DataType::Int32, false),
+            int32s(columns.iter().map(|c| c.2.dimensions)),
+        ),
+        int32("attcacheoff", -1),
+        (
+            field("atttypmod", DataType::Int32, false),
+            int32s(columns.iter().map(|c| c.2.typmod)),
+        ),
+        (
+            field("attbyval", DataType::Boolean, false),
+            Arc::new(
+                columns
+                    .iter()
+                    .map(|c| Some((1..=8).contains(&type_size(c.2.type_oid))))
+                    .collect::<BooleanArray>(),
+            ),
+        ),
+        (
+            field("attalign", DataType::Utf8, false),
+            repeat_str("i", rows),
+        ),
+        (
+            field("attstorage", DataType::Utf8, false),
+            // PostgreSQL's typstorage: numeric "main", other
+            // variable-length types "extended".
+            strings(columns.iter().map(|c| match c.2.type_oid {
+                oid if oid == Type::NUMERIC.oid() => "m",
+                oid if type_size(oid) < 0 => "x",
+                _ => "p",
+            })),
+        ),
+        (
+            field("attcompression", DataType::Utf8, true),
+            null_strings(rows),
+        ),
+        (
+            field("attnotnull", DataType::Boolean, false),
+            Arc::new(
+                columns
+                    .iter()
+                    .map(|c| Some(c.2.not_null))
+                    .collect::<BooleanArray>(),
+            ),
+        ),
+        boolean("atthasdef", false),
+        boolean("atthasmissing", false),
+        (
+            field("attidentity", DataType::Utf8, false),
+            repeat_str("", rows),
+        ),
+        (
+            field("attgenerated", DataType::Utf8, false),
+            repeat_str("", rows),
+        ),
+        boolean("attisdropped", false),
+        boolean("attislocal", true),
+        int32("attinhcount", 0),
+        int32("attcollation", 0),
+        (field("attacl", DataType::Utf8, true), null_strings(rows)),
+        (
+            field("attoptions", DataType::Utf8, true),
+            null_strings(rows),
+        ),
+        (
+            field("attfdwoptions", DataType::Utf8, true),
+            null_strings(rows),
+        ),
+        (
+            field("attmissingval", DataType::Utf8, true),
+            null_strings(rows),
+        ),
+    ])
+}
+
+/// Descriptions of feature views and services (`COMMENT`-like, from their
+/// `description` option), in `pg_description`'s shape.
+pub fn pg_description(relations: &[Relation], schema: &SchemaRef) -> DFResult<RecordBatch> {
+    let described: Vec<&Relation> = relations
+        .iter()
+        .filter(|r| r.description.is_some())
+        .collect();
+    let rows = described.len();
+    Ok(RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            int32s(described.iter().map(|r| r.oid)),
+            repeat_i32(PG_CLASS_OID, rows),
+            repeat_i32(0, rows),
+            strings(
+                described
+                    .iter()
+                    .map(|r| r.description.as_deref().unwrap_or("")),
+            ),
+        ],
+    )?)
+}
+
+pub fn pg_views(relations: &[Relation]) -> DFResult<RecordBatch> {
+    let views: Vec<&Relation> = relations
+        .iter()
+        .filter(|r| r.definition.is_some())
+        .collect();
+    batch(vec![
+        (
+            field("schemaname", DataType::Utf8, true),
+            strings(views.iter().map(|r| r.schema.as_str())),
+        ),
+        (
+            field("viewname", DataType::Utf8, true),
+            strings(views.iter().map(|r| r.name.as_str())),
+        ),
+        (
+            field("viewowner", DataType::Utf8, true),
+            repeat_str("postgres", views.len()),
+        ),
+        (
+            field("definition", DataType::Utf8, true),
+            strings(views.iter().map(|r| r.definition.as_deref().unwrap_or(""))),
+        ),
+    ])
+}

@@ -1,0 +1,106 @@
+//! Catalog queries as PostgreSQL accepts them, rewritten into what
+//! DataFusion plans. Runs on every query before names are resolved; the
+//! rules only touch constructs DataFusion would otherwise reject.
+
+use std::ops::ControlFlow;
+use std::sync::LazyLock;
+
+use datafusion::sql::sqlparser::ast::{
+    self, Expr, FunctionArguments, SetExpr, TableFactor, VisitMut, VisitorMut,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+static COMPATIBILITY: LazyLock<PostgresCompatibilityParser> =
+    LazyLock::new(PostgresCompatibilityParser::new);
+
+/// Applies featuredb's rules, then datafusion-pg-catalog's.
+pub fn rewrite(statement: &mut ast::Statement) {
+    let _ = statement.visit(&mut ArraySubqueries);
+    let taken = std::mem::replace(
+        statement,
+        ast::Statement::Commit {
+            chain: false,
+            end: false,
+            modifier: None,
+        },
+    );
+    *statement = COMPATIBILITY.rewrite(taken);
+}
+
+/// Some catalog queries of psql and Grafana that no rule makes plannable
+/// are known by their text and replaced whole with equivalents
+/// (datafusion-pg-catalog's list: e.g. psql's row-policy, extended
+/// statistics and publication queries of `\d table`, all empty for
+/// featuredb). Returns the replacement when `sql` is one of them.
+pub fn known_query(sql: &str) -> Option<ast::Statement> {
+    if !mentions_pg_catalog(sql) {
+        return None;
+    }
+    let mut replaced = COMPATIBILITY.parse(sql).ok()?;
+    let original = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    if replaced.len() != 1 || original.len() != 1 {
+        return None;
+    }
+    let original = COMPATIBILITY.rewrite(original.into_iter().next()?);
+    let replaced = replaced.remove(0);
+    (replaced != original && matches!(replaced, ast::Statement::Query(_))).then_some(replaced)
+}
+
+/// `ARRAY(SELECT …)`, which DataFusion reads as a call of a function named
+/// `array`: becomes `(SELECT array_agg(v) FROM (SELECT …) AS t(v))`.
+///
+/// psql's `\d+` also asks for `ARRAY(SELECT … FROM unnest(tc.reloptions))`,
+/// a subquery over a column of the outer row that DataFusion cannot plan;
+/// featuredb relations have no storage options, so that form is an empty
+/// (NULL) text array.
+struct ArraySubqueries;
+
+impl VisitorMut for ArraySubqueries {
+    type Break = ();
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        let Expr::Function(function) = expr else {
+            return ControlFlow::Continue(());
+        };
+        let FunctionArguments::Subquery(query) = &function.args else {
+            return ControlFlow::Continue(());
+        };
+        if !function.name.to_string().eq_ignore_ascii_case("array") {
+            return ControlFlow::Continue(());
+        }
+        let replacement = if reads_a_table_function(query) {
+            "CAST(NULL AS TEXT[])".to_string()
+        } else {
+            format!("(SELECT array_agg(featuredb_array.v) FROM ({query}) AS featuredb_array(v))")
+        };
+        if let Ok(parsed) = Parser::new(&PostgreSqlDialect {})
+            .try_with_sql(&replacement)
+            .and_then(|mut parser| parser.parse_expr())
+        {
+            *expr = parsed;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn mentions_pg_catalog(sql: &str) -> bool {
+    sql.as_bytes()
+        .windows(b"pg_catalog".len())
+        .any(|w| w.eq_ignore_ascii_case(b"pg_catalog"))
+}
+
+fn reads_a_table_function(query: &ast::Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    select.from.iter().any(|from| {
+        matches!(
+            &from.relation,
+            TableFactor::Table { args: Some(_), .. }
+                | TableFactor::Function { .. }
+                | TableFactor::UNNEST { .. }
+        )
+    })
+}

@@ -1,0 +1,156 @@
+//! Real clients against the real server, each with a scripted session
+//! (`tests/clients/<client>/`). A script's output is compared with the
+//! output it is expected to print, so a change in what a client sees (a
+//! catalog column, a type name, an error) fails here.
+//!
+//! The clients are installed by the tests: psql from Debian's
+//! postgresql-client when it is missing, Python drivers in a virtualenv
+//! under `target/` from pinned versions.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::TestServer;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Installs a Debian package when `command` is not on the PATH.
+fn ensure_command(command: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {command}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return;
+    }
+    let status = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package}"
+            ),
+        ])
+        .status()
+        .expect("apt-get");
+    assert!(status.success(), "installing {package} for {command}");
+}
+
+/// A virtualenv with the pinned Python clients, created once and reused.
+fn python_clients() -> PathBuf {
+    let venv = root().join("target/clients-venv");
+    let python = venv.join("bin/python");
+    let requirements = root().join("tests/clients/python/requirements.txt");
+    let stamp = venv.join("installed-requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return python;
+    }
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .expect("python3 -m venv");
+    assert!(status.success(), "creating {}", venv.display());
+    let status = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&requirements)
+        .status()
+        .expect("pip install");
+    assert!(
+        status.success(),
+        "pip install -r {}",
+        requirements.display()
+    );
+    std::fs::write(&stamp, wanted).unwrap();
+    python
+}
+
+/// Compares `actual` with the expected file; `UPDATE_EXPECTED=1` rewrites
+/// the file instead (review the diff before committing it).
+fn assert_expected(actual: &str, expected_file: &Path) {
+    if std::env::var_os("UPDATE_EXPECTED").is_some() {
+        std::fs::write(expected_file, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(expected_file).unwrap_or_default();
+    if actual != expected {
+        let diff: Vec<String> = expected
+            .lines()
+            .zip(actual.lines())
+            .enumerate()
+            .filter(|(_, (e, a))| e != a)
+            .take(10)
+            .map(|(i, (e, a))| format!("line {}:\n  expected: {e}\n  actual:   {a}", i + 1))
+            .collect();
+        panic!(
+            "output differs from {} ({} vs {} lines)\n{}\n--- actual output ---\n{actual}",
+            expected_file.display(),
+            expected.lines().count(),
+            actual.lines().count(),
+            diff.join("\n")
+        );
+    }
+}
+
+#[test]
+fn psql_session() {
+    ensure_command("psql", "postgresql-client");
+    let server = TestServer::start();
+    let dir = root().join("tests/clients/psql");
+    let output = Command::new("psql")
+        .current_dir(root())
+        .args(["-X", "-h", "127.0.0.1", "-U", "test", "-d", "featuredb"])
+        .args(["-p", &server.port.to_string()])
+        .arg("-f")
+        .arg(dir.join("session.sql"))
+        .env("PGTZ", "UTC")
+        .output()
+        .expect("run psql");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // Timings vary from run to run; the rest is exact.
+    let mut actual: String = stdout
+        .lines()
+        .filter(|line| !line.starts_with("Time: "))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    actual.push_str("--- stderr ---\n");
+    actual.push_str(&stderr.replace(
+        &dir.join("session.sql").display().to_string(),
+        "session.sql",
+    ));
+    assert_expected(&actual, &dir.join("expected.out"));
+}
+
+#[test]
+fn python_drivers() {
+    let python = python_clients();
+    let server = TestServer::start();
+    for script in ["psycopg3_session.py", "psycopg2_session.py"] {
+        let dir = root().join("tests/clients/python");
+        let output = Command::new(&python)
+            .arg(dir.join(script))
+            .arg(server.connection_string())
+            .output()
+            .expect("run python");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{script} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let expected = dir.join(script.replace(".py", ".expected"));
+        assert_expected(&stdout, &expected);
+    }
+}
