@@ -119,6 +119,12 @@ pub enum Error {
     #[error("savepoint \"{0}\" does not exist")]
     UndefinedSavepoint(String),
 
+    #[error("cursor \"{0}\" already exists")]
+    DuplicateCursor(String),
+
+    #[error("cursor \"{0}\" does not exist")]
+    UndefinedCursor(String),
+
     #[error("{0}")]
     FeatureNotSupported(String),
 

@@ -134,10 +134,14 @@ fn psql_session() {
 }
 
 #[test]
-fn python_drivers() {
+fn python_drivers_sqlalchemy_and_pandas() {
     let python = python_clients();
     let server = TestServer::start();
-    for script in ["psycopg3_session.py", "psycopg2_session.py"] {
+    for script in [
+        "psycopg3_session.py",
+        "psycopg2_session.py",
+        "sqlalchemy_session.py",
+    ] {
         let dir = root().join("tests/clients/python");
         let output = Command::new(&python)
             .arg(dir.join(script))

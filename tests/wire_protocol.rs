@@ -284,6 +284,61 @@ async fn prepared_statements_describe_parameters_and_results() {
     assert_eq!(names, vec!["?column?", "count"]);
 }
 
+/// Parameters declared with a type other than their column's (psycopg
+/// sends small ints as int2, floats as float8 for numeric columns) are
+/// converted like PostgreSQL assigns them, also when only some VALUES items
+/// are bare placeholders (DataFusion's own inference mis-numbers those).
+#[tokio::test(flavor = "multi_thread")]
+async fn insert_parameters_convert_to_their_columns() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE conv (k BIGINT, x DOUBLE PRECISION, flag BOOLEAN, n NUMERIC(10,2))",
+        )
+        .await
+        .unwrap();
+    let small = client
+        .prepare_typed(
+            "INSERT INTO conv (k, x) VALUES ($1, $2)",
+            &[Type::INT2, Type::FLOAT8],
+        )
+        .await
+        .unwrap();
+    client.execute(&small, &[&1i16, &0.5f64]).await.unwrap();
+    let mixed = client
+        .prepare_typed(
+            "INSERT INTO conv (k, x, flag, n) VALUES ($1::bigint, $2, $3, $4)",
+            &[Type::INT8, Type::FLOAT8, Type::BOOL, Type::FLOAT8],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        mixed.params(),
+        &[Type::INT8, Type::FLOAT8, Type::BOOL, Type::FLOAT8],
+        "declared types are described back"
+    );
+    client
+        .execute(&mixed, &[&2i64, &0.25f64, &false, &2.5f64])
+        .await
+        .unwrap();
+    let rows = client
+        .query("SELECT k, x, flag, n::text FROM conv ORDER BY k", &[])
+        .await
+        .unwrap();
+    let got: Vec<(i64, f64, Option<bool>, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, 0.5, None, None),
+            (2, 0.25, Some(false), Some("2.50".to_string()))
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn row_limited_execute_suspends_the_portal() {
     let server = TestServer::start();

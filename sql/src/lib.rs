@@ -8,6 +8,7 @@
 
 pub mod asof;
 pub mod copy;
+pub mod cursor;
 pub mod dialect;
 pub mod error;
 pub mod feature;

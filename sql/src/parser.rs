@@ -6,6 +6,7 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use featuredb_catalog::ColumnDef;
 
 use crate::copy::copy_statement;
+use crate::cursor::{close_cursor, declare_cursor, fetch_cursor};
 use crate::dialect::FeatureDbDialect;
 use crate::error::ParseError;
 use crate::names::{normalize_ident, object_ref, schema_name};
@@ -255,6 +256,14 @@ fn classify(statement: ast::Statement) -> Result<Statement, ParseError> {
         S::ReleaseSavepoint { name } => {
             Statement::Transaction(TransactionStatement::Release(normalize_ident(&name)))
         }
+        S::Declare { stmts } => Statement::DeclareCursor(declare_cursor(&stmts)?),
+        S::Fetch {
+            name,
+            direction,
+            into: None,
+            ..
+        } => Statement::Fetch(fetch_cursor(&name, &direction)?),
+        S::Close { cursor } => Statement::CloseCursor(close_cursor(&cursor)),
         S::Discard { object_type } => {
             if object_type == ast::DiscardObject::ALL {
                 Statement::DiscardAll
@@ -420,10 +429,56 @@ mod tests {
             "DELETE FROM t",
             "CREATE TABLE t (a int PRIMARY KEY)",
             "CREATE TEMP TABLE t (a int)",
-            "SAVEPOINT s",
+            "DECLARE c SCROLL CURSOR FOR SELECT 1",
+            "FETCH BACKWARD 1 FROM c",
+            "FETCH ABSOLUTE 3 FROM c",
         ] {
             let err = parse_statement(sql).unwrap_err();
             assert_eq!(err.kind, ParseErrorKind::Unsupported, "{sql}");
         }
+    }
+
+    #[test]
+    fn parses_savepoints_and_cursors() {
+        use crate::cursor::{CloseCursor, FetchCount, FetchCursor};
+        assert_eq!(
+            parse_statement("SAVEPOINT \"S1\"").unwrap(),
+            Statement::Transaction(TransactionStatement::Savepoint("S1".to_string()))
+        );
+        assert_eq!(
+            parse_statement("ROLLBACK TO SAVEPOINT s1").unwrap(),
+            Statement::Transaction(TransactionStatement::RollbackTo("s1".to_string()))
+        );
+        assert_eq!(
+            parse_statement("RELEASE s1").unwrap(),
+            Statement::Transaction(TransactionStatement::Release("s1".to_string()))
+        );
+        match parse_statement("DECLARE \"Big\" CURSOR WITH HOLD FOR SELECT 1").unwrap() {
+            Statement::DeclareCursor(declare) => {
+                assert_eq!(declare.name, "Big");
+                assert!(declare.hold);
+            }
+            other => panic!("{other:?}"),
+        }
+        for (sql, count) in [
+            ("FETCH FORWARD 5 FROM c", FetchCount::Rows(5)),
+            ("FETCH 2 IN c", FetchCount::Rows(2)),
+            ("FETCH NEXT FROM c", FetchCount::Rows(1)),
+            ("FETCH ALL FROM c", FetchCount::All),
+            ("FETCH FORWARD ALL FROM c", FetchCount::All),
+        ] {
+            assert_eq!(
+                parse_statement(sql).unwrap(),
+                Statement::Fetch(FetchCursor {
+                    name: "c".to_string(),
+                    count
+                }),
+                "{sql}"
+            );
+        }
+        assert_eq!(
+            parse_statement("CLOSE ALL").unwrap(),
+            Statement::CloseCursor(CloseCursor(None))
+        );
     }
 }

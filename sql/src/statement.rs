@@ -4,6 +4,7 @@ use datafusion::sql::sqlparser::ast;
 use featuredb_catalog::ColumnDef;
 
 use crate::copy::CopyStatement;
+use crate::cursor::{CloseCursor, DeclareCursor, FetchCursor};
 use crate::feature::FeatureStatement;
 use crate::names::ObjectRef;
 use crate::session::{ResetStatement, SetStatement, ShowStatement, TransactionStatement};
@@ -25,6 +26,9 @@ pub enum Statement {
     DiscardAll,
     /// Entities, feature views and feature services.
     Feature(FeatureStatement),
+    DeclareCursor(DeclareCursor),
+    Fetch(FetchCursor),
+    CloseCursor(CloseCursor),
 }
 
 impl Statement {
@@ -51,6 +55,9 @@ impl Statement {
             Statement::Transaction(TransactionStatement::Release(_)) => "RELEASE",
             Statement::DiscardAll => "DISCARD ALL",
             Statement::Feature(feature) => feature.command_tag(),
+            Statement::DeclareCursor(_) => "DECLARE CURSOR",
+            Statement::Fetch(_) => "FETCH",
+            Statement::CloseCursor(_) => "CLOSE CURSOR",
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod asof;
 pub mod catalog;
 pub mod column_names;
+pub mod cursors;
 pub mod ddl;
 pub mod features;
 pub mod functions;

@@ -39,12 +39,12 @@ pub struct Prepared {
     pub sql: String,
     /// `None` for an empty query string.
     pub statement: Option<Statement>,
-    plan: Option<LogicalPlan>,
+    pub(crate) plan: Option<LogicalPlan>,
     pub param_types: Vec<DataType>,
     pub description: Description,
     /// PostgreSQL's names for result columns where they differ from the
     /// planner's (see `column_names`).
-    column_names: Vec<Option<String>>,
+    pub(crate) column_names: Vec<Option<String>>,
     /// For SQL-level `PREPARE name AS query`: the name and the rows the
     /// prepared query returns, which `EXECUTE name` describes.
     defines: Option<(String, SchemaRef)>,
@@ -124,6 +124,58 @@ fn sql_type(data_type: &DataType) -> Option<ast::DataType> {
     })
 }
 
+/// DataFusion types the bare placeholders of `INSERT … VALUES` by the
+/// columns they fill, but collects those types into a list by placeholder
+/// number without gaps: with `VALUES ($1::bigint, $2, $3)` it gives `$1`
+/// the type of `$2`'s column and `$2` that of `$3`'s, and values land in
+/// the wrong type (SQLAlchemy and pandas write exactly this). When the
+/// bare placeholders are not exactly `$1..$k`, each is cast explicitly —
+/// to the type the client declared, or from text as PostgreSQL treats an
+/// untyped parameter — and the INSERT converts to the column types.
+fn type_values_placeholders(statement: &mut ast::Statement, declared: &[Option<DataType>]) {
+    let ast::Statement::Insert(insert) = statement else {
+        return;
+    };
+    let Some(source) = insert.source.as_mut() else {
+        return;
+    };
+    let ast::SetExpr::Values(values) = source.body.as_mut() else {
+        return;
+    };
+    let number = |expr: &ast::Expr| match expr {
+        ast::Expr::Value(ast::ValueWithSpan {
+            value: ast::Value::Placeholder(name),
+            ..
+        }) => name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()),
+        _ => None,
+    };
+    let mut bare: Vec<usize> = values.rows.iter().flatten().filter_map(number).collect();
+    bare.sort_unstable();
+    bare.dedup();
+    if bare.iter().enumerate().all(|(i, n)| *n == i + 1) {
+        return;
+    }
+    for expr in values.rows.iter_mut().flatten() {
+        let Some(n) = number(expr) else {
+            continue;
+        };
+        let data_type = declared
+            .get(n - 1)
+            .cloned()
+            .flatten()
+            .and_then(|t| sql_type(&t))
+            .unwrap_or(ast::DataType::Text);
+        let placeholder = std::mem::replace(expr, ast::Expr::value(ast::Value::Null));
+        *expr = ast::Expr::Cast {
+            kind: ast::CastKind::Cast,
+            expr: Box::new(placeholder),
+            data_type,
+            array: false,
+            format: None,
+        };
+    }
+}
+
 impl Session {
     /// Prepares the text of an extended-protocol Parse message, which may
     /// hold at most one statement.
@@ -180,6 +232,17 @@ impl Session {
                     &mut prepared,
                 )
                 .await?;
+            }
+            Statement::DeclareCursor(declare) => {
+                self.plan_query_statement(sql, &declare.query, declared, &mut prepared)
+                    .await?;
+                // DECLARE itself returns no rows; FETCH describes them.
+                prepared.description = Description::NoData;
+            }
+            Statement::Fetch(fetch) => {
+                if let Some(schema) = self.cursor_schema(&fetch.name) {
+                    prepared.description = Description::Rows(schema);
+                }
             }
             Statement::Show(ShowStatement::All) => {
                 prepared.description =
@@ -288,6 +351,7 @@ impl Session {
         )
         .resolve(&mut statement)?;
         super::pg_semantics::rewrite(&mut statement);
+        type_values_placeholders(&mut statement, declared);
 
         // Declared parameter types (a prefix: DataFusion takes them in order).
         let declared_sql: Vec<ast::DataType> = declared
@@ -344,6 +408,15 @@ impl Session {
                 .or_else(|| cast_types.get(&id).cloned())
                 .unwrap_or(DataType::Utf8);
             types.push(data_type);
+        }
+        // A type the client declared is the one its values arrive in (and
+        // what ParameterDescription reports, as PostgreSQL does), even where
+        // the planner inferred another; values are cast to the planner's
+        // type when the statement runs.
+        for (slot, declared) in types.iter_mut().zip(declared) {
+            if let Some(declared) = declared {
+                *slot = declared.clone();
+            }
         }
         Ok((plan, types))
     }
@@ -410,6 +483,11 @@ impl Session {
             Statement::Reset(reset) => self.reset(reset)?,
             Statement::Transaction(control) => self.transaction_control(control)?,
             Statement::DiscardAll => self.discard_all()?,
+            Statement::DeclareCursor(declare) => {
+                self.declare_cursor(prepared, declare, params).await?
+            }
+            Statement::Fetch(fetch) => self.fetch(fetch).await?,
+            Statement::CloseCursor(close) => self.close_cursor(close)?,
             Statement::Feature(feature) => self.feature_statement(&prepared.sql, feature).await?,
         };
         if statement.writes() && matches!(outcome, Outcome::Command(_)) {
@@ -417,10 +495,11 @@ impl Session {
         }
         match &prepared.plan {
             Some(LogicalPlan::Statement(PlanStatement::Prepare(prepare))) => {
-                self.remember_sql_prepared(&prepare.name, prepared.defines.as_ref());
+                let rows = prepared.defines.as_ref().map(|(_, rows)| rows.clone());
+                self.remember_sql_prepared(&prepare.name, rows);
             }
             Some(LogicalPlan::Statement(PlanStatement::Deallocate(deallocate))) => {
-                self.remember_sql_prepared(&deallocate.name, None);
+                self.forget_sql_prepared(&deallocate.name);
             }
             _ => {}
         }
@@ -437,11 +516,7 @@ impl Session {
         let plan = if params.is_empty() {
             plan
         } else {
-            let params = if matches!(plan, LogicalPlan::Dml(_)) {
-                cast_to_placeholder_types(&plan, params)?
-            } else {
-                params
-            };
+            let params = cast_to_placeholder_types(&plan, params)?;
             plan.with_param_values(ParamValues::List(
                 params.into_iter().map(Into::into).collect(),
             ))
@@ -456,6 +531,12 @@ impl Session {
                     .await
                     .map_err(Error::from_datafusion)?;
                 return Ok(Outcome::Command(CommandTag::new("PREPARE")));
+            }
+            LogicalPlan::Statement(PlanStatement::Deallocate(deallocate))
+                if self.is_deallocate_all(&deallocate.name) =>
+            {
+                self.deallocate_all().await?;
+                return Ok(Outcome::Command(CommandTag::new("DEALLOCATE ALL")));
             }
             LogicalPlan::Statement(PlanStatement::Deallocate(_)) => {
                 self.ctx
@@ -545,10 +626,11 @@ impl Session {
 /// Types of parameters that appear only inside a cast (`$1::date`):
 /// PostgreSQL infers the cast's type for them, DataFusion leaves them
 /// untyped.
-/// An INSERT's placeholders take the types of the columns they fill, even
-/// when the client declared another type for the parameter (psycopg sends
-/// a small Python int as int2): the values are converted to the
-/// placeholders' types, as PostgreSQL assigns them to the columns.
+/// Placeholders have the types the planner gave them (an INSERT's take the
+/// types of the columns they fill), which may differ from the types the
+/// client declared and sent (psycopg sends a small Python int as int2, a
+/// float as float8 for a numeric column): the values are converted to the
+/// placeholders' types, as PostgreSQL assigns or coerces them.
 fn cast_to_placeholder_types(
     plan: &LogicalPlan,
     params: Vec<ScalarValue>,

@@ -45,6 +45,7 @@ pub struct Session {
     /// Savepoints of the current block, oldest first, with the writes
     /// committed in the block when each was set.
     savepoints: Vec<(String, u64)>,
+    pub(crate) cursors: super::cursors::Cursors,
     notices: Vec<Notice>,
     /// Where progress notices go while a statement runs (the connection
     /// sends them at once); without one they wait for the statement's end.
@@ -52,7 +53,8 @@ pub struct Session {
     reported: Vec<ReportedChange>,
     /// Rows returned by SQL-level prepared statements, by name, for
     /// describing `EXECUTE name` (DataFusion does not describe it).
-    sql_prepared: HashMap<String, SchemaRef>,
+    /// Every SQL-level prepared statement, with the rows it returns (if any).
+    sql_prepared: HashMap<String, Option<SchemaRef>>,
 }
 
 impl Session {
@@ -101,6 +103,7 @@ impl Session {
             transaction: TransactionState::Idle,
             writes_in_block: 0,
             savepoints: Vec::new(),
+            cursors: Default::default(),
             notices: Vec::new(),
             progress_sink: None,
             reported: Vec::new(),
@@ -347,6 +350,7 @@ impl Session {
         if self.transaction == TransactionState::Idle {
             self.writes_in_block = 0;
             self.savepoints.clear();
+            self.cursors.end_of_block();
         }
         Ok(Outcome::Command(CommandTag::new(tag)))
     }
@@ -435,6 +439,7 @@ impl Session {
     pub(crate) fn reset(&mut self, reset: &ResetStatement) -> Result<Outcome> {
         match reset {
             ResetStatement::All => {
+                self.cursors.close_all();
                 let changes = self.settings.reset_all();
                 self.reported.extend(changes);
             }
@@ -451,20 +456,37 @@ impl Session {
     /// `DISCARD ALL`: settings back to defaults; the serving layer also
     /// drops prepared statements and portals.
     pub(crate) fn sql_prepared_rows(&self, name: &str) -> Option<SchemaRef> {
-        self.sql_prepared.get(name).cloned()
+        self.sql_prepared.get(name).cloned().flatten()
     }
 
-    /// Records (or with `None` forgets) what SQL-level prepared statement
-    /// `name` returns.
-    pub(crate) fn remember_sql_prepared(&mut self, name: &str, rows: Option<&(String, SchemaRef)>) {
-        match rows {
-            Some((_, rows)) => {
-                self.sql_prepared.insert(name.to_string(), rows.clone());
-            }
-            None => {
-                self.sql_prepared.remove(name);
-            }
+    /// Records SQL-level prepared statement `name` and the rows it returns.
+    pub(crate) fn remember_sql_prepared(&mut self, name: &str, rows: Option<SchemaRef>) {
+        self.sql_prepared.insert(name.to_string(), rows);
+    }
+
+    pub(crate) fn forget_sql_prepared(&mut self, name: &str) {
+        self.sql_prepared.remove(name);
+    }
+
+    /// `DEALLOCATE ALL` (unless a statement is named `all`).
+    pub(crate) fn is_deallocate_all(&self, name: &str) -> bool {
+        name.eq_ignore_ascii_case("all") && !self.sql_prepared.contains_key(name)
+    }
+
+    /// `DEALLOCATE ALL`: drops every SQL-level prepared statement.
+    pub(crate) async fn deallocate_all(&mut self) -> Result<()> {
+        for name in std::mem::take(&mut self.sql_prepared).into_keys() {
+            let plan = datafusion::logical_expr::LogicalPlan::Statement(
+                datafusion::logical_expr::Statement::Deallocate(
+                    datafusion::logical_expr::Deallocate { name },
+                ),
+            );
+            self.ctx
+                .execute_logical_plan(plan)
+                .await
+                .map_err(Error::from_datafusion)?;
         }
+        Ok(())
     }
 
     pub(crate) fn discard_all(&mut self) -> Result<Outcome> {

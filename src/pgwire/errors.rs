@@ -152,6 +152,8 @@ pub fn client_error(error: &Error) -> ClientError {
         Error::InFailedTransaction => ClientError::new("25P02", error.to_string()),
         Error::NoActiveTransaction(_) => ClientError::new("25P01", error.to_string()),
         Error::UndefinedSavepoint(_) => ClientError::new("3B001", error.to_string()),
+        Error::DuplicateCursor(_) => ClientError::new("42P03", error.to_string()),
+        Error::UndefinedCursor(_) => ClientError::new("34000", error.to_string()),
         Error::FeatureNotSupported(_) => ClientError::new("0A000", error.to_string()),
         Error::DatatypeMismatch(_) => ClientError::new("42804", error.to_string()),
         Error::InvalidName(_) => ClientError::new("42602", error.to_string()),

@@ -189,6 +189,10 @@ impl Connection {
             }
             TARGET_TYPE_BYTE_PORTAL => {
                 let Some(portal) = self.portals.get(&name) else {
+                    // SQL cursors are portals too (DECLARE name CURSOR).
+                    if let Some(schema) = self.session().cursor_schema(&name) {
+                        return self.describe_result(&Description::Rows(schema), &[]).await;
+                    }
                     return self.extended_error(Error::UndefinedPortal(name)).await;
                 };
                 let description = portal.statement.description.clone();

@@ -129,8 +129,8 @@ impl Connection {
     /// statement's own tag, e.g. `SHOW`).
     pub(super) async fn rows_complete(&mut self, tag: &'static str, count: usize) -> Reply {
         self.send_session_messages().await?;
-        let tag = if tag == "SELECT" {
-            format!("SELECT {count}")
+        let tag = if tag == "SELECT" || tag == "FETCH" {
+            format!("{tag} {count}")
         } else {
             tag.to_string()
         };

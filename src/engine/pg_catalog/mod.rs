@@ -111,7 +111,34 @@ impl SchemaProvider for PgCatalog {
                     vec![batches],
                 )?)));
             }
-            "pg_policy" => return row_policies().map(Some),
+            "pg_cursors" => return open_cursors().map(Some),
+            "pg_policy" => {
+                let table = static_tables()?.pg_policy.clone();
+                return empty_with_arrays(&table, &[("polroles", DataType::Int32)]).map(Some);
+            }
+            "pg_index" => {
+                let table = static_tables()?.pg_index.clone();
+                let arrays = [
+                    ("indkey", DataType::Int16),
+                    ("indcollation", DataType::Int32),
+                    ("indclass", DataType::Int32),
+                    ("indoption", DataType::Int16),
+                ];
+                return empty_with_arrays(&table, &arrays).map(Some);
+            }
+            "pg_constraint" => {
+                let table = static_tables()?.pg_constraint.clone();
+                let arrays = [
+                    ("conkey", DataType::Int16),
+                    ("confkey", DataType::Int16),
+                    ("conpfeqop", DataType::Int32),
+                    ("conppeqop", DataType::Int32),
+                    ("conffeqop", DataType::Int32),
+                    ("confdelsetcols", DataType::Int16),
+                    ("conexclop", DataType::Int32),
+                ];
+                return empty_with_arrays(&table, &arrays).map(Some);
+            }
             _ => return self.generic.table(&name).await,
         };
         memtable(ours).map(Some)
@@ -122,23 +149,45 @@ impl SchemaProvider for PgCatalog {
     }
 }
 
-/// `pg_policy`, empty (featuredb has no row-level security), with
-/// `polroles` typed as the oid array it is: psql compares it with `= ANY`.
-fn row_policies() -> DFResult<Arc<dyn TableProvider>> {
-    let builtin = static_tables()?.pg_policy.schema();
+/// `pg_cursors`, in PostgreSQL's shape. Cursors belong to sessions and the
+/// catalog is shared, so it lists none (psycopg only consults it before
+/// closing a cursor it did not declare itself).
+fn open_cursors() -> DFResult<Arc<dyn TableProvider>> {
+    use datafusion::arrow::datatypes::{Schema, TimeUnit};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("statement", DataType::Utf8, false),
+        Field::new("is_holdable", DataType::Boolean, false),
+        Field::new("is_binary", DataType::Boolean, false),
+        Field::new("is_scrollable", DataType::Boolean, false),
+        Field::new(
+            "creation_time",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+    ]));
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
+}
+
+/// A catalog table featuredb has no rows for (row policies, indexes,
+/// constraints), with its array columns typed as the arrays they are:
+/// clients `unnest` them and compare them with `= ANY` (the snapshot
+/// stores them as text).
+fn empty_with_arrays(
+    table: &datafusion_pg_catalog::pg_catalog::ArrowTable,
+    arrays: &[(&str, DataType)],
+) -> DFResult<Arc<dyn TableProvider>> {
+    let builtin = table.schema();
     let fields: Vec<Field> = builtin
         .fields()
         .iter()
-        .map(|f| {
-            if f.name() == "polroles" {
-                Field::new(
-                    "polroles",
-                    DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true))),
-                    true,
-                )
-            } else {
-                f.as_ref().clone()
-            }
+        .map(|f| match arrays.iter().find(|(name, _)| name == f.name()) {
+            Some((name, element)) => Field::new(
+                *name,
+                DataType::List(Arc::new(Field::new_list_field(element.clone(), true))),
+                true,
+            ),
+            None => f.as_ref().clone(),
         })
         .collect();
     let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
@@ -196,14 +245,14 @@ fn always_visible(name: &str) -> ScalarUDF {
 }
 
 /// Registers the functions that depend on the session's search path:
-/// `pg_table_is_visible` (a relation in a schema on the path) and
-/// `current_schemas`.
+/// `pg_table_is_visible` (a relation in a schema on the path),
+/// `to_regclass` and `current_schemas`.
 pub fn register_search_path_functions(
     ctx: &SessionContext,
     relations: &Relations,
     search_path: &[String],
 ) {
-    let relations = relations.clone();
+    let visible_in = relations.clone();
     let path: Vec<String> = search_path.to_vec();
     ctx.register_udf(create_udf(
         "pg_table_is_visible",
@@ -213,7 +262,7 @@ pub fn register_search_path_functions(
         Arc::new(move |args: &[ColumnarValue]| {
             let visible: HashSet<i32> = path
                 .iter()
-                .flat_map(|schema| relations.relation_oids_in(schema))
+                .flat_map(|schema| visible_in.relation_oids_in(schema))
                 .collect();
             let oids = ColumnarValue::values_to_arrays(args)?;
             let oids = datafusion::common::cast::as_int32_array(&oids[0])?;
@@ -222,6 +271,23 @@ pub fn register_search_path_functions(
                 .map(|oid| oid.map(|oid| visible.contains(&oid)))
                 .collect();
             Ok(ColumnarValue::Array(Arc::new(result)))
+        }),
+    ));
+    let resolver = relations.clone();
+    let path: Vec<String> = search_path.to_vec();
+    ctx.register_udf(create_udf(
+        "to_regclass",
+        vec![DataType::Utf8],
+        DataType::Int32,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let names = ColumnarValue::values_to_arrays(args)?;
+            let names = datafusion::common::cast::as_string_array(&names[0])?;
+            let oids: datafusion::arrow::array::Int32Array = names
+                .iter()
+                .map(|name| name.and_then(|name| resolver.regclass(name, &path)))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(oids)))
         }),
     ));
     let explicit: Vec<String> = search_path.to_vec();

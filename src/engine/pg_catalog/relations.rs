@@ -123,6 +123,37 @@ fn pg_column_type(column_type: &ColumnType) -> (u32, i32, i32) {
     }
 }
 
+/// One part of a dotted name: quoted parts keep their case.
+fn identifier_part(part: &str) -> String {
+    let part = part.trim();
+    match part.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\"\"", "\""),
+        None => part.to_lowercase(),
+    }
+}
+
+/// PostgreSQL's ids of the catalog tables clients name in `::regclass`.
+fn system_catalog_oid(name: &str) -> Option<i32> {
+    Some(match name {
+        "pg_type" => 1247,
+        "pg_attribute" => 1249,
+        "pg_proc" => 1255,
+        "pg_class" => PG_CLASS_OID,
+        "pg_database" => 1262,
+        "pg_namespace" => 2615,
+        "pg_constraint" => 2606,
+        "pg_description" => 2609,
+        "pg_index" => 2610,
+        "pg_trigger" => 2620,
+        "pg_rewrite" => 2618,
+        "pg_attrdef" => 2604,
+        "pg_am" => 2601,
+        "pg_operator" => 2617,
+        "pg_authid" => 1260,
+        _ => return None,
+    })
+}
+
 /// A stable object id for a name: FNV-1a into [16384, 2^31).
 fn stable_oid(kind: &str, parts: &[&str]) -> i32 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -210,6 +241,37 @@ impl Relations {
             .iter()
             .map(|name| relation_oid(schema, name))
             .collect()
+    }
+
+    /// The id of the relation `name` (`schema.relation` or a name found on
+    /// `search_path`), as `to_regclass` and `'name'::regclass` give it.
+    /// `pg_catalog`'s own tables have PostgreSQL's ids.
+    pub fn regclass(&self, name: &str, search_path: &[String]) -> Option<i32> {
+        if let Ok(oid) = name.trim().parse::<i32>() {
+            return Some(oid);
+        }
+        let parts: Vec<String> = name.split('.').map(identifier_part).collect();
+        let (schema, relation) = match parts.as_slice() {
+            [relation] => (None, relation.as_str()),
+            [schema, relation] => (Some(schema.as_str()), relation.as_str()),
+            _ => return None,
+        };
+        if schema.is_none_or(|s| s == "pg_catalog")
+            && let Some(oid) = system_catalog_oid(relation)
+        {
+            return Some(oid);
+        }
+        let exists_in = |schema: &str| {
+            self.relation_oids_in(schema)
+                .contains(&relation_oid(schema, relation))
+        };
+        match schema {
+            Some(schema) => exists_in(schema).then(|| relation_oid(schema, relation)),
+            None => search_path
+                .iter()
+                .find(|schema| exists_in(schema))
+                .map(|schema| relation_oid(schema, relation)),
+        }
     }
 
     /// The description of the feature view or service with id `oid`.

@@ -61,9 +61,17 @@ impl VisitorMut for ArraySubqueries {
     type Break = ();
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        if let Some(replacement) = regclass_of_text(expr) {
+            *expr = replacement;
+            return ControlFlow::Continue(());
+        }
         let Expr::Function(function) = expr else {
             return ControlFlow::Continue(());
         };
+        if let Some(replacement) = generate_subscripts(function) {
+            *expr = replacement;
+            return ControlFlow::Continue(());
+        }
         let FunctionArguments::Subquery(query) = &function.args else {
             return ControlFlow::Continue(());
         };
@@ -83,6 +91,59 @@ impl VisitorMut for ArraySubqueries {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// `'schema.relation'::regclass` (or a parameter cast so): the relation's
+/// id, looked up by `to_regclass` (NULL instead of an error when there is
+/// no such relation).
+fn regclass_of_text(expr: &Expr) -> Option<Expr> {
+    let Expr::Cast {
+        expr: inner,
+        data_type,
+        ..
+    } = expr
+    else {
+        return None;
+    };
+    let type_name = data_type.to_string().to_ascii_lowercase();
+    if type_name != "regclass" && type_name != "pg_catalog.regclass" {
+        return None;
+    }
+    let text = matches!(
+        inner.as_ref(),
+        Expr::Value(v) if matches!(v.value, ast::Value::SingleQuotedString(_) | ast::Value::Placeholder(_))
+    );
+    if !text {
+        return None;
+    }
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("to_regclass(CAST({inner} AS TEXT))"))
+        .and_then(|mut parser| parser.parse_expr())
+        .ok()
+}
+
+/// `generate_subscripts(array, dim)`, which SQLAlchemy pairs with
+/// `unnest(array)` in one select list: becomes
+/// `unnest(range(1, array_length(array, dim) + 1))`, which DataFusion
+/// unnests side by side with the other, as PostgreSQL does.
+fn generate_subscripts(function: &ast::Function) -> Option<Expr> {
+    let name = function.name.to_string().to_ascii_lowercase();
+    if name != "generate_subscripts" && name != "pg_catalog.generate_subscripts" {
+        return None;
+    }
+    let FunctionArguments::List(list) = &function.args else {
+        return None;
+    };
+    let [array, dimension] = list.args.as_slice() else {
+        return None;
+    };
+    let replacement = format!(
+        "unnest(range(1, coalesce(CAST(array_length({array}, {dimension}) AS BIGINT), 0) + 1))"
+    );
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&replacement)
+        .and_then(|mut parser| parser.parse_expr())
+        .ok()
 }
 
 fn mentions_pg_catalog(sql: &str) -> bool {

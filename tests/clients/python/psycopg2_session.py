@@ -56,7 +56,7 @@ cur.execute("SELECT count(*) FROM pg2_types WHERE id = 200")
 show("committed", cur.fetchone())
 conn.rollback()
 
-# Named (server-side) cursors: DECLARE/FETCH are not implemented yet.
+# Named (server-side) cursors: DECLARE … CURSOR WITHOUT HOLD, FETCH FORWARD 3.
 try:
     named = conn.cursor(name="big")
     named.itersize = 3

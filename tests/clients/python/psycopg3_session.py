@@ -86,8 +86,8 @@ with psycopg.connect(conninfo) as conn:
     show("after rollback", conn.execute("SELECT 2").fetchone())
     conn.commit()
 
-    # Row-limited fetches from a server-side (named) cursor: DECLARE/FETCH
-    # are not implemented yet; the error is clean and the session recovers.
+    # Row-limited fetches from a server-side (named) cursor: DECLARE, a
+    # Describe of the cursor's portal, FETCH FORWARD 2 until done, CLOSE.
     try:
         with conn.cursor(name="big") as cur:
             cur.itersize = 2
