@@ -134,13 +134,14 @@ fn psql_session() {
 }
 
 #[test]
-fn python_drivers_sqlalchemy_and_pandas() {
+fn python_clients_sessions() {
     let python = python_clients();
     let server = TestServer::start();
     for script in [
         "psycopg3_session.py",
         "psycopg2_session.py",
         "sqlalchemy_session.py",
+        "asyncpg_session.py",
     ] {
         let dir = root().join("tests/clients/python");
         let output = Command::new(&python)

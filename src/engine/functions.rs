@@ -57,6 +57,37 @@ pub fn register_static(ctx: &SessionContext, user: &str, backend_pid: i32) {
     ));
 }
 
+/// `set_config` calls waiting for their statement to complete.
+pub type DeferredSettings = Arc<std::sync::Mutex<Vec<(String, String, bool)>>>;
+
+/// `set_config(name, value, is_local)`: returns `value`; the session
+/// applies the setting when the statement completes.
+pub fn set_config(deferred: DeferredSettings) -> ScalarUDF {
+    create_udf(
+        "set_config",
+        vec![DataType::Utf8, DataType::Utf8, DataType::Boolean],
+        DataType::Utf8,
+        Volatility::Volatile,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let names = datafusion::common::cast::as_string_array(&arrays[0])?;
+            let values = datafusion::common::cast::as_string_array(&arrays[1])?;
+            let local = datafusion::common::cast::as_boolean_array(&arrays[2])?;
+            let mut calls = deferred.lock().unwrap_or_else(|e| e.into_inner());
+            for row in 0..names.len() {
+                if names.is_valid(row) && values.is_valid(row) {
+                    calls.push((
+                        names.value(row).to_string(),
+                        values.value(row).to_string(),
+                        local.is_valid(row) && local.value(row),
+                    ));
+                }
+            }
+            Ok(ColumnarValue::Array(arrays[1].clone()))
+        }),
+    )
+}
+
 /// Registers the functions that depend on session settings.
 pub fn register_settings(
     ctx: &SessionContext,

@@ -46,6 +46,8 @@ pub struct Session {
     /// committed in the block when each was set.
     savepoints: Vec<(String, u64)>,
     pub(crate) cursors: super::cursors::Cursors,
+    /// `set_config(name, value, is_local)` calls of the running statement.
+    deferred_settings: functions::DeferredSettings,
     notices: Vec<Notice>,
     /// Where progress notices go while a statement runs (the connection
     /// sends them at once); without one they wait for the statement's end.
@@ -77,6 +79,8 @@ impl Session {
         let ctx = SessionContext::new_with_state(state);
         super::pg_catalog::register_functions(&ctx, &engine.catalog_relations());
         functions::register_static(&ctx, user, backend_pid);
+        let deferred_settings = functions::DeferredSettings::default();
+        ctx.register_udf(functions::set_config(deferred_settings.clone()));
         ctx.add_analyzer_rule(Arc::new(super::timestamps::SessionTimeZoneCasts));
         // After type coercion and the time zone casts: AS OF joins are
         // built from comparisons whose operands already have one type.
@@ -104,6 +108,7 @@ impl Session {
             writes_in_block: 0,
             savepoints: Vec::new(),
             cursors: Default::default(),
+            deferred_settings,
             notices: Vec::new(),
             progress_sink: None,
             reported: Vec::new(),
@@ -164,6 +169,31 @@ impl Session {
         OutputContext {
             time_zone: self.settings.time_zone().clone(),
             extra_float_digits: self.settings.extra_float_digits(),
+        }
+    }
+
+    /// Applies the settings `set_config()` calls made during the statement
+    /// that just completed (a function cannot change its session while the
+    /// query runs). A value the setting refuses becomes a WARNING.
+    pub fn apply_deferred_settings(&mut self) {
+        let calls = std::mem::take(
+            &mut *self
+                .deferred_settings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for (name, value, local) in calls {
+            let set = SetStatement {
+                name: name.to_lowercase(),
+                value: featuredb_sql::session::SetValue::Values(vec![value]),
+                local,
+            };
+            if let Err(error) = self.set(&set) {
+                self.notice(Notice::warning(
+                    "01000",
+                    format!("set_config('{name}', …) was not applied: {error}"),
+                ));
+            }
         }
     }
 

@@ -13,7 +13,9 @@ pub fn pg_type(data_type: &DataType) -> Type {
         DataType::Boolean => Type::BOOL,
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
         DataType::Int32 | DataType::UInt16 => Type::INT4,
-        DataType::Int64 | DataType::UInt32 => Type::INT8,
+        DataType::Int64 => Type::INT8,
+        // PostgreSQL's unsigned 32-bit type is oid.
+        DataType::UInt32 => Type::OID,
         DataType::UInt64 => Type::NUMERIC,
         DataType::Float16 | DataType::Float32 => Type::FLOAT4,
         DataType::Float64 => Type::FLOAT8,
@@ -50,6 +52,7 @@ pub fn array_type_of(element: &Type) -> Type {
         Type::INT2 => Type::INT2_ARRAY,
         Type::INT4 => Type::INT4_ARRAY,
         Type::INT8 => Type::INT8_ARRAY,
+        Type::OID => Type::OID_ARRAY,
         Type::FLOAT4 => Type::FLOAT4_ARRAY,
         Type::FLOAT8 => Type::FLOAT8_ARRAY,
         Type::NUMERIC => Type::NUMERIC_ARRAY,

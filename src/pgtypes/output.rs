@@ -273,7 +273,7 @@ impl<'a> ColumnEncoder<'a> {
             ColumnEncoder::Int64(a) => out.extend_from_slice(&a.value(row).to_be_bytes()),
             ColumnEncoder::UInt8(a) => out.extend_from_slice(&(a.value(row) as i16).to_be_bytes()),
             ColumnEncoder::UInt16(a) => out.extend_from_slice(&(a.value(row) as i32).to_be_bytes()),
-            ColumnEncoder::UInt32(a) => out.extend_from_slice(&(a.value(row) as i64).to_be_bytes()),
+            ColumnEncoder::UInt32(a) => out.extend_from_slice(&a.value(row).to_be_bytes()),
             ColumnEncoder::UInt64(a) => write_decimal_binary(out, a.value(row) as i128, 0),
             ColumnEncoder::Float16(a) => {
                 out.extend_from_slice(&a.value(row).to_f32().to_be_bytes())

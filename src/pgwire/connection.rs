@@ -282,16 +282,18 @@ impl Connection {
         match message {
             PgWireFrontendMessage::Query(query) => self.simple_query(&query.query).await,
             PgWireFrontendMessage::Sync(_) => self.sync().await,
+            // Also while skipping to Sync after an error: the client may be
+            // waiting (after Parse/Describe/Flush) for that very error.
+            PgWireFrontendMessage::Flush(_) => {
+                self.framed.flush().await?;
+                Ok(())
+            }
             _ if self.skip_until_sync => Ok(()),
             PgWireFrontendMessage::Parse(parse) => self.parse(parse).await,
             PgWireFrontendMessage::Bind(bind) => self.bind(bind).await,
             PgWireFrontendMessage::Describe(describe) => self.describe(describe).await,
             PgWireFrontendMessage::Execute(execute) => self.execute(execute).await,
             PgWireFrontendMessage::Close(close) => self.close(close).await,
-            PgWireFrontendMessage::Flush(_) => {
-                self.framed.flush().await?;
-                Ok(())
-            }
             // Leftovers of a COPY that already failed.
             PgWireFrontendMessage::CopyData(_)
             | PgWireFrontendMessage::CopyDone(_)
@@ -364,6 +366,7 @@ impl Connection {
     pub(super) async fn send_session_messages(&mut self) -> Reply {
         let (notices, changes) = {
             let session = self.session();
+            session.apply_deferred_settings();
             (session.take_notices(), session.take_reported_changes())
         };
         for notice in notices {

@@ -35,6 +35,15 @@ pub fn rewrite(statement: &mut ast::Statement) {
 /// statistics and publication queries of `\d table`, all empty for
 /// featuredb). Returns the replacement when `sql` is one of them.
 pub fn known_query(sql: &str) -> Option<ast::Statement> {
+    if sql.contains("typeinfo_tree") && sql.contains("attrtypoids") {
+        // Generic dialect: `INT UNSIGNED` (an oid array) is not PostgreSQL syntax.
+        return Parser::parse_sql(
+            &datafusion::sql::sqlparser::dialect::GenericDialect {},
+            ASYNCPG_TYPE_LOOKUP,
+        )
+        .ok()?
+        .pop();
+    }
     if !mentions_pg_catalog(sql) {
         return None;
     }
@@ -47,6 +56,43 @@ pub fn known_query(sql: &str) -> Option<ast::Statement> {
     let replaced = replaced.remove(0);
     (replaced != original && matches!(replaced, ast::Statement::Query(_))).then_some(replaced)
 }
+
+/// asyncpg's type introspection (`WITH RECURSIVE typeinfo_tree …`, run
+/// for every array and non-core type it meets) walks domains, composites
+/// and ranges with a recursive query DataFusion cannot plan. featuredb has
+/// only built-in types, so the walk is at most an array and its element:
+/// the same columns, answered for the requested types and their elements.
+/// Its parameter is an `oid[]` and its array columns `text[]`: the array
+/// types asyncpg decodes without introspecting them (any other would send
+/// it into introspection again).
+const ASYNCPG_TYPE_LOOKUP: &str = "
+WITH typeinfo AS (
+    SELECT
+        t.oid AS oid, ns.nspname AS ns, t.typname AS name, t.typtype AS kind,
+        CAST(NULL AS INT) AS basetype, t.typelem AS elemtype, elem_t.typdelim AS elemdelim,
+        CAST(NULL AS INT) AS range_subtype, CAST(NULL AS TEXT[]) AS attrtypoids,
+        CAST(NULL AS TEXT[]) AS attrnames, elem_t.typname AS elem_name
+    FROM pg_catalog.pg_type AS t
+    INNER JOIN pg_catalog.pg_namespace ns ON ns.oid = t.typnamespace
+    LEFT JOIN pg_catalog.pg_type elem_t
+        ON t.typlen = -1 AND t.typelem <> 0 AND t.typelem = elem_t.oid
+),
+requested AS (
+    SELECT typeinfo.*, 0 AS depth FROM typeinfo
+    WHERE array_has(CAST($1 AS INT UNSIGNED[]), CAST(typeinfo.oid AS INT UNSIGNED))
+),
+elements AS (
+    SELECT typeinfo.*, 1 AS depth FROM typeinfo
+    WHERE typeinfo.oid IN (SELECT elemtype FROM requested WHERE elemtype <> 0)
+)
+SELECT DISTINCT
+    oid, ns, name, kind, basetype, elemtype, elemdelim, range_subtype,
+    attrtypoids, attrnames, depth,
+    CAST(NULL AS TEXT) AS basetype_name, elem_name AS elemtype_name,
+    CAST(NULL AS TEXT) AS range_subtype_name
+FROM (SELECT * FROM requested UNION ALL SELECT * FROM elements) AS tree
+ORDER BY depth DESC
+";
 
 /// `ARRAY(SELECT …)`, which DataFusion reads as a call of a function named
 /// `array`: becomes `(SELECT array_agg(v) FROM (SELECT …) AS t(v))`.
