@@ -5,7 +5,7 @@
 //!
 //! The clients are installed by the tests: psql from Debian's
 //! postgresql-client when it is missing, Python drivers in a virtualenv
-//! under `target/` from pinned versions.
+//! and node-postgres with npm, both under `target/` from pinned versions.
 
 mod common;
 
@@ -74,6 +74,28 @@ fn python_clients() -> PathBuf {
     );
     std::fs::write(&stamp, wanted).unwrap();
     python
+}
+
+/// node-postgres and its helpers, installed once with npm under `target/`.
+fn node_modules() -> PathBuf {
+    ensure_command("node", "nodejs npm");
+    let dir = root().join("target/clients-node");
+    let package = root().join("tests/clients/node/package.json");
+    let stamp = dir.join("installed-package.json");
+    let wanted = std::fs::read_to_string(&package).unwrap();
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return dir.join("node_modules");
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("package.json"), &wanted).unwrap();
+    let status = Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--silent"])
+        .current_dir(&dir)
+        .status()
+        .expect("npm install");
+    assert!(status.success(), "npm install in {}", dir.display());
+    std::fs::write(&stamp, wanted).unwrap();
+    dir.join("node_modules")
 }
 
 /// Compares `actual` with the expected file; `UPDATE_EXPECTED=1` rewrites
@@ -158,4 +180,24 @@ fn python_clients_sessions() {
         let expected = dir.join(script.replace(".py", ".expected"));
         assert_expected(&stdout, &expected);
     }
+}
+
+#[test]
+fn node_postgres_session() {
+    let modules = node_modules();
+    let server = TestServer::start();
+    let dir = root().join("tests/clients/node");
+    let output = Command::new("node")
+        .arg(dir.join("session.js"))
+        .arg(server.connection_string())
+        .env("NODE_PATH", &modules)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "node-postgres session failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_expected(&stdout, &dir.join("session.expected"));
 }
