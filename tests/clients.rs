@@ -5,7 +5,8 @@
 //!
 //! The clients are installed by the tests: psql from Debian's
 //! postgresql-client when it is missing, Python drivers in a virtualenv
-//! and node-postgres with npm, both under `target/` from pinned versions.
+//! and node-postgres with npm, both under `target/` from pinned versions,
+//! pgJDBC from Debian's libpostgresql-jdbc-java.
 
 mod common;
 
@@ -197,6 +198,50 @@ fn node_postgres_session() {
     assert!(
         output.status.success(),
         "node-postgres session failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_expected(&stdout, &dir.join("session.expected"));
+}
+
+#[test]
+fn pgjdbc_session() {
+    ensure_command("javac", "default-jdk-headless");
+    let jar = Path::new("/usr/share/java/postgresql.jar");
+    if !jar.exists() {
+        let status = Command::new("sh")
+            .args([
+                "-c",
+                "(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpostgresql-jdbc-java",
+            ])
+            .status()
+            .expect("apt-get");
+        assert!(status.success(), "installing libpostgresql-jdbc-java");
+    }
+    let classes = root().join("target/clients-jdbc");
+    std::fs::create_dir_all(&classes).unwrap();
+    let dir = root().join("tests/clients/jdbc");
+    let status = Command::new("javac")
+        .arg("-d")
+        .arg(&classes)
+        .arg("-cp")
+        .arg(jar)
+        .arg(dir.join("Session.java"))
+        .status()
+        .expect("javac");
+    assert!(status.success(), "compiling Session.java");
+    let server = TestServer::start();
+    let output = Command::new("java")
+        .arg("-Duser.timezone=UTC")
+        .arg("-cp")
+        .arg(format!("{}:{}", jar.display(), classes.display()))
+        .arg("Session")
+        .arg(server.connection_string())
+        .output()
+        .expect("run java");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "pgJDBC session failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     assert_expected(&stdout, &dir.join("session.expected"));

@@ -41,6 +41,10 @@ pub struct Prepared {
     pub statement: Option<Statement>,
     pub(crate) plan: Option<LogicalPlan>,
     pub param_types: Vec<DataType>,
+    /// The parameter type OIDs the client declared in Parse (0: none),
+    /// which ParameterDescription echoes as PostgreSQL does (pgJDBC
+    /// refuses a statement whose described types differ from its own).
+    pub declared_oids: Vec<u32>,
     pub description: Description,
     /// PostgreSQL's names for result columns where they differ from the
     /// planner's (see `column_names`).
@@ -59,6 +63,7 @@ impl Prepared {
             statement: None,
             plan: None,
             param_types: Vec::new(),
+            declared_oids: Vec::new(),
             description: Description::NoData,
             column_names: Vec::new(),
             defines: None,
@@ -207,6 +212,7 @@ impl Session {
             statement: None,
             plan: None,
             param_types: Vec::new(),
+            declared_oids: Vec::new(),
             description: Description::NoData,
             column_names: Vec::new(),
             defines: None,

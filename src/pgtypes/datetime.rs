@@ -312,6 +312,9 @@ pub fn parse_date(text: &str) -> Option<i32> {
         suffix if suffix.eq_ignore_ascii_case("bc") => {
             NaiveDate::from_ymd_opt(1 - date.year(), date.month(), date.day())?
         }
+        // A zone after a date is accepted and ignored, as PostgreSQL does
+        // (pgJDBC sends `setDate` values as "2024-01-01 +00").
+        suffix if parse_offset(suffix).is_some() => date,
         _ => return None,
     };
     Some((date - unix_epoch()).num_days() as i32)
@@ -596,6 +599,9 @@ mod tests {
     fn parses_literals() {
         assert_eq!(parse_date("2024-01-01"), Some(19_723));
         assert_eq!(parse_date("2024-02-30"), None);
+        assert_eq!(parse_date("2024-01-01 +00"), Some(19_723));
+        assert_eq!(parse_date("2024-01-01+02:00"), Some(19_723));
+        assert_eq!(parse_date("2024-01-01 nonsense"), None);
         assert_eq!(
             parse_timestamp("2024-01-01 00:00:00"),
             Some(1_704_067_200_000_000)

@@ -56,7 +56,8 @@ impl Connection {
             guard.run(session.prepare(&parse.query, &declared)).await
         };
         match prepared {
-            Ok(prepared) => {
+            Ok(mut prepared) => {
+                prepared.declared_oids = parse.type_oids.clone();
                 self.statements.insert(name, Arc::new(prepared));
                 self.framed
                     .feed(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
@@ -178,7 +179,11 @@ impl Connection {
                 let types = statement
                     .param_types
                     .iter()
-                    .map(|t| pg_type(t).oid())
+                    .enumerate()
+                    .map(|(index, t)| match statement.declared_oids.get(index) {
+                        Some(&declared) if declared != 0 => declared,
+                        _ => pg_type(t).oid(),
+                    })
                     .collect();
                 self.framed
                     .feed(PgWireBackendMessage::ParameterDescription(
