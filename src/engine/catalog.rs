@@ -17,7 +17,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use featuredb_catalog::{ColumnType, DEFAULT_DATABASE, QualifiedName, Registry};
 
-use super::pg_catalog::PG_CATALOG_SCHEMA;
+use super::pg_catalog::{INFORMATION_SCHEMA, PG_CATALOG_SCHEMA};
 use super::system_tables::{REGISTRY_SCHEMA, RegistrySchema};
 use crate::offline::{IcebergTableProvider, OfflineStore};
 use crate::online::OnlineStore;
@@ -33,6 +33,8 @@ impl FeatureDbCatalogList {
         registry: Arc<Registry>,
         online: Arc<OnlineStore>,
     ) -> DFResult<Self> {
+        let relations =
+            || super::pg_catalog::Relations::new(store.clone(), registry.clone(), online.clone());
         // pg_catalog describes the user's relations; it reads them through
         // a catalog list of its own (without pg_catalog), so that the two
         // do not own each other.
@@ -42,6 +44,7 @@ impl FeatureDbCatalogList {
                 registry: registry.clone(),
                 online: online.clone(),
                 pg_catalog: None,
+                information_schema: super::pg_catalog::information_schema(relations()),
             }),
         });
         Ok(Self {
@@ -49,14 +52,8 @@ impl FeatureDbCatalogList {
                 store: store.clone(),
                 registry: registry.clone(),
                 online: online.clone(),
-                pg_catalog: Some(super::pg_catalog::schema(
-                    described,
-                    super::pg_catalog::Relations::new(
-                        store.clone(),
-                        registry.clone(),
-                        online.clone(),
-                    ),
-                )?),
+                pg_catalog: Some(super::pg_catalog::schema(described, relations())?),
+                information_schema: super::pg_catalog::information_schema(relations()),
             }),
         })
     }
@@ -90,6 +87,7 @@ pub struct FeatureDbCatalog {
     registry: Arc<Registry>,
     online: Arc<OnlineStore>,
     pg_catalog: Option<Arc<dyn SchemaProvider>>,
+    information_schema: Arc<dyn SchemaProvider>,
 }
 
 impl std::fmt::Debug for FeatureDbCatalog {
@@ -109,12 +107,16 @@ impl CatalogProvider for FeatureDbCatalog {
         if self.pg_catalog.is_some() {
             names.push(PG_CATALOG_SCHEMA.to_string());
         }
+        names.push(INFORMATION_SCHEMA.to_string());
         names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == PG_CATALOG_SCHEMA {
             return self.pg_catalog.clone();
+        }
+        if name == INFORMATION_SCHEMA {
+            return Some(self.information_schema.clone());
         }
         if name == REGISTRY_SCHEMA {
             return Some(Arc::new(RegistrySchema::new(

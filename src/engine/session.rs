@@ -63,7 +63,9 @@ impl Session {
     pub(crate) fn new(engine: Arc<Engine>, user: &str, backend_pid: i32) -> Self {
         let options = engine.options().clone();
         let mut config = SessionConfig::new()
-            .with_information_schema(true)
+            // featuredb's own information_schema (PostgreSQL's type names)
+            // is a schema of its catalog; DataFusion's would shadow it.
+            .with_information_schema(false)
             .with_default_catalog_and_schema(DEFAULT_DATABASE, DEFAULT_SCHEMA)
             .with_create_default_catalog_and_schema(false)
             .with_target_partitions(options.target_partitions)

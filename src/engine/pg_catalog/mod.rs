@@ -13,6 +13,7 @@
 //! `text[]`) and feature views and services appear as views.
 
 mod functions;
+mod information_schema;
 mod relations;
 mod rewrite;
 
@@ -35,6 +36,7 @@ use datafusion_pg_catalog::pg_catalog::{
     pg_get_expr_udf, quote_ident_udf,
 };
 
+pub use information_schema::INFORMATION_SCHEMA;
 pub use relations::Relations;
 pub use rewrite::{known_query, rewrite};
 
@@ -192,6 +194,51 @@ fn empty_with_arrays(
         .collect();
     let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
+}
+
+/// The `information_schema` schema (see `information_schema.rs`).
+pub fn information_schema(relations: Relations) -> Arc<dyn SchemaProvider> {
+    Arc::new(InformationSchema { relations })
+}
+
+struct InformationSchema {
+    relations: Relations,
+}
+
+impl std::fmt::Debug for InformationSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InformationSchema")
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for InformationSchema {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        information_schema::VIEWS
+            .iter()
+            .map(|v| v.to_string())
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> DFResult<Option<Arc<dyn TableProvider>>> {
+        let name = name.to_ascii_lowercase();
+        if !information_schema::VIEWS.contains(&name.as_str()) {
+            return Ok(None);
+        }
+        let relations = self.relations.relations().await?;
+        match information_schema::view(&name, &self.relations.schemas(), &relations)? {
+            Some(batch) => memtable(batch).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        information_schema::VIEWS.contains(&name.to_ascii_lowercase().as_str())
+    }
 }
 
 /// Registers the catalog functions clients call. featuredb's own versions
