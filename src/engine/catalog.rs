@@ -32,9 +32,9 @@ impl FeatureDbCatalogList {
         store: Arc<OfflineStore>,
         registry: Arc<Registry>,
         online: Arc<OnlineStore>,
+        relations: super::pg_catalog::Relations,
     ) -> DFResult<Self> {
-        let relations =
-            || super::pg_catalog::Relations::new(store.clone(), registry.clone(), online.clone());
+        let relations = || relations.clone();
         // pg_catalog describes the user's relations; it reads them through
         // a catalog list of its own (without pg_catalog), so that the two
         // do not own each other.

@@ -72,6 +72,8 @@ pub struct Engine {
     pub online: Arc<OnlineStore>,
     pub registry: Arc<Registry>,
     catalogs: Arc<FeatureDbCatalogList>,
+    /// featuredb's objects (and roles) as PostgreSQL's catalog shows them.
+    relations: pg_catalog::Relations,
     runtime: Arc<RuntimeEnv>,
     options: EngineOptions,
     next_backend_pid: AtomicI32,
@@ -100,12 +102,16 @@ impl Engine {
             runtime = runtime.with_memory_limit(limit, 1.0);
         }
         let runtime = runtime.build_arc()?;
+        let relations =
+            pg_catalog::Relations::new(offline.clone(), registry.clone(), online.clone());
         Ok(Arc::new(Self {
             catalogs: Arc::new(FeatureDbCatalogList::new(
                 offline.clone(),
                 registry.clone(),
                 online.clone(),
+                relations.clone(),
             )?),
+            relations,
             offline,
             online,
             registry,
@@ -118,6 +124,7 @@ impl Engine {
     /// A new session for a connection.
     pub fn new_session(self: &Arc<Self>, user: &str) -> Session {
         let pid = self.next_backend_pid.fetch_add(1, Ordering::Relaxed);
+        self.relations.add_role(user);
         Session::new(self.clone(), user, pid)
     }
 
@@ -127,11 +134,7 @@ impl Engine {
 
     /// featuredb's objects as PostgreSQL's catalog describes them.
     pub(crate) fn catalog_relations(&self) -> pg_catalog::Relations {
-        pg_catalog::Relations::new(
-            self.offline.clone(),
-            self.registry.clone(),
-            self.online.clone(),
-        )
+        self.relations.clone()
     }
 
     pub(crate) fn runtime(&self) -> Arc<RuntimeEnv> {

@@ -97,6 +97,7 @@ impl SchemaProvider for PgCatalog {
         let name = name.to_ascii_lowercase();
         let ours = match name.as_str() {
             "pg_namespace" => relations::pg_namespace(&self.relations.schemas())?,
+            "pg_roles" => relations::pg_roles(&self.relations.roles())?,
             "pg_class" => relations::pg_class(&self.relations.relations().await?)?,
             "pg_attribute" => relations::pg_attribute(&self.relations.relations().await?)?,
             "pg_views" => relations::pg_views(&self.relations.relations().await?)?,

@@ -186,6 +186,8 @@ pub struct Relations {
     store: Arc<OfflineStore>,
     registry: Arc<Registry>,
     online: Arc<OnlineStore>,
+    /// User names sessions connected with since the server started.
+    roles: Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for Relations {
@@ -204,7 +206,32 @@ impl Relations {
             store,
             registry,
             online,
+            roles: Default::default(),
         }
+    }
+
+    /// Records a user name a session connected with (listed as a role).
+    pub fn add_role(&self, name: &str) {
+        let mut roles = self.roles.write().unwrap_or_else(|e| e.into_inner());
+        if !roles.contains(name) {
+            roles.insert(name.to_string());
+        }
+    }
+
+    /// The roles `pg_roles` lists: the bootstrap superuser that owns every
+    /// object (`postgres`, oid 10) and the user names sessions have
+    /// connected with. featuredb has no access control yet, so each is a
+    /// superuser that can log in.
+    pub fn roles(&self) -> Vec<(i32, String)> {
+        let connected = self.roles.read().unwrap_or_else(|e| e.into_inner());
+        std::iter::once((OWNER_OID, "postgres".to_string()))
+            .chain(
+                connected
+                    .iter()
+                    .filter(|name| name.as_str() != "postgres")
+                    .map(|name| (stable_oid("role", &[name]), name.clone())),
+            )
+            .collect()
     }
 
     /// Every schema, system schemas included, in name order.
@@ -715,6 +742,56 @@ pub fn pg_views(relations: &[Relation]) -> DFResult<RecordBatch> {
         (
             field("definition", DataType::Utf8, true),
             strings(views.iter().map(|r| r.definition.as_deref().unwrap_or(""))),
+        ),
+    ])
+}
+
+pub fn pg_roles(roles: &[(i32, String)]) -> DFResult<RecordBatch> {
+    let rows = roles.len();
+    let boolean = |name: &str, value: bool| {
+        (
+            field(name, DataType::Boolean, true),
+            repeat_bool(value, rows),
+        )
+    };
+    batch(vec![
+        (
+            field("rolname", DataType::Utf8, true),
+            strings(roles.iter().map(|(_, name)| name.as_str())),
+        ),
+        boolean("rolsuper", true),
+        boolean("rolinherit", true),
+        boolean("rolcreaterole", true),
+        boolean("rolcreatedb", true),
+        boolean("rolcanlogin", true),
+        boolean("rolreplication", false),
+        (
+            field("rolconnlimit", DataType::Int32, true),
+            repeat_i32(-1, rows),
+        ),
+        (
+            field("rolpassword", DataType::Utf8, true),
+            repeat_str("********", rows),
+        ),
+        (
+            field(
+                "rolvaliduntil",
+                DataType::Timestamp(
+                    datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                    Some("UTC".into()),
+                ),
+                true,
+            ),
+            Arc::new(
+                datafusion::arrow::array::TimestampMicrosecondArray::new_null(rows)
+                    .with_timezone("UTC"),
+            ),
+        ),
+        boolean("rolbypassrls", true),
+        (field("rolconfig", DataType::Utf8, true), null_strings(rows)),
+        (
+            field("oid", DataType::Int32, true),
+            int32s(roles.iter().map(|(oid, _)| *oid)),
         ),
     ])
 }

@@ -1,0 +1,2 @@
+{{ config(materialized='view') }}
+select user_id, ts, amount, channel from {{ ref('raw_events') }}
