@@ -42,39 +42,22 @@ fn ensure_command(command: &str, package: &str) {
 
 /// A virtualenv with the pinned Python clients, created once and reused.
 fn python_clients() -> PathBuf {
-    let venv = root().join("target/clients-venv");
-    let python = venv.join("bin/python");
-    let requirements = root().join("tests/clients/python/requirements.txt");
-    let stamp = venv.join("installed-requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).unwrap();
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
-        return python;
-    }
-    let status = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .expect("python3 -m venv");
-    assert!(status.success(), "creating {}", venv.display());
-    let status = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-        ])
-        .arg(&requirements)
-        .status()
-        .expect("pip install");
+    common::python_venv("clients-venv", "tests/clients/python/requirements.txt")
+}
+
+/// Runs a client session and returns what it printed; fails the test with
+/// its output if it fails.
+fn run_session(mut command: Command, label: &str) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("running {label}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
-        status.success(),
-        "pip install -r {}",
-        requirements.display()
+        output.status.success(),
+        "{label} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
     );
-    std::fs::write(&stamp, wanted).unwrap();
-    python
+    stdout
 }
 
 /// node-postgres and its helpers, installed once with npm under `target/`.
@@ -167,17 +150,11 @@ fn python_clients_sessions() {
         "asyncpg_session.py",
     ] {
         let dir = root().join("tests/clients/python");
-        let output = Command::new(&python)
+        let mut command = Command::new(&python);
+        command
             .arg(dir.join(script))
-            .arg(server.connection_string())
-            .output()
-            .expect("run python");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{script} failed:\n{stdout}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+            .arg(server.connection_string());
+        let stdout = run_session(command, script);
         let expected = dir.join(script.replace(".py", ".expected"));
         assert_expected(&stdout, &expected);
     }
@@ -188,18 +165,12 @@ fn node_postgres_session() {
     let modules = node_modules();
     let server = TestServer::start();
     let dir = root().join("tests/clients/node");
-    let output = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(dir.join("session.js"))
         .arg(server.connection_string())
-        .env("NODE_PATH", &modules)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "node-postgres session failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .env("NODE_PATH", &modules);
+    let stdout = run_session(command, "node-postgres session");
     assert_expected(&stdout, &dir.join("session.expected"));
 }
 
@@ -230,19 +201,13 @@ fn pgjdbc_session() {
         .expect("javac");
     assert!(status.success(), "compiling Session.java");
     let server = TestServer::start();
-    let output = Command::new("java")
+    let mut command = Command::new("java");
+    command
         .arg("-Duser.timezone=UTC")
         .arg("-cp")
         .arg(format!("{}:{}", jar.display(), classes.display()))
         .arg("Session")
-        .arg(server.connection_string())
-        .output()
-        .expect("run java");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "pgJDBC session failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .arg(server.connection_string());
+    let stdout = run_session(command, "pgJDBC session");
     assert_expected(&stdout, &dir.join("session.expected"));
 }

@@ -11,40 +11,7 @@ use common::TestServer;
 
 /// A virtualenv with PyIceberg, created once and reused.
 fn pyiceberg_python() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join("target/interop-venv");
-    let python = venv.join("bin/python");
-    let requirements = root.join("tests/interop/requirements.txt");
-    let stamp = venv.join("installed-requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).unwrap();
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
-        return python;
-    }
-    let status = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .expect("python3 -m venv");
-    assert!(status.success(), "creating {}", venv.display());
-    let status = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-        ])
-        .arg(&requirements)
-        .status()
-        .expect("pip install");
-    assert!(
-        status.success(),
-        "pip install -r {}",
-        requirements.display()
-    );
-    std::fs::write(&stamp, wanted).unwrap();
-    python
+    common::python_venv("interop-venv", "tests/interop/requirements.txt")
 }
 
 fn read_with_pyiceberg(

@@ -164,3 +164,43 @@ pub fn sqlstate(error: &tokio_postgres::Error) -> String {
         .map(|c| c.code().to_string())
         .unwrap_or_else(|| format!("<no sqlstate: {error}>"))
 }
+
+/// A virtualenv under `target/<name>` with the pinned packages of
+/// `requirements` (a path under the repository), created once and reused
+/// until the requirements change. Returns its python.
+pub fn python_venv(name: &str, requirements: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let venv = root.join("target").join(name);
+    let python = venv.join("bin/python");
+    let requirements = root.join(requirements);
+    let stamp = venv.join("installed-requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return python;
+    }
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .expect("python3 -m venv");
+    assert!(status.success(), "creating {}", venv.display());
+    let status = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&requirements)
+        .status()
+        .expect("pip install");
+    assert!(
+        status.success(),
+        "pip install -r {}",
+        requirements.display()
+    );
+    std::fs::write(&stamp, wanted).unwrap();
+    python
+}

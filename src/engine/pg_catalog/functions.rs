@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
 use datafusion::common::cast::as_int64_array;
 use datafusion::error::Result as DFResult;
 use datafusion::logical_expr::{
@@ -18,12 +19,14 @@ use super::relations::Relations;
 
 type Describe = dyn Fn(i64) -> Option<String> + Send + Sync;
 
-/// A text function of an object id; arguments after the first (the
-/// catalog name of `obj_description`, `pretty` of `pg_get_viewdef`, a
-/// column number) are accepted and do not change the answer.
+/// A function of an object id answering text (or, for sizes, bigint);
+/// arguments after the first (the catalog name of `obj_description`,
+/// `pretty` of `pg_get_viewdef`, a column number, a size's fork) are
+/// accepted and do not change the answer.
 struct OidText {
     name: &'static str,
     signature: Signature,
+    returns: DataType,
     describe: Arc<Describe>,
 }
 
@@ -55,7 +58,20 @@ impl OidText {
         ScalarUDF::from(Self {
             name,
             signature: Signature::one_of(signatures, Volatility::Stable),
+            returns: DataType::Utf8,
             describe,
+        })
+    }
+
+    /// Sizes are not tracked per relation yet (Iceberg data files live in
+    /// the warehouse directory): NULL, which psql prints as empty.
+    fn unknown_size(name: &'static str) -> ScalarUDF {
+        let signatures = (1..=2).map(TypeSignature::Any).collect();
+        ScalarUDF::from(Self {
+            name,
+            signature: Signature::one_of(signatures, Volatility::Stable),
+            returns: DataType::Int64,
+            describe: Arc::new(|_| None),
         })
     }
 }
@@ -74,11 +90,14 @@ impl ScalarUDFImpl for OidText {
     }
 
     fn return_type(&self, _args: &[DataType]) -> DFResult<DataType> {
-        Ok(DataType::Utf8)
+        Ok(self.returns.clone())
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DFResult<ColumnarValue> {
         let rows = args.number_rows;
+        if self.returns != DataType::Utf8 {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from(&self.returns)?));
+        }
         let oids = args.args[0].to_array(rows)?;
         let oids = datafusion::arrow::compute::cast(&oids, &DataType::Int64)?;
         let oids = as_int64_array(&oids)?;
@@ -118,7 +137,7 @@ pub fn register(ctx: &SessionContext, relations: &Relations) {
         "pg_indexes_size",
         "pg_total_relation_size",
     ] {
-        ctx.register_udf(unknown_size(name));
+        ctx.register_udf(OidText::unknown_size(name));
     }
     ctx.register_udf(pg_size_pretty());
     if let Ok(types) = TYPE_NAMES.as_ref() {
@@ -204,48 +223,6 @@ fn to_regtype(types: Arc<TypeNames>) -> ScalarUDF {
             Ok(ColumnarValue::Array(Arc::new(oids) as ArrayRef))
         }),
     )
-}
-
-/// Sizes are not tracked per relation yet (Iceberg data files live in the
-/// warehouse directory): NULL, which psql prints as empty.
-fn unknown_size(name: &'static str) -> ScalarUDF {
-    ScalarUDF::from(OidSize {
-        name,
-        signature: Signature::one_of(
-            vec![TypeSignature::Any(1), TypeSignature::Any(2)],
-            Volatility::Stable,
-        ),
-    })
-}
-
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct OidSize {
-    name: &'static str,
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for OidSize {
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn name(&self) -> &str {
-        self.name
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> DFResult<DataType> {
-        Ok(DataType::Int64)
-    }
-
-    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DFResult<ColumnarValue> {
-        Ok(ColumnarValue::Scalar(
-            datafusion::common::ScalarValue::Int64(None),
-        ))
-    }
 }
 
 /// `pg_size_pretty(bigint)`: bytes, kB, MB, GB, TB, PB as PostgreSQL

@@ -301,39 +301,33 @@ impl Relations {
         }
     }
 
-    /// The description of the feature view or service with id `oid`.
-    pub fn description(&self, oid: i64) -> Option<String> {
+    /// The feature view or service with id `oid`: its description and its
+    /// definition (a view's query, a service's statement).
+    fn registry_object(&self, oid: i64) -> Option<(Option<String>, String)> {
         let registry = self.registry.snapshot();
-        let views = registry
-            .views
-            .iter()
-            .map(|(n, v)| (n, v.current().description.clone()));
-        let services = registry
-            .services
-            .iter()
-            .map(|(n, s)| (n, s.current().description.clone()));
+        let views = registry.views.iter().map(|(name, view)| {
+            let current = view.current();
+            (name, current.description.clone(), current.query.clone())
+        });
+        let services = registry.services.iter().map(|(name, service)| {
+            let current = service.current();
+            (name, current.description.clone(), current.sql.clone())
+        });
         views
             .chain(services)
-            .find(|(name, _)| i64::from(relation_oid(&name.schema, &name.name)) == oid)
-            .and_then(|(_, description)| description)
+            .find(|(name, _, _)| i64::from(relation_oid(&name.schema, &name.name)) == oid)
+            .map(|(_, description, definition)| (description, definition))
     }
 
-    /// The defining query of the feature view (or statement of the
-    /// service) with id `oid`.
+    /// The description of the feature view or service with id `oid`.
+    pub fn description(&self, oid: i64) -> Option<String> {
+        self.registry_object(oid)
+            .and_then(|(description, _)| description)
+    }
+
+    /// The definition of the feature view or service with id `oid`.
     pub fn definition(&self, oid: i64) -> Option<String> {
-        let registry = self.registry.snapshot();
-        let views = registry
-            .views
-            .iter()
-            .map(|(n, v)| (n, v.current().query.clone()));
-        let services = registry
-            .services
-            .iter()
-            .map(|(n, s)| (n, s.current().sql.clone()));
-        views
-            .chain(services)
-            .find(|(name, _)| i64::from(relation_oid(&name.schema, &name.name)) == oid)
-            .map(|(_, definition)| definition)
+        self.registry_object(oid).map(|(_, definition)| definition)
     }
 
     /// Every relation a client can query, with its columns.
