@@ -98,6 +98,36 @@ pub(crate) fn set_statement(set: &Set) -> Result<SetStatement, ParseError> {
             value: SetValue::Values(vec![charset_name.value.clone()]),
             local: false,
         }),
+        // `SET SESSION CHARACTERISTICS AS TRANSACTION …` (pgJDBC's
+        // setTransactionIsolation) and `SET TRANSACTION …`: the session's or
+        // the block's isolation level or read-only mode.
+        Set::SetTransaction {
+            modes,
+            snapshot: None,
+            session,
+        } if modes.len() == 1 => {
+            use datafusion::sql::sqlparser::ast::{TransactionAccessMode, TransactionMode};
+            let prefix = if *session { "default_" } else { "" };
+            let (name, value) = match &modes[0] {
+                TransactionMode::IsolationLevel(level) => (
+                    format!("{prefix}transaction_isolation"),
+                    level.to_string().to_lowercase(),
+                ),
+                TransactionMode::AccessMode(mode) => (
+                    format!("{prefix}transaction_read_only"),
+                    match mode {
+                        TransactionAccessMode::ReadOnly => "on",
+                        TransactionAccessMode::ReadWrite => "off",
+                    }
+                    .to_string(),
+                ),
+            };
+            Ok(SetStatement {
+                name,
+                value: SetValue::Values(vec![value]),
+                local: false,
+            })
+        }
         other => Err(ParseError::unsupported(format!("{other} is not supported"))),
     }
 }

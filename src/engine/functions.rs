@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, StringBuilder};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
@@ -40,6 +40,7 @@ fn constant(name: &str, value: Option<String>) -> ScalarUDF {
 
 /// Registers the functions whose values never change in a session.
 pub fn register_static(ctx: &SessionContext, user: &str, backend_pid: i32) {
+    ctx.register_udf(ScalarUDF::from(Format::new()));
     ctx.register_udf(constant("version", Some(version_string())));
     ctx.register_udf(constant(
         "current_database",
@@ -223,5 +224,125 @@ impl datafusion::logical_expr::ScalarUDFImpl for PgText {
         } else {
             Ok(ColumnarValue::Array(result))
         }
+    }
+}
+
+/// `format(formatstr, args…)`: `%s` (the value as text, NULL as empty),
+/// `%I` (a quoted identifier), `%L` (a quoted literal, NULL unquoted) and
+/// `%%`. Positions (`%2$s`) and widths are not supported.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Format {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl Format {
+    fn new() -> Self {
+        Self {
+            signature: datafusion::logical_expr::Signature::variadic_any(Volatility::Stable),
+        }
+    }
+}
+
+fn quote_identifier(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for Format {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn name(&self) -> &str {
+        "format"
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let texts: Vec<ArrayRef> = args
+            .args
+            .iter()
+            .map(|arg| {
+                let array = arg.to_array(rows)?;
+                Ok(datafusion::arrow::compute::cast(&array, &DataType::Utf8)?)
+            })
+            .collect::<datafusion::error::Result<_>>()?;
+        let Some((template, values)) = texts.split_first() else {
+            return Err(DataFusionError::Plan(
+                "function format() requires at least one argument".to_string(),
+            ));
+        };
+        let template = template.as_string::<i32>();
+        let values: Vec<_> = values.iter().map(|v| v.as_string::<i32>()).collect();
+        let mut out = StringBuilder::with_capacity(rows, rows * 32);
+        for row in 0..rows {
+            if template.is_null(row) {
+                out.append_null();
+                continue;
+            }
+            let mut result = String::new();
+            let mut next = 0usize;
+            let mut chars = template.value(row).chars();
+            while let Some(c) = chars.next() {
+                if c != '%' {
+                    result.push(c);
+                    continue;
+                }
+                let spec = chars.next();
+                if spec == Some('%') {
+                    result.push('%');
+                    continue;
+                }
+                let value = values.get(next).ok_or_else(|| {
+                    DataFusionError::Execution("too few arguments for format()".to_string())
+                })?;
+                next += 1;
+                let text = (!value.is_null(row)).then(|| value.value(row));
+                match (spec, text) {
+                    (Some('s'), text) => result.push_str(text.unwrap_or("")),
+                    (Some('I'), Some(text)) => result.push_str(&quote_identifier(text)),
+                    (Some('I'), None) => {
+                        return Err(DataFusionError::Execution(
+                            "null values cannot be formatted as an SQL identifier".to_string(),
+                        ));
+                    }
+                    (Some('L'), Some(text)) => {
+                        result.push('\'');
+                        result.push_str(&text.replace('\'', "''"));
+                        result.push('\'');
+                    }
+                    (Some('L'), None) => result.push_str("NULL"),
+                    (other, _) => {
+                        return Err(DataFusionError::Execution(format!(
+                            "unrecognized format() type specifier \"{}\"",
+                            other.map(String::from).unwrap_or_default()
+                        )));
+                    }
+                }
+            }
+            out.append_value(result);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
 }

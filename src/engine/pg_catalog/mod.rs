@@ -310,6 +310,7 @@ pub fn register_search_path_functions(
         Arc::new(move |args: &[ColumnarValue]| {
             let visible: HashSet<i32> = path
                 .iter()
+                .filter(|schema| visible_in.schema_exists(schema))
                 .flat_map(|schema| visible_in.relation_oids_in(schema))
                 .collect();
             let oids = ColumnarValue::values_to_arrays(args)?;
@@ -338,6 +339,7 @@ pub fn register_search_path_functions(
             Ok(ColumnarValue::Array(Arc::new(oids)))
         }),
     ));
+    let existing = relations.clone();
     let explicit: Vec<String> = search_path.to_vec();
     ctx.register_udf(create_udf(
         "current_schemas",
@@ -354,7 +356,14 @@ pub fn register_search_path_functions(
                 if include_implicit.is_valid(row) && include_implicit.value(row) {
                     values.push(PG_CATALOG_SCHEMA);
                 }
-                values.extend(explicit.iter().map(String::as_str));
+                // Only schemas that exist, as in PostgreSQL ("$user" often
+                // does not).
+                values.extend(
+                    explicit
+                        .iter()
+                        .filter(|schema| existing.schema_exists(schema))
+                        .map(String::as_str),
+                );
                 offsets.push(values.len());
             }
             let list = ListArray::new(

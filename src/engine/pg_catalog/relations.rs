@@ -247,6 +247,11 @@ impl Relations {
         names
     }
 
+    /// Whether `schema` exists (search paths may name schemas that do not).
+    pub fn schema_exists(&self, schema: &str) -> bool {
+        schema == REGISTRY_SCHEMA || self.store.schema_exists(schema)
+    }
+
     /// The ids of the relations in `schema` (for `pg_table_is_visible`).
     pub fn relation_oids_in(&self, schema: &str) -> Vec<i32> {
         let mut names = self.store.table_names(schema);

@@ -44,7 +44,9 @@ pub fn known_query(sql: &str) -> Option<ast::Statement> {
         .ok()?
         .pop();
     }
-    if !mentions_pg_catalog(sql) {
+    // The list replaces Grafana's search-path walk with '' (no schema is
+    // on the path); `in_search_path` answers it properly instead.
+    if !mentions_pg_catalog(sql) || sql.contains("current_setting('search_path')") {
         return None;
     }
     let mut replaced = COMPATIBILITY.parse(sql).ok()?;
@@ -54,7 +56,9 @@ pub fn known_query(sql: &str) -> Option<ast::Statement> {
     }
     let original = COMPATIBILITY.rewrite(original.into_iter().next()?);
     let replaced = replaced.remove(0);
-    (replaced != original && matches!(replaced, ast::Statement::Query(_))).then_some(replaced)
+    // Compared as text: the replacement's tokens carry no source spans.
+    let known = replaced.to_string() != original.to_string();
+    (known && matches!(replaced, ast::Statement::Query(_))).then_some(replaced)
 }
 
 /// asyncpg's type introspection (`WITH RECURSIVE typeinfo_tree …`, run
@@ -107,7 +111,7 @@ impl VisitorMut for ArraySubqueries {
     type Break = ();
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
-        if let Some(replacement) = regclass_of_text(expr) {
+        if let Some(replacement) = in_search_path(expr).or_else(|| regclass_of_text(expr)) {
             *expr = replacement;
             return ControlFlow::Continue(());
         }
@@ -139,9 +143,42 @@ impl VisitorMut for ArraySubqueries {
     }
 }
 
-/// `'schema.relation'::regclass` (or a parameter cast so): the relation's
-/// id, looked up by `to_regclass` (NULL instead of an error when there is
-/// no such relation).
+/// Grafana asks whether a schema is on the search path with
+/// `x IN (SELECT … trim(s[i]) … FROM generate_series(array_lower(…),
+/// array_upper(…)) AS i, string_to_array(current_setting('search_path'),
+/// ',') s)`: a function in FROM over a non-constant argument, inside a
+/// select list, neither of which DataFusion plans. It means
+/// `array_has(current_schemas(false), x)`.
+fn in_search_path(expr: &Expr) -> Option<Expr> {
+    let Expr::InSubquery {
+        expr: needle,
+        subquery,
+        negated,
+    } = expr
+    else {
+        return None;
+    };
+    let SetExpr::Select(select) = subquery.body.as_ref() else {
+        return None;
+    };
+    let from: Vec<String> = select.from.iter().map(|f| f.to_string()).collect();
+    let from = from.join(", ");
+    if !(from.starts_with("generate_series(")
+        && from.contains("string_to_array(current_setting('search_path')"))
+    {
+        return None;
+    }
+    let not = if *negated { "NOT " } else { "" };
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("{not}array_has(current_schemas(false), {needle})"))
+        .and_then(|mut parser| parser.parse_expr())
+        .ok()
+}
+
+/// `x::regclass`: the relation's id, looked up by `to_regclass` from `x`
+/// as text — a name (`'schema.relation'`, a parameter, `format('%I.%I',
+/// …)`) or an id already (`c.oid::regclass` stays the id). NULL instead of
+/// an error when there is no such relation.
 fn regclass_of_text(expr: &Expr) -> Option<Expr> {
     let Expr::Cast {
         expr: inner,
@@ -153,13 +190,6 @@ fn regclass_of_text(expr: &Expr) -> Option<Expr> {
     };
     let type_name = data_type.to_string().to_ascii_lowercase();
     if type_name != "regclass" && type_name != "pg_catalog.regclass" {
-        return None;
-    }
-    let text = matches!(
-        inner.as_ref(),
-        Expr::Value(v) if matches!(v.value, ast::Value::SingleQuotedString(_) | ast::Value::Placeholder(_))
-    );
-    if !text {
         return None;
     }
     Parser::new(&PostgreSqlDialect {})
