@@ -19,6 +19,7 @@ const SETUP: &str = "
     CREATE OR REPLACE FEATURE VIEW user_score ENTITY app_user TIMESTAMP ts
       AS SELECT user_id, ts, score * 10 AS score FROM events;
     CREATE FEATURE SERVICE scoring AS user_score (score), user_score VERSION 1 (score AS raw);
+    CREATE VIEW user_events AS SELECT user_id, count(*) AS n FROM events GROUP BY user_id;
 ";
 
 /// What the registry and the reads say, as text, for comparing before and
@@ -31,6 +32,7 @@ async fn registry_answers(client: &tokio_postgres::Client) -> Vec<String> {
         "SELECT name, array_to_string(features, ',') FROM featuredb.feature_services",
         "SELECT user_id::text, score::text FROM user_score FOR SYSTEM_TIME AS OF TIMESTAMPTZ '2024-05-04 00:00:00+00' ORDER BY user_id",
         "SELECT user_id::text, coalesce(score::text, '-') || ' ' || coalesce(raw::text, '-') FROM scoring FOR SYSTEM_TIME AS OF TIMESTAMPTZ '2024-05-04 00:00:00+00' ORDER BY user_id",
+        "SELECT user_id::text, n::text FROM user_events ORDER BY user_id",
     ];
     let mut answers = Vec::new();
     for (index, query) in queries.iter().enumerate() {
@@ -61,7 +63,7 @@ async fn registry_survives_clean_restart() {
         assert!(server.stop().success(), "{}", server.log_text());
         answers
     };
-    assert_eq!(before.len(), 1 + 3 + 1 + 1 + 2 + 2, "{before:#?}");
+    assert_eq!(before.len(), 1 + 3 + 1 + 1 + 2 + 2 + 2, "{before:#?}");
     let server = TestServer::start_in(&data_dir);
     let client = server.client().await;
     assert_eq!(registry_answers(&client).await, before);

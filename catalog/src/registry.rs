@@ -58,6 +58,8 @@ pub enum ObjectKind {
     Entity,
     FeatureView,
     FeatureService,
+    /// A plain SQL view (`CREATE VIEW`).
+    View,
 }
 
 impl ObjectKind {
@@ -67,6 +69,7 @@ impl ObjectKind {
             ObjectKind::Entity => "entity",
             ObjectKind::FeatureView => "feature_view",
             ObjectKind::FeatureService => "feature_service",
+            ObjectKind::View => "view",
         }
     }
 
@@ -77,6 +80,7 @@ impl ObjectKind {
             ObjectKind::Entity => "entity",
             ObjectKind::FeatureView => "feature view",
             ObjectKind::FeatureService => "feature service",
+            ObjectKind::View => "view",
         }
     }
 }
@@ -188,12 +192,30 @@ impl FeatureService {
     }
 }
 
+/// A plain SQL view: a stored query, expanded where it is read (as
+/// PostgreSQL's views are). Feature views and services are read inside it
+/// as of now, like anywhere else in a query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SqlView {
+    pub name: QualifiedName,
+    /// The defining query, names qualified.
+    pub query: String,
+    /// Output columns: name and PostgreSQL type name, with the storable
+    /// type when there is one.
+    pub columns: Vec<ViewColumn>,
+    pub dependencies: Vec<Dependency>,
+    pub created_at: String,
+    /// The statement equivalent to the view, canonical form.
+    pub sql: String,
+}
+
 /// Everything the registry holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistryState {
     pub entities: BTreeMap<QualifiedName, Entity>,
     pub views: BTreeMap<QualifiedName, FeatureView>,
     pub services: BTreeMap<QualifiedName, FeatureService>,
+    pub sql_views: BTreeMap<QualifiedName, SqlView>,
 }
 
 impl RegistryState {
@@ -225,6 +247,15 @@ impl RegistryState {
                 found.push((ObjectKind::FeatureService, service.name.clone()));
             }
         }
+        for view in self.sql_views.values() {
+            if view
+                .dependencies
+                .iter()
+                .any(|d| d.kind == kind && &d.name == name)
+            {
+                found.push((ObjectKind::View, view.name.clone()));
+            }
+        }
         found
     }
 
@@ -243,6 +274,7 @@ impl RegistryState {
                     .keys()
                     .map(|n| (ObjectKind::FeatureService, n.clone())),
             )
+            .chain(self.sql_views.keys().map(|n| (ObjectKind::View, n.clone())))
             .filter(|(_, n)| n.schema == schema)
             .collect()
     }

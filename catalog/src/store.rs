@@ -15,7 +15,7 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::names::QualifiedName;
-use crate::registry::{Entity, FeatureService, FeatureView, ObjectKind, RegistryState};
+use crate::registry::{Entity, FeatureService, FeatureView, ObjectKind, RegistryState, SqlView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -146,6 +146,22 @@ impl<'a> RegistryTransaction<'a> {
         Ok(())
     }
 
+    /// Stores a plain SQL view (replacing any earlier definition).
+    pub fn put_sql_view(&mut self, view: SqlView) -> Result<(), RegistryError> {
+        self.changes.push(RowChange::DeleteAll {
+            kind: ObjectKind::View,
+            name: view.name.clone(),
+        });
+        self.changes.push(RowChange::Put {
+            kind: ObjectKind::View,
+            name: view.name.clone(),
+            version: 1,
+            definition: to_json(&view)?,
+        });
+        self.state.sql_views.insert(view.name.clone(), view);
+        Ok(())
+    }
+
     pub fn remove(&mut self, kind: ObjectKind, name: &QualifiedName) {
         match kind {
             ObjectKind::Entity => {
@@ -156,6 +172,9 @@ impl<'a> RegistryTransaction<'a> {
             }
             ObjectKind::FeatureService => {
                 self.state.services.remove(name);
+            }
+            ObjectKind::View => {
+                self.state.sql_views.remove(name);
             }
             ObjectKind::Table => return,
         }
@@ -257,6 +276,10 @@ async fn load(pool: &SqlitePool) -> Result<RegistryState, RegistryError> {
                     })
                     .versions
                     .push(version);
+            }
+            "view" => {
+                let view: SqlView = serde_json::from_str(&definition).map_err(corrupt)?;
+                state.sql_views.insert(name, view);
             }
             "feature_service" => {
                 let version = serde_json::from_str(&definition).map_err(corrupt)?;

@@ -12,7 +12,7 @@ use crate::error::ParseError;
 use crate::names::{normalize_ident, object_ref, schema_name};
 use crate::session::{TransactionStatement, reset_statement, set_statement, show_statement};
 use crate::split::split_statements;
-use crate::statement::{CreateSchema, CreateTable, DropObjects, Statement};
+use crate::statement::{CreateSchema, CreateTable, CreateView, DropObjects, Statement};
 use crate::types::column_type;
 
 /// Parses a whole query message: every statement is parsed before any is
@@ -199,6 +199,7 @@ fn classify(statement: ast::Statement) -> Result<Statement, ParseError> {
             };
             match object_type {
                 ObjectType::Table => Statement::DropTable(drop(&names)?),
+                ObjectType::View => Statement::DropView(drop(&names)?),
                 ObjectType::Schema => {
                     for name in &names {
                         schema_name_of(name)?;
@@ -282,10 +283,26 @@ fn classify(statement: ast::Statement) -> Result<Statement, ParseError> {
         S::AlterTable(_) => {
             return Err(ParseError::unsupported("ALTER TABLE is not supported yet"));
         }
-        S::CreateView(_) => {
-            return Err(ParseError::unsupported(
-                "CREATE VIEW is not supported yet: views would not survive a restart",
-            ));
+        S::CreateView(view) => {
+            if view.materialized {
+                return Err(ParseError::unsupported(
+                    "CREATE MATERIALIZED VIEW is not supported: use a feature view with REFRESH",
+                ));
+            }
+            if view.temporary {
+                return Err(ParseError::unsupported("temporary views are not supported"));
+            }
+            if !view.columns.is_empty() {
+                return Err(ParseError::unsupported(
+                    "a column list in CREATE VIEW is not supported: name the columns with AS in the query",
+                ));
+            }
+            Statement::CreateView(CreateView {
+                name: object_ref(&view.name)?,
+                or_replace: view.or_replace,
+                if_not_exists: view.if_not_exists,
+                query: view.query,
+            })
         }
         other => {
             return Err(ParseError::unsupported(format!(

@@ -26,6 +26,8 @@ pub enum Statement {
     DiscardAll,
     /// Entities, feature views and feature services.
     Feature(FeatureStatement),
+    CreateView(CreateView),
+    DropView(DropObjects),
     DeclareCursor(DeclareCursor),
     Fetch(FetchCursor),
     CloseCursor(CloseCursor),
@@ -55,6 +57,8 @@ impl Statement {
             Statement::Transaction(TransactionStatement::Release(_)) => "RELEASE",
             Statement::DiscardAll => "DISCARD ALL",
             Statement::Feature(feature) => feature.command_tag(),
+            Statement::CreateView(_) => "CREATE VIEW",
+            Statement::DropView(_) => "DROP VIEW",
             Statement::DeclareCursor(_) => "DECLARE CURSOR",
             Statement::Fetch(_) => "FETCH",
             Statement::CloseCursor(_) => "CLOSE CURSOR",
@@ -70,7 +74,9 @@ impl Statement {
             Statement::CreateSchema(_)
             | Statement::DropSchema(_)
             | Statement::CreateTable(_)
-            | Statement::DropTable(_) => true,
+            | Statement::DropTable(_)
+            | Statement::CreateView(_)
+            | Statement::DropView(_) => true,
             Statement::Copy(copy) => copy.direction == crate::copy::CopyDirection::FromStdin,
             Statement::Feature(feature) => !matches!(feature, FeatureStatement::Show(_)),
             _ => false,
@@ -90,6 +96,15 @@ pub struct DropObjects {
     pub names: Vec<ObjectRef>,
     pub if_exists: bool,
     pub cascade: bool,
+}
+
+/// `CREATE [OR REPLACE] VIEW name AS query`: a stored query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateView {
+    pub name: ObjectRef,
+    pub or_replace: bool,
+    pub if_not_exists: bool,
+    pub query: Box<ast::Query>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -174,6 +174,7 @@ impl SchemaProvider for IcebergSchema {
                 .views
                 .keys()
                 .chain(registry.services.keys())
+                .chain(registry.sql_views.keys())
                 .filter(|n| n.schema == self.name)
                 .map(|n| n.name.clone()),
         );
@@ -186,6 +187,13 @@ impl SchemaProvider for IcebergSchema {
         if let Some(view) = registry.views.get(&qualified) {
             let fields = view
                 .current()
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), c.column_type.clone()));
+            return Ok(Some(Arc::new(RegistryRelation::new(qualified, fields))));
+        }
+        if let Some(view) = registry.sql_views.get(&qualified) {
+            let fields = view
                 .columns
                 .iter()
                 .map(|c| (c.name.clone(), c.column_type.clone()));
@@ -233,6 +241,7 @@ impl SchemaProvider for IcebergSchema {
         self.store.table(&self.name, name).is_some()
             || registry.views.contains_key(&qualified)
             || registry.services.contains_key(&qualified)
+            || registry.sql_views.contains_key(&qualified)
     }
 }
 

@@ -26,7 +26,7 @@ use super::session::Session;
 use super::temporal::write_ordered_query;
 use crate::error::{Error, Result};
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -46,7 +46,7 @@ fn invalid(message: impl Into<String>) -> Error {
 }
 
 /// PostgreSQL's name for an Arrow type (what the registry shows).
-fn type_name(data_type: &DataType) -> (String, Option<ColumnType>) {
+pub(crate) fn type_name(data_type: &DataType) -> (String, Option<ColumnType>) {
     match ColumnType::from_arrow(data_type) {
         Some(column_type) => (column_type.to_string(), Some(column_type)),
         None => (data_type.to_string(), None),
@@ -92,7 +92,7 @@ impl Session {
     }
 
     /// Where a new object named `name` goes.
-    fn registry_name(&self, name: &ObjectRef) -> Result<QualifiedName> {
+    pub(crate) fn registry_name(&self, name: &ObjectRef) -> Result<QualifiedName> {
         let schema = match &name.schema {
             Some(schema) => {
                 if is_system_schema(schema) {
@@ -122,6 +122,7 @@ impl Session {
             ObjectKind::Entity => state.entities.contains_key(q),
             ObjectKind::FeatureView => state.views.contains_key(q),
             ObjectKind::FeatureService => state.services.contains_key(q),
+            ObjectKind::View => state.sql_views.contains_key(q),
             ObjectKind::Table => false,
         };
         let candidates: Vec<QualifiedName> = match &name.schema {
@@ -137,12 +138,13 @@ impl Session {
 
     pub(crate) fn undefined(kind: ObjectKind, name: &ObjectRef) -> Error {
         match kind {
-            ObjectKind::FeatureView | ObjectKind::FeatureService | ObjectKind::Table => {
-                Error::UndefinedRelation {
-                    kind: kind.noun(),
-                    name: name.to_string(),
-                }
-            }
+            ObjectKind::FeatureView
+            | ObjectKind::FeatureService
+            | ObjectKind::Table
+            | ObjectKind::View => Error::UndefinedRelation {
+                kind: kind.noun(),
+                name: name.to_string(),
+            },
             ObjectKind::Entity => Error::UndefinedObject {
                 message: format!("entity \"{name}\" does not exist"),
             },
@@ -151,7 +153,7 @@ impl Session {
 
     /// Fails if `name` is taken in the relation namespace by something other
     /// than an object of `kind` (which OR REPLACE may replace).
-    fn check_relation_free(
+    pub(crate) fn check_relation_free(
         &self,
         state: &RegistryState,
         name: &QualifiedName,
@@ -163,7 +165,8 @@ impl Session {
             .table(&name.schema, &name.name)
             .is_some()
             || (kind != ObjectKind::FeatureView && state.views.contains_key(name))
-            || (kind != ObjectKind::FeatureService && state.services.contains_key(name));
+            || (kind != ObjectKind::FeatureService && state.services.contains_key(name))
+            || (kind != ObjectKind::View && state.sql_views.contains_key(name));
         if taken {
             return Err(Error::DuplicateTable(name.name.clone()));
         }
@@ -220,6 +223,18 @@ impl Session {
         state: &RegistryState,
         query: &str,
     ) -> Result<Vec<(String, DataType)>> {
+        self.query_columns(state, ResolveMode::Definition, query)
+            .await
+    }
+
+    /// Plans a stored query (a feature view's or a view's) against
+    /// `state`, returning its output columns (name, Arrow type).
+    pub(crate) async fn query_columns(
+        &mut self,
+        state: &RegistryState,
+        mode: ResolveMode,
+        query: &str,
+    ) -> Result<Vec<(String, DataType)>> {
         let featuredb_sql::Statement::Query(statement) = featuredb_sql::parse_statement(query)?
         else {
             return Err(invalid("a feature view is defined by a query"));
@@ -238,10 +253,10 @@ impl Session {
             }
         }
         let (plan, params) = self
-            .plan_query_in(state, ResolveMode::Definition, query, &statement, &[])
+            .plan_query_in(state, mode, query, &statement, &[])
             .await?;
         if !params.is_empty() {
-            return Err(invalid("a feature view's query cannot take parameters"));
+            return Err(invalid("a stored query cannot take parameters"));
         }
         let mut names: Vec<Option<String>> = Vec::new();
         if let ast::Statement::Query(q) = statement.as_ref() {
@@ -587,6 +602,18 @@ impl Session {
                             }
                         }
                     }
+                    // Expanded where read: it must still plan.
+                    ObjectKind::View => {
+                        let view = &state.sql_views[&dependent];
+                        self.query_columns(state, ResolveMode::Query, &view.query)
+                            .await
+                            .map_err(|e| Error::InvalidDefinition {
+                                message: format!(
+                                    "cannot change feature view {changed}: view {dependent} depends on it and would fail"
+                                ),
+                                detail: Some(e.to_string()),
+                            })?;
+                    }
                     _ => {}
                 }
             }
@@ -838,6 +865,7 @@ impl Session {
                     .ok_or_else(|| Self::undefined(object_kind, name))?;
                 let definition = match object_kind {
                     ObjectKind::Entity => state.entities[&found].sql.clone(),
+                    ObjectKind::View => state.sql_views[&found].sql.clone(),
                     ObjectKind::FeatureView => {
                         let view = &state.views[&found];
                         match version {

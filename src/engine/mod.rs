@@ -20,6 +20,7 @@ pub mod settings;
 pub mod system_tables;
 pub mod temporal;
 pub mod timestamps;
+pub mod views;
 
 use std::path::Path;
 use std::sync::Arc;

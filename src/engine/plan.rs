@@ -489,6 +489,8 @@ impl Session {
             Statement::Reset(reset) => self.reset(reset)?,
             Statement::Transaction(control) => self.transaction_control(control)?,
             Statement::DiscardAll => self.discard_all()?,
+            Statement::CreateView(create) => self.create_sql_view(&prepared.sql, create).await?,
+            Statement::DropView(drop) => self.drop_sql_views(drop).await?,
             Statement::DeclareCursor(declare) => {
                 self.declare_cursor(prepared, declare, params).await?
             }

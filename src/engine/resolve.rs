@@ -49,6 +49,8 @@ pub enum Relation {
     Table(QualifiedName),
     FeatureView(QualifiedName),
     FeatureService(QualifiedName),
+    /// A plain SQL view.
+    View(QualifiedName),
 }
 
 pub struct NameResolver<'a> {
@@ -110,7 +112,7 @@ impl<'a> NameResolver<'a> {
                 Some(Relation::Table(_)) | None => {}
                 Some(_) => {
                     return Err(Error::FeatureNotSupported(format!(
-                        "cannot insert into {name}: feature views and services are computed, insert into their source tables"
+                        "cannot insert into {name}: views, feature views and services are computed, insert into their source tables"
                     )));
                 }
             }
@@ -148,6 +150,8 @@ impl<'a> NameResolver<'a> {
             Some(Relation::FeatureView(qualified))
         } else if self.registry.services.contains_key(&qualified) {
             Some(Relation::FeatureService(qualified))
+        } else if self.registry.sql_views.contains_key(&qualified) {
+            Some(Relation::View(qualified))
         } else {
             None
         }
@@ -202,9 +206,10 @@ impl<'a> NameResolver<'a> {
                 })?,
         };
         let qualified = match &found {
-            Relation::Table(q) | Relation::FeatureView(q) | Relation::FeatureService(q) => {
-                q.clone()
-            }
+            Relation::Table(q)
+            | Relation::FeatureView(q)
+            | Relation::FeatureService(q)
+            | Relation::View(q) => q.clone(),
         };
         let needs_qualifier = self.mode == ResolveMode::Definition
             || schema_ident.is_none() && qualified.schema != self.default_schema;
@@ -316,6 +321,26 @@ impl<'a> NameResolver<'a> {
                 }
                 let clause = TemporalClause::from_version(version.take(), ResolveMode::Query)?;
                 let subquery = temporal::service_subquery(self, &qualified, &clause)?;
+                let alias = alias.take().unwrap_or_else(|| temporal::alias(&base));
+                *table_factor = derived(subquery, alias);
+                Ok(())
+            }
+            Relation::View(qualified) => {
+                if version.is_some() || pinned.is_some() {
+                    return Err(Error::FeatureNotSupported(format!(
+                        "FOR SYSTEM_TIME and VERSION apply to feature views; {qualified} is a view"
+                    )));
+                }
+                self.record(ObjectKind::View, qualified.clone(), None);
+                if !self.expand {
+                    return Ok(());
+                }
+                let view = &self.registry.sql_views[&qualified];
+                let mut subquery = super::views::view_query(view)?;
+                // Read as a query is: feature views inside as of now.
+                let mut nested = self.nested()?;
+                nested.mode = ResolveMode::Query;
+                nested.resolve_query(&mut subquery)?;
                 let alias = alias.take().unwrap_or_else(|| temporal::alias(&base));
                 *table_factor = derived(subquery, alias);
                 Ok(())

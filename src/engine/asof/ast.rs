@@ -315,6 +315,8 @@ impl SelectRewriter<'_, '_> {
                 side.tie = Some(tie_column.to_string());
                 Ok(side)
             }
+            // A plain view is read like the subquery it stands for.
+            Relation::View(_) => not_a_view(side, as_of_column),
             Relation::FeatureView(view_name) => {
                 match version {
                     None => {}

@@ -266,6 +266,7 @@ impl Relations {
                 .views
                 .keys()
                 .chain(registry.services.keys())
+                .chain(registry.sql_views.keys())
                 .filter(|n| n.schema == schema)
                 .map(|n| n.name.clone()),
         );
@@ -318,8 +319,13 @@ impl Relations {
             let current = service.current();
             (name, current.description.clone(), current.sql.clone())
         });
+        let sql_views = registry
+            .sql_views
+            .iter()
+            .map(|(name, view)| (name, None, view.query.clone()));
         views
             .chain(services)
+            .chain(sql_views)
             .find(|(name, _, _)| i64::from(relation_oid(&name.schema, &name.name)) == oid)
             .map(|(_, description, definition)| (description, definition))
     }
@@ -398,6 +404,24 @@ impl Relations {
                 attributes: keys.chain(features).collect(),
                 description: current.description.clone(),
                 definition: Some(current.sql.clone()),
+            });
+        }
+        for (name, view) in &registry.sql_views {
+            relations.push(Relation {
+                oid: relation_oid(&name.schema, &name.name),
+                schema: name.schema.clone(),
+                name: name.name.clone(),
+                kind: RelationKind::View,
+                attributes: view
+                    .columns
+                    .iter()
+                    .map(|c| match &c.column_type {
+                        Some(t) => Attribute::of_column_type(&c.name, t, false),
+                        None => Attribute::of_arrow(&c.name, &DataType::Utf8, false),
+                    })
+                    .collect(),
+                description: None,
+                definition: Some(view.query.clone()),
             });
         }
         let system = RegistrySchema::new(self.registry.clone(), self.online.clone());

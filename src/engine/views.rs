@@ -1,0 +1,171 @@
+//! Plain SQL views (`CREATE [OR REPLACE] VIEW name AS query`, `DROP VIEW`):
+//! stored queries, kept in the registry (so they survive restarts), and
+//! expanded where they are read, as PostgreSQL's views are. Inside a view,
+//! a feature view read without FOR SYSTEM_TIME is its current state, as in
+//! any query. Views appear in `pg_class` (kind `v`), `pg_views` and
+//! `information_schema` with their columns; tables, feature views and
+//! views they read cannot be dropped without CASCADE.
+
+use std::collections::BTreeSet;
+
+use datafusion::sql::sqlparser::ast;
+use featuredb_catalog::{ColumnRole, Dependency, ObjectKind, QualifiedName, SqlView, ViewColumn};
+use featuredb_sql::statement::{CreateView, DropObjects};
+
+use super::features::{dependents_closure, describe_dependents};
+use super::outcome::{CommandTag, Notice, Outcome};
+use super::resolve::{NameResolver, ResolveMode};
+use super::session::Session;
+use crate::error::{Error, Result};
+
+impl Session {
+    pub(crate) async fn create_sql_view(
+        &mut self,
+        sql: &str,
+        create: &CreateView,
+    ) -> Result<Outcome> {
+        let name = self.registry_name(&create.name)?;
+        let registry = self.engine.registry.clone();
+        let mut txn = registry.begin().await;
+        self.check_relation_free(&txn.state, &name, ObjectKind::View)?;
+        if txn.state.sql_views.contains_key(&name) && !create.or_replace {
+            if create.if_not_exists {
+                self.notice(Notice::informational(
+                    "42P07",
+                    format!("relation \"{}\" already exists, skipping", name.name),
+                ));
+                return Ok(Outcome::Command(CommandTag::new("CREATE VIEW")));
+            }
+            return Err(Error::DuplicateTable(name.name.clone()));
+        }
+        // Qualify every name so that the view means the same under any
+        // search_path, and collect what it reads.
+        let mut statement = ast::Statement::Query(create.query.clone());
+        let search_path = self.effective_search_path();
+        let default_schema = self.default_schema();
+        let dependencies: BTreeSet<Dependency> = {
+            let resolver = NameResolver::new(
+                &self.engine.offline,
+                &txn.state,
+                &search_path,
+                &default_schema,
+                sql,
+                ResolveMode::Definition,
+            )
+            .qualify_only();
+            resolver.resolve(&mut statement)?;
+            resolver.dependencies()
+        };
+        if dependencies
+            .iter()
+            .any(|d| d.kind == ObjectKind::View && d.name == name)
+        {
+            return Err(Error::InvalidDefinition {
+                message: format!("view {name} cannot read itself"),
+                detail: None,
+            });
+        }
+        let ast::Statement::Query(query) = &statement else {
+            return Err(Error::internal("CREATE VIEW without a query"));
+        };
+        let stored_query = query.to_string();
+        // Planned as it will be read: feature views as of now.
+        let columns = self
+            .query_columns(&txn.state, ResolveMode::Query, &stored_query)
+            .await?;
+        let columns: Vec<ViewColumn> = columns
+            .into_iter()
+            .map(|(column, data_type)| {
+                let (data_type, column_type) = super::features::type_name(&data_type);
+                ViewColumn {
+                    name: column,
+                    data_type,
+                    column_type,
+                    role: ColumnRole::Feature,
+                }
+            })
+            .collect();
+        // As in PostgreSQL, a replaced view others read keeps its columns.
+        if let Some(old) = txn.state.sql_views.get(&name)
+            && !txn.state.dependents(ObjectKind::View, &name).is_empty()
+        {
+            let shape = |columns: &[ViewColumn]| -> Vec<(String, String)> {
+                columns
+                    .iter()
+                    .map(|c| (c.name.clone(), c.data_type.clone()))
+                    .collect()
+            };
+            if shape(&old.columns) != shape(&columns) {
+                return Err(Error::InvalidDefinition {
+                    message: format!(
+                        "cannot change the columns of view {name}: other objects depend on it"
+                    ),
+                    detail: None,
+                });
+            }
+        }
+        let canonical = format!("CREATE VIEW {name} AS {stored_query}");
+        txn.put_sql_view(SqlView {
+            name,
+            query: stored_query,
+            columns,
+            dependencies: dependencies.into_iter().collect(),
+            created_at: super::features::now(),
+            sql: canonical,
+        })?;
+        txn.commit().await?;
+        Ok(Outcome::Command(CommandTag::new("CREATE VIEW")))
+    }
+
+    pub(crate) async fn drop_sql_views(&mut self, drop: &DropObjects) -> Result<Outcome> {
+        let registry = self.engine.registry.clone();
+        let mut txn = registry.begin().await;
+        let mut targets: Vec<(ObjectKind, QualifiedName)> = Vec::new();
+        for name in &drop.names {
+            match self.find(&txn.state, ObjectKind::View, name) {
+                Some(found) => targets.push((ObjectKind::View, found)),
+                None if drop.if_exists => self.notice(Notice::informational(
+                    "00000",
+                    format!("view \"{}\" does not exist, skipping", name.name),
+                )),
+                None => {
+                    return Err(Error::UndefinedTable {
+                        name: name.to_string(),
+                        position: None,
+                    });
+                }
+            }
+        }
+        let closure = dependents_closure(&txn.state, &targets);
+        if let Some((_, view)) = targets.first()
+            && closure.len() > targets.len()
+            && !drop.cascade
+        {
+            return Err(Error::DependentObjectsExist {
+                object: format!("view {view}"),
+                detail: describe_dependents(&txn.state, &closure, &targets),
+            });
+        }
+        self.remove_registry_objects(&mut txn, &closure, &targets);
+        txn.commit().await?;
+        self.forget_materializations(&closure).await;
+        Ok(Outcome::Command(CommandTag::new("DROP VIEW")))
+    }
+}
+
+/// A view's stored query as a statement, for expansion where it is read.
+pub(crate) fn view_query(view: &SqlView) -> Result<Box<ast::Query>> {
+    match featuredb_sql::parse_statement(&view.query)? {
+        featuredb_sql::Statement::Query(statement) => match *statement {
+            ast::Statement::Query(query) => Ok(query),
+            _ => Err(Error::internal(format!(
+                "view {} is not a query",
+                view.name
+            ))),
+        },
+        _ => Err(Error::internal(format!(
+            "view {} is not a query",
+            view.name
+        ))),
+    }
+}
