@@ -216,6 +216,30 @@ impl Session {
         Ok(Outcome::Command(CommandTag::new("CREATE ENTITY")))
     }
 
+    /// A definition's query with every name qualified (so that it means the
+    /// same under any search_path), and the relations it reads.
+    pub(crate) fn qualify_definition(
+        &self,
+        state: &RegistryState,
+        sql: &str,
+        query: &ast::Query,
+    ) -> Result<(Box<ast::Query>, BTreeSet<Dependency>)> {
+        let mut query = Box::new(query.clone());
+        let search_path = self.effective_search_path();
+        let default_schema = self.default_schema();
+        let resolver = NameResolver::new(
+            &self.engine.offline,
+            state,
+            &search_path,
+            &default_schema,
+            sql,
+            ResolveMode::Definition,
+        )
+        .qualify_only();
+        resolver.resolve_query(&mut query)?;
+        Ok((query, resolver.dependencies()))
+    }
+
     /// Plans a feature view's stored query against `state`, returning its
     /// output columns (name, Arrow type).
     async fn definition_schema(
@@ -438,33 +462,14 @@ impl Session {
         };
         let ttl = create.ttl.as_ref().map(Self::check_ttl).transpose()?;
 
-        // Qualify every name in the query and collect what it reads.
-        let mut statement = ast::Statement::Query(create.query.clone());
-        let search_path = self.effective_search_path();
-        let default_schema = self.default_schema();
-        let dependencies = {
-            let resolver = NameResolver::new(
-                &self.engine.offline,
-                &txn.state,
-                &search_path,
-                &default_schema,
-                sql,
-                ResolveMode::Definition,
-            )
-            .qualify_only();
-            resolver.resolve(&mut statement)?;
-            resolver.dependencies()
-        };
-        let ast::Statement::Query(query) = &statement else {
-            unreachable!("built as a query above")
-        };
+        let (query, dependencies) = self.qualify_definition(&txn.state, sql, &create.query)?;
         let stored_query = query.to_string();
         if create.or_replace {
             check_no_cycle(&txn.state, &name, &dependencies)?;
         }
         let columns = self.definition_schema(&txn.state, &stored_query).await?;
         // Only a variant that plans to the same columns is kept.
-        let write_ordered_query = match write_ordered_query(query, &self.engine.offline) {
+        let write_ordered_query = match write_ordered_query(&query, &self.engine.offline) {
             Some(variant) => match self.definition_schema(&txn.state, &variant).await {
                 Ok(variant_columns)
                     if variant_columns.len() == columns.len() + 1

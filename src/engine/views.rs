@@ -6,15 +6,13 @@
 //! `information_schema` with their columns; tables, feature views and
 //! views they read cannot be dropped without CASCADE.
 
-use std::collections::BTreeSet;
-
 use datafusion::sql::sqlparser::ast;
-use featuredb_catalog::{ColumnRole, Dependency, ObjectKind, QualifiedName, SqlView, ViewColumn};
+use featuredb_catalog::{ColumnRole, ObjectKind, QualifiedName, SqlView, ViewColumn};
 use featuredb_sql::statement::{CreateView, DropObjects};
 
 use super::features::{dependents_closure, describe_dependents};
 use super::outcome::{CommandTag, Notice, Outcome};
-use super::resolve::{NameResolver, ResolveMode};
+use super::resolve::ResolveMode;
 use super::session::Session;
 use crate::error::{Error, Result};
 
@@ -38,24 +36,7 @@ impl Session {
             }
             return Err(Error::DuplicateTable(name.name.clone()));
         }
-        // Qualify every name so that the view means the same under any
-        // search_path, and collect what it reads.
-        let mut statement = ast::Statement::Query(create.query.clone());
-        let search_path = self.effective_search_path();
-        let default_schema = self.default_schema();
-        let dependencies: BTreeSet<Dependency> = {
-            let resolver = NameResolver::new(
-                &self.engine.offline,
-                &txn.state,
-                &search_path,
-                &default_schema,
-                sql,
-                ResolveMode::Definition,
-            )
-            .qualify_only();
-            resolver.resolve(&mut statement)?;
-            resolver.dependencies()
-        };
+        let (query, dependencies) = self.qualify_definition(&txn.state, sql, &create.query)?;
         if dependencies
             .iter()
             .any(|d| d.kind == ObjectKind::View && d.name == name)
@@ -65,9 +46,6 @@ impl Session {
                 detail: None,
             });
         }
-        let ast::Statement::Query(query) = &statement else {
-            return Err(Error::internal("CREATE VIEW without a query"));
-        };
         let stored_query = query.to_string();
         // Planned as it will be read: feature views as of now.
         let columns = self
