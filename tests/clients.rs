@@ -137,6 +137,15 @@ fn psql_session() {
         "session.sql",
     ));
     assert_expected(&actual, &dir.join("expected.out"));
+
+    // Tab completion, typed into psql on a pseudo-terminal, over the
+    // objects the session created.
+    let mut command = Command::new("python3");
+    command
+        .arg(dir.join("tab_completion.py"))
+        .arg(server.port.to_string());
+    let completions = run_session(command, "psql tab completion");
+    assert_expected(&completions, &dir.join("tab_completion.expected"));
 }
 
 #[test]
