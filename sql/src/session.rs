@@ -113,14 +113,16 @@ pub(crate) fn set_statement(set: &Set) -> Result<SetStatement, ParseError> {
                     format!("{prefix}transaction_isolation"),
                     level.to_string().to_lowercase(),
                 ),
-                TransactionMode::AccessMode(mode) => (
-                    format!("{prefix}transaction_read_only"),
-                    match mode {
-                        TransactionAccessMode::ReadOnly => "on",
-                        TransactionAccessMode::ReadWrite => "off",
-                    }
-                    .to_string(),
-                ),
+                // Read-only transactions are not enforced, so they are not
+                // accepted either.
+                TransactionMode::AccessMode(TransactionAccessMode::ReadOnly) => {
+                    return Err(ParseError::unsupported(
+                        "read-only transactions are not supported",
+                    ));
+                }
+                TransactionMode::AccessMode(TransactionAccessMode::ReadWrite) => {
+                    (format!("{prefix}transaction_read_only"), "off".to_string())
+                }
             };
             Ok(SetStatement {
                 name,

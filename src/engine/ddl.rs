@@ -153,8 +153,9 @@ impl Session {
     ) -> Result<bool> {
         let registry = self.engine.registry.clone();
         let txn = registry.begin().await;
-        let is_registry_relation =
-            txn.state.views.contains_key(name) || txn.state.services.contains_key(name);
+        let is_registry_relation = txn.state.views.contains_key(name)
+            || txn.state.services.contains_key(name)
+            || txn.state.sql_views.contains_key(name);
         if is_registry_relation {
             if if_not_exists {
                 return Ok(false);
@@ -200,7 +201,8 @@ impl Session {
             .table(&name.schema, &name.name)
             .is_some()
             || registry.views.contains_key(&name)
-            || registry.services.contains_key(&name);
+            || registry.services.contains_key(&name)
+            || registry.sql_views.contains_key(&name);
         if create.if_not_exists && name_taken {
             self.notice(Notice::informational(
                 "42P07",

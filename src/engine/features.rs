@@ -990,22 +990,25 @@ pub(crate) fn dependents_closure(
     result
 }
 
-/// A view may not read itself, directly or through other views.
-fn check_no_cycle(
+/// A feature view or view may not read itself, directly or through other
+/// feature views and views.
+pub(crate) fn check_no_cycle(
     state: &RegistryState,
     name: &QualifiedName,
     dependencies: &BTreeSet<Dependency>,
 ) -> Result<()> {
+    let reads_views =
+        |d: &&Dependency| matches!(d.kind, ObjectKind::FeatureView | ObjectKind::View);
     let mut pending: Vec<QualifiedName> = dependencies
         .iter()
-        .filter(|d| d.kind == ObjectKind::FeatureView)
+        .filter(reads_views)
         .map(|d| d.name.clone())
         .collect();
     let mut seen = HashSet::new();
     while let Some(current) = pending.pop() {
         if &current == name {
             return Err(invalid(format!(
-                "feature view {name} would depend on itself (a dependency cycle)"
+                "{name} would depend on itself (a dependency cycle)"
             )));
         }
         if !seen.insert(current.clone()) {
@@ -1017,10 +1020,18 @@ fn check_no_cycle(
                     version
                         .dependencies
                         .iter()
-                        .filter(|d| d.kind == ObjectKind::FeatureView)
+                        .filter(reads_views)
                         .map(|d| d.name.clone()),
                 );
             }
+        }
+        if let Some(view) = state.sql_views.get(&current) {
+            pending.extend(
+                view.dependencies
+                    .iter()
+                    .filter(reads_views)
+                    .map(|d| d.name.clone()),
+            );
         }
     }
     Ok(())

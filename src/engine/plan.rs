@@ -164,8 +164,9 @@ fn type_values_placeholders(statement: &mut ast::Statement, declared: &[Option<D
         let Some(n) = number(expr) else {
             continue;
         };
-        let data_type = declared
-            .get(n - 1)
+        let data_type = n
+            .checked_sub(1)
+            .and_then(|index| declared.get(index))
             .cloned()
             .flatten()
             .and_then(|t| sql_type(&t))
@@ -219,8 +220,16 @@ impl Session {
             lookup: None,
         };
         match &statement {
-            Statement::Query(ast) if self.engine.online.has_materializations() => {
-                if let Some(lookup) = self.plan_lookup(sql, ast, declared).await? {
+            Statement::Query(ast) => {
+                // Known catalog queries of clients are replaced whole.
+                let known = super::pg_catalog::known_query(sql);
+                let ast = known.as_ref().unwrap_or(ast);
+                let lookup = if known.is_none() && self.engine.online.has_materializations() {
+                    self.plan_lookup(sql, ast, declared).await?
+                } else {
+                    None
+                };
+                if let Some(lookup) = lookup {
                     prepared.param_types = lookup.param_types.clone();
                     prepared.description = Description::Rows(lookup.output.clone());
                     prepared.lookup = Some(Arc::new(lookup));
@@ -228,16 +237,6 @@ impl Session {
                     self.plan_query_statement(sql, ast, declared, &mut prepared)
                         .await?;
                 }
-            }
-            Statement::Query(ast) => {
-                let known = super::pg_catalog::known_query(sql);
-                self.plan_query_statement(
-                    sql,
-                    known.as_ref().unwrap_or(ast),
-                    declared,
-                    &mut prepared,
-                )
-                .await?;
             }
             Statement::DeclareCursor(declare) => {
                 self.plan_query_statement(sql, &declare.query, declared, &mut prepared)

@@ -311,6 +311,12 @@ impl Session {
 
     /// Records that a statement failed (a block becomes failed).
     pub fn on_error(&mut self) {
+        // Settings a failed statement's set_config() calls asked for are
+        // not applied.
+        self.deferred_settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         if self.transaction == TransactionState::InBlock {
             self.transaction = TransactionState::Failed;
         }
@@ -471,7 +477,6 @@ impl Session {
     pub(crate) fn reset(&mut self, reset: &ResetStatement) -> Result<Outcome> {
         match reset {
             ResetStatement::All => {
-                self.cursors.close_all();
                 let changes = self.settings.reset_all();
                 self.reported.extend(changes);
             }
@@ -527,6 +532,7 @@ impl Session {
                 "DISCARD ALL cannot run inside a transaction block".to_string(),
             ));
         }
+        self.cursors.close_all();
         let changes = self.settings.reset_all();
         self.reported.extend(changes);
         self.apply_settings();

@@ -37,15 +37,7 @@ impl Session {
             return Err(Error::DuplicateTable(name.name.clone()));
         }
         let (query, dependencies) = self.qualify_definition(&txn.state, sql, &create.query)?;
-        if dependencies
-            .iter()
-            .any(|d| d.kind == ObjectKind::View && d.name == name)
-        {
-            return Err(Error::InvalidDefinition {
-                message: format!("view {name} cannot read itself"),
-                detail: None,
-            });
-        }
+        super::features::check_no_cycle(&txn.state, &name, &dependencies)?;
         let stored_query = query.to_string();
         // Planned as it will be read: feature views as of now.
         let columns = self
@@ -101,6 +93,7 @@ impl Session {
         let mut targets: Vec<(ObjectKind, QualifiedName)> = Vec::new();
         for name in &drop.names {
             match self.find(&txn.state, ObjectKind::View, name) {
+                Some(found) if targets.contains(&(ObjectKind::View, found.clone())) => {}
                 Some(found) => targets.push((ObjectKind::View, found)),
                 None if drop.if_exists => self.notice(Notice::informational(
                     "00000",

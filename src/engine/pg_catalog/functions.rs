@@ -244,7 +244,7 @@ fn pg_size_pretty() -> ScalarUDF {
 
 fn size_pretty(bytes: i64) -> String {
     const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
-    if bytes.abs() < 10 * 1024 {
+    if bytes.unsigned_abs() < 10 * 1024 {
         return format!("{bytes} bytes");
     }
     let mut size = bytes;
@@ -252,7 +252,7 @@ fn size_pretty(bytes: i64) -> String {
         // Halve first, round, then halve again: PostgreSQL's half-up.
         let half = size / 512;
         let rounded = (half + half.signum()) / 2;
-        if rounded.abs() < 10 * 1024 || i == UNITS.len() - 1 {
+        if rounded.unsigned_abs() < 10 * 1024 || i == UNITS.len() - 1 {
             return format!("{rounded} {unit}");
         }
         size /= 1024;

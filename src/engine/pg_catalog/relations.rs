@@ -586,7 +586,14 @@ pub fn pg_class(relations: &[Relation]) -> DFResult<RecordBatch> {
         int32("relrewrite", 0),
         int32("relfrozenxid", 0),
         int32("relminmxid", 0),
-        (field("relacl", DataType::Utf8, true), null_strings(rows)),
+        // aclitem[] in PostgreSQL; NULL (default privileges) here.
+        (
+            field("relacl", reloptions.data_type().clone(), true),
+            Arc::new(ListArray::new_null(
+                Arc::new(Field::new_list_field(DataType::Utf8, true)),
+                rows,
+            )),
+        ),
         (
             field("reloptions", reloptions.data_type().clone(), true),
             Arc::new(reloptions),
