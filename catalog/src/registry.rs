@@ -259,6 +259,17 @@ impl RegistryState {
         found
     }
 
+    /// Names of the relations the registry defines in `schema`: feature
+    /// views, feature services and views (tables live in the offline store).
+    pub fn relation_names_in<'a>(&'a self, schema: &'a str) -> impl Iterator<Item = &'a str> {
+        self.views
+            .keys()
+            .chain(self.services.keys())
+            .chain(self.sql_views.keys())
+            .filter(move |n| n.schema == schema)
+            .map(|n| n.name.as_str())
+    }
+
     /// Whether any object lives in `schema`.
     pub fn objects_in_schema(&self, schema: &str) -> Vec<(ObjectKind, QualifiedName)> {
         self.entities

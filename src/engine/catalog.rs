@@ -169,15 +169,7 @@ impl SchemaProvider for IcebergSchema {
     fn table_names(&self) -> Vec<String> {
         let registry = self.registry.snapshot();
         let mut names = self.store.table_names(&self.name);
-        names.extend(
-            registry
-                .views
-                .keys()
-                .chain(registry.services.keys())
-                .chain(registry.sql_views.keys())
-                .filter(|n| n.schema == self.name)
-                .map(|n| n.name.clone()),
-        );
+        names.extend(registry.relation_names_in(&self.name).map(str::to_string));
         names
     }
 

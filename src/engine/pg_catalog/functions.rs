@@ -210,8 +210,17 @@ impl TypeNames {
 
 /// `to_regtype(text)`: the type's oid, or NULL when there is no such type.
 fn to_regtype(types: Arc<TypeNames>) -> ScalarUDF {
+    oid_of_name("to_regtype", move |name| types.oid(name))
+}
+
+/// A function from an object's name to its oid (NULL when there is none),
+/// as `to_regtype` and `to_regclass` are.
+pub(super) fn oid_of_name(
+    name: &str,
+    lookup: impl Fn(&str) -> Option<i32> + Send + Sync + 'static,
+) -> ScalarUDF {
     datafusion::logical_expr::create_udf(
-        "to_regtype",
+        name,
         vec![DataType::Utf8],
         DataType::Int32,
         Volatility::Stable,
@@ -219,7 +228,7 @@ fn to_regtype(types: Arc<TypeNames>) -> ScalarUDF {
             let names = ColumnarValue::values_to_arrays(args)?;
             let names = datafusion::common::cast::as_string_array(&names[0])?;
             let oids: datafusion::arrow::array::Int32Array =
-                names.iter().map(|n| n.and_then(|n| types.oid(n))).collect();
+                names.iter().map(|n| n.and_then(&lookup)).collect();
             Ok(ColumnarValue::Array(Arc::new(oids) as ArrayRef))
         }),
     )

@@ -324,21 +324,9 @@ pub fn register_search_path_functions(
     ));
     let resolver = relations.clone();
     let path: Vec<String> = search_path.to_vec();
-    ctx.register_udf(create_udf(
-        "to_regclass",
-        vec![DataType::Utf8],
-        DataType::Int32,
-        Volatility::Stable,
-        Arc::new(move |args: &[ColumnarValue]| {
-            let names = ColumnarValue::values_to_arrays(args)?;
-            let names = datafusion::common::cast::as_string_array(&names[0])?;
-            let oids: datafusion::arrow::array::Int32Array = names
-                .iter()
-                .map(|name| name.and_then(|name| resolver.regclass(name, &path)))
-                .collect();
-            Ok(ColumnarValue::Array(Arc::new(oids)))
-        }),
-    ));
+    ctx.register_udf(functions::oid_of_name("to_regclass", move |name| {
+        resolver.regclass(name, &path)
+    }));
     let existing = relations.clone();
     let explicit: Vec<String> = search_path.to_vec();
     ctx.register_udf(create_udf(

@@ -261,15 +261,7 @@ impl Relations {
             );
         }
         let registry = self.registry.snapshot();
-        names.extend(
-            registry
-                .views
-                .keys()
-                .chain(registry.services.keys())
-                .chain(registry.sql_views.keys())
-                .filter(|n| n.schema == schema)
-                .map(|n| n.name.clone()),
-        );
+        names.extend(registry.relation_names_in(schema).map(str::to_string));
         names
             .iter()
             .map(|name| relation_oid(schema, name))
