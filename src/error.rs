@@ -53,6 +53,16 @@ pub enum Error {
     #[error("relation \"{0}\" already exists")]
     DuplicateTable(String),
 
+    /// A table definition PostgreSQL would refuse (42P16), e.g. a
+    /// temporary table in a permanent schema.
+    #[error("{0}")]
+    InvalidTableDefinition(String),
+
+    /// A statement for one kind of object naming another (42809), e.g.
+    /// `ALTER VIEW` on a table.
+    #[error("{0}")]
+    WrongObjectType(String),
+
     #[error("schema \"{0}\" already exists")]
     DuplicateSchema(String),
 

@@ -73,6 +73,20 @@ impl ObjectKind {
         }
     }
 
+    /// Whether objects of this kind share the relation namespace (tables,
+    /// views, feature views, services); entities have their own.
+    pub fn is_relation(self) -> bool {
+        self != ObjectKind::Entity
+    }
+
+    /// Whether a dependency recorded as `self` refers to an object of kind
+    /// `other`. Definitions refer to relations by name, so a dependency on
+    /// relation `x` refers to whatever relation is named `x` now (a table
+    /// renamed away and a view renamed into its place, as dbt does).
+    pub fn refers_to(self, other: ObjectKind) -> bool {
+        self == other || (self.is_relation() && other.is_relation())
+    }
+
     /// The kind as messages name it: "feature view".
     pub fn noun(self) -> &'static str {
         match self {
@@ -219,7 +233,8 @@ pub struct RegistryState {
 }
 
 impl RegistryState {
-    /// Objects whose current definition depends on `name` (of `kind`).
+    /// Objects whose current definition depends on `name` (of `kind`;
+    /// relations are matched by name, see [`ObjectKind::refers_to`]).
     pub fn dependents(
         &self,
         kind: ObjectKind,
@@ -231,7 +246,7 @@ impl RegistryState {
                 .current()
                 .dependencies
                 .iter()
-                .any(|d| d.kind == kind && &d.name == name)
+                .any(|d| d.kind.refers_to(kind) && &d.name == name)
                 || (kind == ObjectKind::Entity && view.current().entity.as_ref() == Some(name))
             {
                 found.push((ObjectKind::FeatureView, view.name.clone()));
@@ -242,7 +257,7 @@ impl RegistryState {
                 .current()
                 .dependencies
                 .iter()
-                .any(|d| d.kind == kind && &d.name == name)
+                .any(|d| d.kind.refers_to(kind) && &d.name == name)
             {
                 found.push((ObjectKind::FeatureService, service.name.clone()));
             }
@@ -251,7 +266,7 @@ impl RegistryState {
             if view
                 .dependencies
                 .iter()
-                .any(|d| d.kind == kind && &d.name == name)
+                .any(|d| d.kind.refers_to(kind) && &d.name == name)
             {
                 found.push((ObjectKind::View, view.name.clone()));
             }

@@ -6,6 +6,7 @@
 //! COPY, session and transaction control) become their own types here. This
 //! crate performs no I/O and knows nothing about what exists in the catalog.
 
+pub mod alter;
 pub mod asof;
 pub mod copy;
 pub mod cursor;

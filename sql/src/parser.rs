@@ -47,6 +47,11 @@ pub fn parse_statement(sql: &str) -> Result<Statement, ParseError> {
         expect_end(&mut parser, sql_for_parser)?;
         return Ok(Statement::Feature(statement));
     }
+    if crate::alter::is_alter_view(&parser) {
+        let rename = crate::alter::parse_alter_view(&mut parser)?;
+        expect_end(&mut parser, sql_for_parser)?;
+        return Ok(Statement::RenameRelation(rename));
+    }
     let sql = sql_for_parser;
     if !starts_with_keyword(sql, "copy") {
         // The common case: parse from the tokens already made.
@@ -268,21 +273,22 @@ fn classify(statement: ast::Statement) -> Result<Statement, ParseError> {
         S::Discard { object_type } => {
             if object_type == ast::DiscardObject::ALL {
                 Statement::DiscardAll
+            } else if object_type == ast::DiscardObject::TEMP {
+                Statement::DiscardTemp
             } else {
                 return Err(ParseError::unsupported(format!(
                     "DISCARD {object_type} is not supported"
                 )));
             }
         }
-        S::Update(_) | S::Delete(_) | S::Merge(_) | S::Truncate(_) => {
+        S::Update(_) | S::Delete(_) | S::Merge(_) => {
             return Err(ParseError::unsupported(
-                "UPDATE, DELETE, MERGE and TRUNCATE are not supported: featuredb tables are \
-                 append-only Iceberg tables",
+                "UPDATE, DELETE and MERGE are not supported: featuredb tables are append-only \
+                 Iceberg tables",
             ));
         }
-        S::AlterTable(_) => {
-            return Err(ParseError::unsupported("ALTER TABLE is not supported yet"));
-        }
+        S::Truncate(truncate) => Statement::Truncate(crate::alter::truncate(&truncate)?),
+        S::AlterTable(alter) => Statement::RenameRelation(crate::alter::alter_table(&alter)?),
         S::CreateView(view) => {
             if view.materialized {
                 return Err(ParseError::unsupported(
@@ -327,9 +333,13 @@ fn create_table(create: ast::CreateTable) -> Result<Statement, ParseError> {
             "CREATE OR REPLACE TABLE is not supported",
         ));
     }
-    if create.temporary {
+    if matches!(
+        create.on_commit,
+        Some(ast::OnCommit::DeleteRows | ast::OnCommit::Drop)
+    ) {
         return Err(ParseError::unsupported(
-            "temporary tables are not supported",
+            "ON COMMIT DELETE ROWS / DROP is not supported: temporary tables keep their rows \
+             until they are dropped or the session ends",
         ));
     }
     if create.external || create.location.is_some() {
@@ -380,6 +390,7 @@ fn create_table(create: ast::CreateTable) -> Result<Statement, ParseError> {
     }
     Ok(Statement::CreateTable(CreateTable {
         name: object_ref(&create.name)?,
+        temporary: create.temporary,
         if_not_exists: create.if_not_exists,
         columns,
         query: create.query,

@@ -3,6 +3,7 @@
 use datafusion::sql::sqlparser::ast;
 use featuredb_catalog::ColumnDef;
 
+use crate::alter::{RenameRelation, RenameTarget, TruncateTables};
 use crate::copy::CopyStatement;
 use crate::cursor::{CloseCursor, DeclareCursor, FetchCursor};
 use crate::feature::FeatureStatement;
@@ -24,6 +25,8 @@ pub enum Statement {
     Transaction(TransactionStatement),
     /// `DISCARD ALL`: back to a fresh session.
     DiscardAll,
+    /// `DISCARD TEMP`: drop the session's temporary tables.
+    DiscardTemp,
     /// Entities, feature views and feature services.
     Feature(FeatureStatement),
     CreateView(CreateView),
@@ -31,6 +34,9 @@ pub enum Statement {
     DeclareCursor(DeclareCursor),
     Fetch(FetchCursor),
     CloseCursor(CloseCursor),
+    /// `ALTER TABLE|VIEW … RENAME TO …`.
+    RenameRelation(RenameRelation),
+    Truncate(TruncateTables),
 }
 
 impl Statement {
@@ -56,12 +62,18 @@ impl Statement {
             Statement::Transaction(TransactionStatement::Savepoint(_)) => "SAVEPOINT",
             Statement::Transaction(TransactionStatement::Release(_)) => "RELEASE",
             Statement::DiscardAll => "DISCARD ALL",
+            Statement::DiscardTemp => "DISCARD TEMP",
             Statement::Feature(feature) => feature.command_tag(),
             Statement::CreateView(_) => "CREATE VIEW",
             Statement::DropView(_) => "DROP VIEW",
             Statement::DeclareCursor(_) => "DECLARE CURSOR",
             Statement::Fetch(_) => "FETCH",
             Statement::CloseCursor(_) => "CLOSE CURSOR",
+            Statement::RenameRelation(rename) => match rename.target {
+                RenameTarget::Table => "ALTER TABLE",
+                RenameTarget::View => "ALTER VIEW",
+            },
+            Statement::Truncate(_) => "TRUNCATE TABLE",
         }
     }
 
@@ -76,7 +88,9 @@ impl Statement {
             | Statement::CreateTable(_)
             | Statement::DropTable(_)
             | Statement::CreateView(_)
-            | Statement::DropView(_) => true,
+            | Statement::DropView(_)
+            | Statement::RenameRelation(_)
+            | Statement::Truncate(_) => true,
             Statement::Copy(copy) => copy.direction == crate::copy::CopyDirection::FromStdin,
             Statement::Feature(feature) => !matches!(feature, FeatureStatement::Show(_)),
             _ => false,
@@ -110,6 +124,8 @@ pub struct CreateView {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateTable {
     pub name: ObjectRef,
+    /// `CREATE TEMPORARY TABLE`: session-local.
+    pub temporary: bool,
     pub if_not_exists: bool,
     /// Declared columns; empty for `CREATE TABLE … AS` without a column list.
     pub columns: Vec<ColumnDef>,

@@ -4,13 +4,16 @@
 //! writer task encodes into Parquet data files concurrently (the two stages
 //! overlap on separate cores). Nothing is visible until the final commit; a
 //! bad record anywhere aborts the whole COPY, deletes the files written so
-//! far and reports the line, as PostgreSQL does.
+//! far and reports the line, as PostgreSQL does. A session's temporary
+//! table takes the batches in memory instead, at the end.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
-use featuredb_catalog::{ColumnDef, ColumnType};
+use datafusion::datasource::{MemTable, TableProvider};
+use featuredb_catalog::{ColumnDef, ColumnType, TableSchemaDef};
 use featuredb_sql::copy::{CopyFormat, CopyOptions};
 use pgwire::api::Type;
 use tokio::sync::{mpsc, oneshot};
@@ -29,13 +32,69 @@ const PARSE_THRESHOLD: usize = 256 * 1024;
 /// PostgreSQL's binary COPY signature.
 const BINARY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
+/// Where copied rows go.
+pub enum CopyTarget {
+    /// An Iceberg table.
+    Table(Arc<TableHandle>),
+    /// One of the session's temporary tables.
+    Temporary {
+        name: String,
+        definition: TableSchemaDef,
+        table: Arc<MemTable>,
+    },
+}
+
+impl CopyTarget {
+    fn name(&self) -> &str {
+        match self {
+            CopyTarget::Table(table) => &table.name.name,
+            CopyTarget::Temporary { name, .. } => name,
+        }
+    }
+
+    fn definition(&self) -> &TableSchemaDef {
+        match self {
+            CopyTarget::Table(table) => table.definition(),
+            CopyTarget::Temporary { definition, .. } => definition,
+        }
+    }
+
+    fn arrow_schema(&self) -> SchemaRef {
+        match self {
+            CopyTarget::Table(table) => table.arrow_schema(),
+            CopyTarget::Temporary { table, .. } => table.schema(),
+        }
+    }
+
+    /// Makes `batches` part of a temporary table, at once.
+    async fn append_in_memory(table: &MemTable, batches: Vec<RecordBatch>) -> Result<()> {
+        let partition = table
+            .batches
+            .first()
+            .ok_or_else(|| Error::internal("temporary table without a partition"))?;
+        partition.write().await.extend(batches);
+        Ok(())
+    }
+}
+
+/// What the writer task produces.
+enum Sink {
+    Files(Box<DataFileWriter>),
+    Memory(Vec<RecordBatch>),
+}
+
+enum Written {
+    Files(WrittenFiles),
+    Memory(Vec<RecordBatch>),
+}
+
 enum WriterMessage {
     Batch(RecordBatch),
-    Finish(oneshot::Sender<Result<WrittenFiles>>),
+    Finish(oneshot::Sender<Result<Written>>),
 }
 
 pub struct CopyFromStdin {
-    table: Arc<TableHandle>,
+    table: CopyTarget,
     /// Target columns in the order fields arrive.
     columns: Vec<ColumnDef>,
     /// For each table column, its position in `columns` (if copied).
@@ -57,7 +116,7 @@ pub struct CopyFromStdin {
 
 impl CopyFromStdin {
     pub async fn new(
-        table: Arc<TableHandle>,
+        table: CopyTarget,
         column_names: &[String],
         options: CopyOptions,
         time_zone: &SessionTimeZone,
@@ -77,7 +136,7 @@ impl CopyFromStdin {
                         .column(name)
                         .cloned()
                         .ok_or_else(|| Error::UndefinedColumn {
-                            table: table.name.name.clone(),
+                            table: table.name().to_string(),
                             column: name.clone(),
                         })
                 })
@@ -96,7 +155,7 @@ impl CopyFromStdin {
             .find(|(c, p)| p.is_none() && !c.nullable)
         {
             return Err(Error::NotNullViolation {
-                table: table.name.name.clone(),
+                table: table.name().to_string(),
                 column: missing.0.name.clone(),
             });
         }
@@ -108,7 +167,12 @@ impl CopyFromStdin {
             .collect();
         let binary_values = vec![Vec::new(); columns.len()];
 
-        let writer = DataFileWriter::new(table.clone()).await?;
+        let writer = match &table {
+            CopyTarget::Table(table) => {
+                Sink::Files(Box::new(DataFileWriter::new(table.clone()).await?))
+            }
+            CopyTarget::Temporary { .. } => Sink::Memory(Vec::new()),
+        };
         let (sender, receiver) = mpsc::channel(2);
         let writer_task = tokio::spawn(run_writer(writer, receiver));
 
@@ -162,7 +226,12 @@ impl CopyFromStdin {
             let batch = self.take_batch()?;
             let rows = batch.as_ref().map(|b| b.num_rows() as u64).unwrap_or(0);
             if let Some(batch) = batch {
-                self.table.append_logged(batch).await?;
+                match &self.table {
+                    CopyTarget::Table(table) => table.append_logged(batch).await?,
+                    CopyTarget::Temporary { table, .. } => {
+                        CopyTarget::append_in_memory(table, vec![batch]).await?
+                    }
+                }
             }
             // Dropping the unused writer deletes nothing: it wrote nothing.
             return Ok(rows);
@@ -181,7 +250,17 @@ impl CopyFromStdin {
             Ok(written) => written?,
             Err(_) => return Err(self.writer_failure().await),
         };
-        written.commit().await
+        match (written, &self.table) {
+            (Written::Files(files), _) => files.commit().await,
+            (Written::Memory(batches), CopyTarget::Temporary { table, .. }) => {
+                let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+                CopyTarget::append_in_memory(table, batches).await?;
+                Ok(rows)
+            }
+            (Written::Memory(_), CopyTarget::Table(_)) => {
+                Err(Error::internal("COPY into a table buffered its rows"))
+            }
+        }
     }
 
     /// The writer task stopped early: its error explains why.
@@ -273,7 +352,7 @@ impl CopyFromStdin {
                             BadCopyDataKind::NotNull,
                             format!(
                                 "null value in column \"{column}\" of relation \"{}\" violates not-null constraint",
-                                self.table.name.name
+                                self.table.name()
                             ),
                             Some(index),
                             None,
@@ -334,7 +413,7 @@ impl CopyFromStdin {
         column: Option<usize>,
         value: Option<&str>,
     ) -> Error {
-        let mut context = format!("COPY {}, line {}", self.table.name.name, self.line);
+        let mut context = format!("COPY {}, line {}", self.table.name(), self.line);
         if let Some(column) = column {
             context.push_str(&format!(", column {}", self.columns[column].name));
             if let Some(value) = value {
@@ -487,7 +566,7 @@ impl CopyFromStdin {
                                     BadCopyDataKind::NotNull,
                                     format!(
                                         "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
-                                        self.columns[index].name, self.table.name.name
+                                        self.columns[index].name, self.table.name()
                                     ),
                                     Some(index),
                                     None,
@@ -527,15 +606,17 @@ fn borrowed_utf8<'a>(record: &[u8], field: &'a [u8]) -> &'a str {
     unsafe { std::str::from_utf8_unchecked(field) }
 }
 
-async fn run_writer(
-    mut writer: DataFileWriter,
-    mut receiver: mpsc::Receiver<WriterMessage>,
-) -> Result<()> {
+async fn run_writer(mut sink: Sink, mut receiver: mpsc::Receiver<WriterMessage>) -> Result<()> {
     while let Some(message) = receiver.recv().await {
-        match message {
-            WriterMessage::Batch(batch) => writer.write(batch).await?,
-            WriterMessage::Finish(reply) => {
-                let _ = reply.send(writer.finish().await);
+        match (message, &mut sink) {
+            (WriterMessage::Batch(batch), Sink::Files(writer)) => writer.write(batch).await?,
+            (WriterMessage::Batch(batch), Sink::Memory(batches)) => batches.push(batch),
+            (WriterMessage::Finish(reply), _) => {
+                let written = match sink {
+                    Sink::Files(writer) => writer.finish().await.map(Written::Files),
+                    Sink::Memory(batches) => Ok(Written::Memory(batches)),
+                };
+                let _ = reply.send(written);
                 return Ok(());
             }
         }

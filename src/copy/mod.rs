@@ -6,5 +6,5 @@ pub mod from_stdin;
 pub mod to_file;
 pub mod to_stdout;
 
-pub use from_stdin::CopyFromStdin;
+pub use from_stdin::{CopyFromStdin, CopyTarget};
 pub use to_stdout::CopyEncoder;

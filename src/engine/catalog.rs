@@ -19,6 +19,7 @@ use featuredb_catalog::{ColumnType, DEFAULT_DATABASE, QualifiedName, Registry};
 
 use super::pg_catalog::{INFORMATION_SCHEMA, PG_CATALOG_SCHEMA};
 use super::system_tables::{REGISTRY_SCHEMA, RegistrySchema};
+use super::temp_tables::{TempSchema, TempTables};
 use crate::offline::{IcebergTableProvider, OfflineStore};
 use crate::online::OnlineStore;
 
@@ -33,6 +34,7 @@ impl FeatureDbCatalogList {
         registry: Arc<Registry>,
         online: Arc<OnlineStore>,
         relations: super::pg_catalog::Relations,
+        temp: Arc<TempTables>,
     ) -> DFResult<Self> {
         let relations = || relations.clone();
         // pg_catalog describes the user's relations; it reads them through
@@ -45,6 +47,7 @@ impl FeatureDbCatalogList {
                 online: online.clone(),
                 pg_catalog: None,
                 information_schema: super::pg_catalog::information_schema(relations()),
+                temp: temp.clone(),
             }),
         });
         Ok(Self {
@@ -54,6 +57,7 @@ impl FeatureDbCatalogList {
                 online: online.clone(),
                 pg_catalog: Some(super::pg_catalog::schema(described, relations())?),
                 information_schema: super::pg_catalog::information_schema(relations()),
+                temp,
             }),
         })
     }
@@ -88,6 +92,8 @@ pub struct FeatureDbCatalog {
     online: Arc<OnlineStore>,
     pg_catalog: Option<Arc<dyn SchemaProvider>>,
     information_schema: Arc<dyn SchemaProvider>,
+    /// The session's temporary tables.
+    temp: Arc<TempTables>,
 }
 
 impl std::fmt::Debug for FeatureDbCatalog {
@@ -108,10 +114,16 @@ impl CatalogProvider for FeatureDbCatalog {
             names.push(PG_CATALOG_SCHEMA.to_string());
         }
         names.push(INFORMATION_SCHEMA.to_string());
+        if !self.temp.is_empty() {
+            names.push(self.temp.schema_name.clone());
+        }
         names
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if self.temp.is_temp_schema(name) {
+            return Some(Arc::new(TempSchema(self.temp.clone())));
+        }
         if name == PG_CATALOG_SCHEMA {
             return self.pg_catalog.clone();
         }

@@ -6,14 +6,16 @@ use featuredb_catalog::{
     ColumnDef, ColumnType, ObjectKind, QualifiedName, TableSchemaDef, is_system_schema,
 };
 use featuredb_sql::Statement;
+use featuredb_sql::alter::TruncateTables;
 use featuredb_sql::copy::{CopyDirection, CopyRelation, CopyStatement};
 use featuredb_sql::names::ObjectRef;
 use featuredb_sql::statement::{CreateSchema, CreateTable, DropObjects};
+use futures::StreamExt;
 
 use super::features::{dependents_closure, describe_dependents};
 use super::outcome::{CommandTag, Notice, Outcome};
 use super::session::Session;
-use crate::copy::{CopyEncoder, CopyFromStdin};
+use crate::copy::{CopyEncoder, CopyFromStdin, CopyTarget};
 use crate::error::{Error, Result};
 use crate::offline::TableHandle;
 
@@ -116,6 +118,16 @@ impl Session {
         Ok(QualifiedName::new(schema, &name.name))
     }
 
+    /// The session's temporary table a name refers to: unqualified names
+    /// find temporary tables first, `pg_temp.name` only them.
+    pub(crate) fn temp_table_named(&self, name: &ObjectRef) -> Option<String> {
+        let in_temp_schema = name
+            .schema
+            .as_deref()
+            .is_none_or(|schema| self.temp.is_temp_schema(schema));
+        (in_temp_schema && self.temp.contains(&name.name)).then(|| name.name.clone())
+    }
+
     /// The table a name refers to, searching `search_path` when unqualified.
     pub(crate) fn lookup_table(&self, name: &ObjectRef) -> Result<std::sync::Arc<TableHandle>> {
         let undefined = || Error::UndefinedTable {
@@ -176,6 +188,9 @@ impl Session {
         sql: &str,
         create: &CreateTable,
     ) -> Result<Outcome> {
+        if create.temporary {
+            return self.create_temp_table(sql, create).await;
+        }
         let name = self.creation_name(&create.name)?;
         let Some(query) = &create.query else {
             let definition = TableSchemaDef {
@@ -217,32 +232,7 @@ impl Session {
                 "CREATE TABLE AS does not take parameters".to_string(),
             ));
         }
-        let schema = plan.schema().as_arrow().clone();
-        let mut columns = Vec::with_capacity(schema.fields().len());
-        for (index, field) in schema.fields().iter().enumerate() {
-            let column_name = create
-                .columns
-                .get(index)
-                .map(|c| c.name.clone())
-                .unwrap_or_else(|| field.name().clone());
-            let data_type = match create.columns.get(index) {
-                Some(declared) => declared.data_type.clone(),
-                None => ColumnType::from_arrow(field.data_type()).ok_or_else(|| {
-                    Error::FeatureNotSupported(format!(
-                        "column \"{column_name}\" has type {} which a table cannot store",
-                        field.data_type()
-                    ))
-                })?,
-            };
-            if columns.iter().any(|c: &ColumnDef| c.name == column_name) {
-                return Err(Error::DuplicateColumn(column_name));
-            }
-            columns.push(ColumnDef {
-                name: column_name,
-                data_type,
-                nullable: true,
-            });
-        }
+        let columns = query_columns(create, plan.schema().as_arrow())?;
         let definition = TableSchemaDef { columns };
         self.create_offline_table(&name, &definition, false).await?;
         let insert_sql = format!(
@@ -277,12 +267,104 @@ impl Session {
         }
     }
 
+    /// `CREATE TEMPORARY TABLE`, with columns or `AS query`: see
+    /// [`super::temp_tables`].
+    async fn create_temp_table(&mut self, sql: &str, create: &CreateTable) -> Result<Outcome> {
+        if let Some(schema) = &create.name.schema
+            && !self.temp.is_temp_schema(schema)
+        {
+            return Err(Error::InvalidTableDefinition(
+                "cannot create temporary relation in non-temporary schema".to_string(),
+            ));
+        }
+        let name = create.name.name.clone();
+        let tag = if create.query.is_some() {
+            "SELECT"
+        } else {
+            "CREATE TABLE"
+        };
+        if self.temp.contains(&name) {
+            if create.if_not_exists {
+                self.notice(Notice::informational(
+                    "42P07",
+                    format!("relation \"{name}\" already exists, skipping"),
+                ));
+                return Ok(Outcome::Command(CommandTag::with_rows(tag, 0)));
+            }
+            return Err(Error::DuplicateTable(name));
+        }
+        if let Some(column) = create.columns.iter().find(|c| !c.nullable) {
+            return Err(Error::FeatureNotSupported(format!(
+                "NOT NULL is not supported on temporary tables (column \"{}\")",
+                column.name
+            )));
+        }
+        let Some(query) = &create.query else {
+            let definition = TableSchemaDef {
+                columns: create.columns.clone(),
+            };
+            self.temp.create(&name, definition, Vec::new())?;
+            return Ok(Outcome::Command(CommandTag::new("CREATE TABLE")));
+        };
+        let select = ast::Statement::Query(query.clone());
+        let (plan, params) = self.plan_query(sql, &select, &[]).await?;
+        if !params.is_empty() {
+            return Err(Error::FeatureNotSupported(
+                "CREATE TABLE AS does not take parameters".to_string(),
+            ));
+        }
+        let definition = TableSchemaDef {
+            columns: query_columns(create, plan.schema().as_arrow())?,
+        };
+        let target = definition.to_arrow();
+        let Outcome::Rows { mut stream, .. } = self.run_plan(plan, Vec::new()).await? else {
+            return Err(Error::internal("CREATE TABLE AS query returned no rows"));
+        };
+        let mut batches = Vec::new();
+        let mut rows = 0u64;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            rows += batch.num_rows() as u64;
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(target.fields())
+                .map(|(column, field)| {
+                    datafusion::arrow::compute::cast(column, field.data_type()).map_err(Error::from)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            batches.push(datafusion::arrow::array::RecordBatch::try_new(
+                std::sync::Arc::new(target.clone()),
+                columns,
+            )?);
+        }
+        if !self.temp.create(&name, definition, batches)? {
+            return Err(Error::DuplicateTable(name));
+        }
+        Ok(Outcome::Command(CommandTag::with_rows("SELECT", rows)))
+    }
+
     pub(crate) async fn drop_tables(&mut self, drop: &DropObjects) -> Result<Outcome> {
         // Held from the dependents check to the drop: see drop_schemas.
         let registry = self.engine.registry.clone();
         let mut txn = registry.begin().await;
         let mut targets = Vec::new();
+        let mut temporary = Vec::new();
         for name in &drop.names {
+            if let Some(temp) = self.temp_table_named(name) {
+                temporary.push(temp);
+                continue;
+            }
+            if let Some((kind, found)) = self.find_relation(&txn.state, name)
+                && kind != ObjectKind::Table
+            {
+                return Err(Error::WrongObjectType(format!(
+                    "\"{}\" is not a table (it is a {}; use DROP {})",
+                    found.name,
+                    kind.noun(),
+                    kind.noun().to_uppercase()
+                )));
+            }
             match self.lookup_table(name) {
                 Ok(table) => targets.push((ObjectKind::Table, table.name.clone())),
                 Err(Error::UndefinedTable { .. }) if drop.if_exists => {
@@ -310,6 +392,9 @@ impl Session {
                 detail: describe_dependents(&txn.state, &closure, &targets),
             });
         }
+        for name in &temporary {
+            self.temp.drop_table(name);
+        }
         self.remove_registry_objects(&mut txn, &dependents, &targets);
         let _registry_lock = txn.commit_holding_lock().await?;
         self.forget_materializations(&dependents).await;
@@ -322,15 +407,70 @@ impl Session {
         Ok(Outcome::Command(CommandTag::new("DROP TABLE")))
     }
 
+    /// `TRUNCATE`: every named table is checked before any is emptied.
+    /// Each table is emptied by one Iceberg commit; a failure part-way
+    /// leaves the tables before it empty (statements are not undone, see
+    /// Transactions in the SQL reference).
+    pub(crate) async fn truncate_tables(&mut self, truncate: &TruncateTables) -> Result<Outcome> {
+        let state = self.engine.registry.snapshot();
+        let mut tables = Vec::new();
+        let mut temporary = Vec::new();
+        for name in &truncate.names {
+            if let Some(temp) = self.temp_table_named(name) {
+                temporary.push(temp);
+                continue;
+            }
+            match self.find_relation(&state, name) {
+                Some((ObjectKind::Table, _)) => {}
+                Some((_, found)) => {
+                    return Err(Error::WrongObjectType(format!(
+                        "\"{}\" is not a table",
+                        found.name
+                    )));
+                }
+                None => {}
+            }
+            let table = self.lookup_table(name)?;
+            if is_system_schema(&table.name.schema)
+                || table.name.schema == crate::online::MATERIALIZED_SCHEMA
+            {
+                return Err(Error::FeatureNotSupported(format!(
+                    "cannot truncate {}: featuredb maintains it",
+                    table.name
+                )));
+            }
+            tables.push(table);
+        }
+        for name in &temporary {
+            self.temp.truncate(name)?;
+        }
+        for table in &tables {
+            self.engine.offline.truncate_table(table).await?;
+        }
+        Ok(Outcome::Command(CommandTag::new("TRUNCATE TABLE")))
+    }
+
     pub(crate) async fn copy(&mut self, sql: &str, copy: &CopyStatement) -> Result<Outcome> {
         match &copy.direction {
             CopyDirection::FromStdin => {
                 let CopyRelation::Table { name, columns } = &copy.source else {
                     return Err(Error::internal("COPY FROM with a query"));
                 };
-                let table = self.lookup_table(name)?;
+                let target = match self.temp_table_named(name) {
+                    Some(temp) => {
+                        let table = self.temp.get(&temp).ok_or_else(|| {
+                            Error::internal(format!("temporary table {temp} vanished"))
+                        })?;
+                        CopyTarget::Temporary {
+                            name: temp,
+                            definition: table.definition.clone(),
+                            table: table.provider.clone(),
+                        }
+                    }
+                    None => CopyTarget::Table(self.lookup_table(name)?),
+                };
                 let sink = CopyFromStdin::new(
-                    table,
+                    target,
                     columns,
                     copy.options.clone(),
                     self.settings.time_zone(),
@@ -341,12 +481,25 @@ impl Session {
             CopyDirection::ToStdout | CopyDirection::ToFile(_) => {
                 let (query_sql, statement) = match &copy.source {
                     CopyRelation::Table { name, columns } => {
-                        let table = self.lookup_table(name)?;
-                        let definition = table.definition();
+                        let (qualified, definition) = match self.temp_table_named(name) {
+                            Some(temp) => {
+                                let table = self.temp.get(&temp).ok_or_else(|| {
+                                    Error::internal(format!("temporary table {temp} vanished"))
+                                })?;
+                                (
+                                    QualifiedName::new(super::temp_tables::TEMP_SCHEMA, temp),
+                                    table.definition.clone(),
+                                )
+                            }
+                            None => {
+                                let table = self.lookup_table(name)?;
+                                (table.name.clone(), table.definition().clone())
+                            }
+                        };
                         for column in columns {
                             if definition.column(column).is_none() {
                                 return Err(Error::UndefinedColumn {
-                                    table: table.name.name.clone(),
+                                    table: qualified.name.clone(),
                                     column: column.clone(),
                                 });
                             }
@@ -362,8 +515,8 @@ impl Session {
                         };
                         let query_sql = format!(
                             "SELECT {list} FROM {}.{}",
-                            quote_ident(&table.name.schema),
-                            quote_ident(&table.name.name)
+                            quote_ident(&qualified.schema),
+                            quote_ident(&qualified.name)
                         );
                         let Statement::Query(statement) =
                             featuredb_sql::parse_statement(&query_sql)?
@@ -418,4 +571,38 @@ impl Session {
             }
         }
     }
+}
+
+/// The columns `CREATE TABLE … AS` makes: the query's output, named by the
+/// column list where one is given.
+fn query_columns(
+    create: &CreateTable,
+    schema: &datafusion::arrow::datatypes::Schema,
+) -> Result<Vec<ColumnDef>> {
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (index, field) in schema.fields().iter().enumerate() {
+        let column_name = create
+            .columns
+            .get(index)
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| field.name().clone());
+        let data_type = match create.columns.get(index) {
+            Some(declared) => declared.data_type.clone(),
+            None => ColumnType::from_arrow(field.data_type()).ok_or_else(|| {
+                Error::FeatureNotSupported(format!(
+                    "column \"{column_name}\" has type {} which a table cannot store",
+                    field.data_type()
+                ))
+            })?,
+        };
+        if columns.iter().any(|c: &ColumnDef| c.name == column_name) {
+            return Err(Error::DuplicateColumn(column_name));
+        }
+        columns.push(ColumnDef {
+            name: column_name,
+            data_type,
+            nullable: true,
+        });
+    }
+    Ok(columns)
 }

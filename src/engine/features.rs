@@ -235,6 +235,7 @@ impl Session {
             sql,
             ResolveMode::Definition,
         )
+        .with_temp(&self.temp)
         .qualify_only();
         resolver.resolve_query(&mut query)?;
         Ok((query, resolver.dependencies()))
@@ -511,6 +512,19 @@ impl Session {
             write_ordered_query,
         };
         definition.sql = view_sql(&name, &definition);
+        // Replacing a view by what it already is makes no new version (dbt
+        // and migration scripts re-run the same CREATE OR REPLACE).
+        if let Some(current) = existing.as_ref().map(FeatureView::current) {
+            let unchanged = FeatureViewVersion {
+                version: current.version,
+                created_at: current.created_at.clone(),
+                sql: current.sql.clone(),
+                ..definition.clone()
+            };
+            if &unchanged == current {
+                return Ok(Outcome::Command(CommandTag::new("CREATE FEATURE VIEW")));
+            }
+        }
         let mut view = existing.clone().unwrap_or(FeatureView {
             name: name.clone(),
             versions: Vec::new(),

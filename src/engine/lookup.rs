@@ -393,9 +393,12 @@ impl Session {
             &default_schema,
             sql,
             ResolveMode::Query,
-        );
+        )
+        .with_temp(&self.temp);
         let relation = match parts.as_slice() {
             [schema, relation] => resolver.lookup(schema, relation),
+            // A temporary table shadows everything on the path.
+            [relation] if self.temp.contains(relation) => None,
             [relation] => search_path
                 .iter()
                 .find_map(|schema| resolver.lookup(schema, relation)),
@@ -700,6 +703,20 @@ impl Session {
         let LogicalPlan::Projection(projection) = &plan else {
             return None;
         };
+        // Aggregates and window functions are over the rows found (one row
+        // even when none is, for count(*)): not a per-row projection.
+        let per_row = !projection
+            .input
+            .exists(|node| {
+                Ok(matches!(
+                    node,
+                    LogicalPlan::Aggregate(_) | LogicalPlan::Window(_)
+                ))
+            })
+            .ok()?;
+        if !per_row {
+            return None;
+        }
         let input = projection.input.schema().clone();
         let output = Arc::new(plan.schema().as_arrow().clone());
         let output = super::plan::rename_columns(

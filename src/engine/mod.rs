@@ -14,10 +14,12 @@ pub mod pg_catalog;
 pub mod pg_semantics;
 pub mod plan;
 pub mod refresh;
+pub mod rename;
 pub mod resolve;
 pub mod session;
 pub mod settings;
 pub mod system_tables;
+pub mod temp_tables;
 pub mod temporal;
 pub mod timestamps;
 pub mod views;
@@ -72,7 +74,6 @@ pub struct Engine {
     pub offline: Arc<OfflineStore>,
     pub online: Arc<OnlineStore>,
     pub registry: Arc<Registry>,
-    catalogs: Arc<FeatureDbCatalogList>,
     /// featuredb's objects (and roles) as PostgreSQL's catalog shows them.
     relations: pg_catalog::Relations,
     runtime: Arc<RuntimeEnv>,
@@ -106,12 +107,6 @@ impl Engine {
         let relations =
             pg_catalog::Relations::new(offline.clone(), registry.clone(), online.clone());
         Ok(Arc::new(Self {
-            catalogs: Arc::new(FeatureDbCatalogList::new(
-                offline.clone(),
-                registry.clone(),
-                online.clone(),
-                relations.clone(),
-            )?),
             relations,
             offline,
             online,
@@ -123,14 +118,26 @@ impl Engine {
     }
 
     /// A new session for a connection.
-    pub fn new_session(self: &Arc<Self>, user: &str) -> Session {
+    pub fn new_session(self: &Arc<Self>, user: &str) -> Result<Session> {
         let pid = self.next_backend_pid.fetch_add(1, Ordering::Relaxed);
         self.relations.add_role(user);
         Session::new(self.clone(), user, pid)
     }
 
-    pub(crate) fn catalogs(&self) -> Arc<FeatureDbCatalogList> {
-        self.catalogs.clone()
+    /// The catalog a session plans against: every schema, plus the
+    /// session's temporary tables (also in its pg_catalog and
+    /// information_schema).
+    pub(crate) fn session_catalogs(
+        &self,
+        temp: &Arc<temp_tables::TempTables>,
+    ) -> Result<Arc<FeatureDbCatalogList>> {
+        Ok(Arc::new(FeatureDbCatalogList::new(
+            self.offline.clone(),
+            self.registry.clone(),
+            self.online.clone(),
+            self.relations.with_temp(temp.clone()),
+            temp.clone(),
+        )?))
     }
 
     /// featuredb's objects as PostgreSQL's catalog describes them.

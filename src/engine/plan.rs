@@ -354,6 +354,7 @@ impl Session {
             sql,
             mode,
         )
+        .with_temp(&self.temp)
         .resolve(&mut statement)?;
         super::pg_semantics::rewrite(&mut statement);
         type_values_placeholders(&mut statement, declared);
@@ -488,6 +489,7 @@ impl Session {
             Statement::Reset(reset) => self.reset(reset)?,
             Statement::Transaction(control) => self.transaction_control(control)?,
             Statement::DiscardAll => self.discard_all()?,
+            Statement::DiscardTemp => self.discard_temp()?,
             Statement::CreateView(create) => self.create_sql_view(&prepared.sql, create).await?,
             Statement::DropView(drop) => self.drop_sql_views(drop).await?,
             Statement::DeclareCursor(declare) => {
@@ -496,6 +498,8 @@ impl Session {
             Statement::Fetch(fetch) => self.fetch(fetch).await?,
             Statement::CloseCursor(close) => self.close_cursor(close)?,
             Statement::Feature(feature) => self.feature_statement(&prepared.sql, feature).await?,
+            Statement::RenameRelation(rename) => self.rename_relation(rename).await?,
+            Statement::Truncate(truncate) => self.truncate_tables(truncate).await?,
         };
         if statement.writes() && matches!(outcome, Outcome::Command(_)) {
             self.on_write();

@@ -26,6 +26,7 @@ use featuredb_sql::error::char_position;
 use featuredb_sql::names::normalize_ident;
 use featuredb_sql::temporal::split_version;
 
+use super::temp_tables::{TEMP_SCHEMA, TempTables};
 use super::temporal::{self, TemporalClause};
 use crate::error::Error;
 use crate::offline::OfflineStore;
@@ -51,6 +52,8 @@ pub enum Relation {
     FeatureService(QualifiedName),
     /// A plain SQL view.
     View(QualifiedName),
+    /// One of the session's temporary tables.
+    Temporary(String),
 }
 
 pub struct NameResolver<'a> {
@@ -67,6 +70,8 @@ pub struct NameResolver<'a> {
     /// only qualifying a definition for storage).
     pub expand: bool,
     pub depth: usize,
+    /// The session's temporary tables, found before `search_path`.
+    temp: Option<&'a TempTables>,
     dependencies: RefCell<BTreeSet<Dependency>>,
 }
 
@@ -88,8 +93,16 @@ impl<'a> NameResolver<'a> {
             mode,
             expand: true,
             depth: 0,
+            temp: None,
             dependencies: RefCell::new(BTreeSet::new()),
         }
+    }
+
+    /// Lets names find the session's temporary tables (first, as PostgreSQL's
+    /// implicit `pg_temp` on every search path).
+    pub fn with_temp(mut self, temp: &'a TempTables) -> Self {
+        self.temp = Some(temp);
+        self
     }
 
     /// Only qualify names (and collect dependencies); leave feature views
@@ -109,7 +122,7 @@ impl<'a> NameResolver<'a> {
             && let TableObject::TableName(name) = &mut insert.table
         {
             match self.resolve_name(name)? {
-                Some(Relation::Table(_)) | None => {}
+                Some(Relation::Table(_) | Relation::Temporary(_)) | None => {}
                 Some(_) => {
                     return Err(Error::FeatureNotSupported(format!(
                         "cannot insert into {name}: views, feature views and services are computed, insert into their source tables"
@@ -141,6 +154,13 @@ impl<'a> NameResolver<'a> {
 
     /// What `schema.name` is, if anything.
     pub fn lookup(&self, schema: &str, name: &str) -> Option<Relation> {
+        if let Some(temp) = self.temp
+            && temp.is_temp_schema(schema)
+        {
+            return temp
+                .contains(name)
+                .then(|| Relation::Temporary(name.to_string()));
+        }
         let qualified = QualifiedName::new(schema, name);
         if self.store.table(schema, name).is_some()
             || self.store.broken_table(schema, name).is_some()
@@ -197,9 +217,14 @@ impl<'a> NameResolver<'a> {
                     })?
             }
             None => self
-                .search_path
-                .iter()
-                .find_map(|schema| self.lookup(schema, base_name))
+                .temp
+                .filter(|temp| temp.contains(base_name))
+                .map(|_| Relation::Temporary(base_name.to_string()))
+                .or_else(|| {
+                    self.search_path
+                        .iter()
+                        .find_map(|schema| self.lookup(schema, base_name))
+                })
                 .ok_or_else(|| Error::UndefinedTable {
                     name: relation_name.clone(),
                     position: self.position(&relation_ident),
@@ -210,10 +235,27 @@ impl<'a> NameResolver<'a> {
             | Relation::FeatureView(q)
             | Relation::FeatureService(q)
             | Relation::View(q) => q.clone(),
+            Relation::Temporary(name) => {
+                if self.mode == ResolveMode::Definition {
+                    return Err(Error::FeatureNotSupported(format!(
+                        "cannot read temporary table {name} in a definition: views and feature \
+                         views outlive the session"
+                    )));
+                }
+                QualifiedName::new(TEMP_SCHEMA, name)
+            }
         };
         let needs_qualifier = self.mode == ResolveMode::Definition
+            || matches!(found, Relation::Temporary(_))
             || schema_ident.is_none() && qualified.schema != self.default_schema;
-        if needs_qualifier && parts.len() == 1 {
+        if matches!(found, Relation::Temporary(_)) {
+            // Whatever the qualifier (none, pg_temp, pg_temp_<pid>, with the
+            // database), DataFusion knows the schema as pg_temp.
+            name.0 = vec![
+                ObjectNamePart::Identifier(identifier(TEMP_SCHEMA)),
+                ObjectNamePart::Identifier(relation_ident),
+            ];
+        } else if needs_qualifier && parts.len() == 1 {
             name.0 = vec![
                 ObjectNamePart::Identifier(identifier(&qualified.schema)),
                 ObjectNamePart::Identifier(relation_ident),
@@ -251,6 +293,7 @@ impl<'a> NameResolver<'a> {
             ResolveMode::Definition,
         );
         nested.depth = self.depth + 1;
+        nested.temp = self.temp;
         Ok(nested)
     }
 
@@ -289,6 +332,14 @@ impl<'a> NameResolver<'a> {
         let (base, pinned) = split_version(&relation_name);
         let base = base.to_string();
         match relation {
+            Relation::Temporary(name) => {
+                if version.is_some() || pinned.is_some() {
+                    return Err(Error::FeatureNotSupported(format!(
+                        "FOR SYSTEM_TIME and VERSION apply to feature views; {name} is a temporary table"
+                    )));
+                }
+                Ok(())
+            }
             Relation::Table(qualified) => {
                 if version.is_some() || pinned.is_some() {
                     return Err(Error::FeatureNotSupported(format!(

@@ -57,11 +57,14 @@ pub struct Session {
     /// describing `EXECUTE name` (DataFusion does not describe it).
     /// Every SQL-level prepared statement, with the rows it returns (if any).
     sql_prepared: HashMap<String, Option<SchemaRef>>,
+    /// This session's temporary tables.
+    pub(crate) temp: Arc<super::temp_tables::TempTables>,
 }
 
 impl Session {
-    pub(crate) fn new(engine: Arc<Engine>, user: &str, backend_pid: i32) -> Self {
+    pub(crate) fn new(engine: Arc<Engine>, user: &str, backend_pid: i32) -> Result<Self> {
         let options = engine.options().clone();
+        let temp = Arc::new(super::temp_tables::TempTables::new(backend_pid));
         let mut config = SessionConfig::new()
             // featuredb's own information_schema (PostgreSQL's type names)
             // is a schema of its catalog; DataFusion's would shadow it.
@@ -75,11 +78,14 @@ impl Session {
             .with_config(config)
             .with_runtime_env(engine.runtime())
             .with_default_features()
-            .with_catalog_list(engine.catalogs())
+            .with_catalog_list(engine.session_catalogs(&temp)?)
             .with_query_planner(Arc::new(super::asof::planner::FeatureDbQueryPlanner))
             .build();
         let ctx = SessionContext::new_with_state(state);
-        super::pg_catalog::register_functions(&ctx, &engine.catalog_relations());
+        super::pg_catalog::register_functions(
+            &ctx,
+            &engine.catalog_relations().with_temp(temp.clone()),
+        );
         functions::register_static(&ctx, user, backend_pid);
         let deferred_settings = functions::DeferredSettings::default();
         ctx.register_udf(functions::set_config(deferred_settings.clone()));
@@ -115,10 +121,11 @@ impl Session {
             progress_sink: None,
             reported: Vec::new(),
             sql_prepared: HashMap::new(),
+            temp,
         };
         session.apply_settings();
         session.reported.clear();
-        session
+        Ok(session)
     }
 
     pub fn user(&self) -> &str {
@@ -276,9 +283,15 @@ impl Session {
         functions::register_settings(&self.ctx, search_path.first().cloned(), values, output);
         super::pg_catalog::register_search_path_functions(
             &self.ctx,
-            &self.engine.catalog_relations(),
+            &self.catalog_relations(),
             &self.settings.search_path(),
         );
+    }
+
+    /// featuredb's relations as this session's catalog shows them (with
+    /// its temporary tables).
+    pub(crate) fn catalog_relations(&self) -> super::pg_catalog::Relations {
+        self.engine.catalog_relations().with_temp(self.temp.clone())
     }
 
     /// The schema DataFusion resolves unqualified names in.
@@ -533,10 +546,16 @@ impl Session {
             ));
         }
         self.cursors.close_all();
+        self.temp.drop_all();
         let changes = self.settings.reset_all();
         self.reported.extend(changes);
         self.apply_settings();
         Ok(Outcome::Command(CommandTag::new("DISCARD ALL")))
+    }
+
+    pub(crate) fn discard_temp(&mut self) -> Result<Outcome> {
+        self.temp.drop_all();
+        Ok(Outcome::Command(CommandTag::new("DISCARD TEMP")))
     }
 }
 

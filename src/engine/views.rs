@@ -92,6 +92,16 @@ impl Session {
         let mut txn = registry.begin().await;
         let mut targets: Vec<(ObjectKind, QualifiedName)> = Vec::new();
         for name in &drop.names {
+            if let Some((kind, found)) = self.find_relation(&txn.state, name)
+                && kind != ObjectKind::View
+            {
+                return Err(Error::WrongObjectType(format!(
+                    "\"{}\" is not a view (it is a {}; use DROP {})",
+                    found.name,
+                    kind.noun(),
+                    kind.noun().to_uppercase()
+                )));
+            }
             match self.find(&txn.state, ObjectKind::View, name) {
                 Some(found) if targets.contains(&(ObjectKind::View, found.clone())) => {}
                 Some(found) => targets.push((ObjectKind::View, found)),

@@ -5,6 +5,7 @@ pub mod schema;
 pub mod storage;
 pub mod store;
 pub mod table;
+pub mod truncate;
 pub mod wal;
 pub mod write_order;
 pub mod writer;

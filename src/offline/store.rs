@@ -21,6 +21,7 @@ use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 use super::schema::{SCHEMA_PROPERTY, iceberg_schema};
 use super::storage::{DurableFsStorageFactory, create_dir_durable, local_path};
 use super::table::TableHandle;
+use super::truncate::CatalogPointer;
 use crate::error::{Error, Result};
 
 /// The Iceberg catalog name other engines must use to open our catalog.
@@ -57,6 +58,8 @@ pub struct OfflineStore {
     wal_root: PathBuf,
     state: RwLock<StoreState>,
     ddl: tokio::sync::Mutex<()>,
+    /// For the commits iceberg-catalog-sql cannot make (TRUNCATE).
+    pointer: CatalogPointer,
 }
 
 #[derive(Default)]
@@ -78,7 +81,7 @@ impl OfflineStore {
         let uri = format!("sqlite://{}?mode=rwc", catalog_path.display());
         let warehouse_uri = format!("file://{}", warehouse.display());
         let catalog = SqlCatalogBuilder::default()
-            .uri(uri)
+            .uri(uri.clone())
             .warehouse_location(warehouse_uri)
             .sql_bind_style(SqlBindStyle::QMark)
             // One connection: every catalog change is serialised in-process,
@@ -88,7 +91,9 @@ impl OfflineStore {
             .with_storage_factory(Arc::new(DurableFsStorageFactory))
             .load(CATALOG_NAME, HashMap::new())
             .await?;
+        let pointer = CatalogPointer::open(&uri).await?;
         let store = Self {
+            pointer,
             catalog: Arc::new(catalog),
             warehouse,
             wal_root: data_dir.join("wal"),
@@ -375,6 +380,7 @@ impl OfflineStore {
         ];
         let creation = TableCreation::builder()
             .name(name.name.clone())
+            .location(self.free_location(name))
             .schema(schema)
             .properties(properties)
             .format_version(FormatVersion::V2)
@@ -393,6 +399,80 @@ impl OfflineStore {
             .or_default()
             .insert(name.name.clone(), handle.clone());
         Ok(Some(handle))
+    }
+
+    /// Where a new table's files go: `warehouse/<schema>/<name>`, unless
+    /// that directory is taken (a table renamed away from this name keeps
+    /// its files where they were, and dropping it deletes that directory),
+    /// then the first free `<name>-<n>`.
+    fn free_location(&self, name: &QualifiedName) -> String {
+        let base = self.warehouse.join(&name.schema);
+        let mut candidate = base.join(&name.name);
+        let mut n = 2;
+        while candidate.exists() {
+            candidate = base.join(format!("{}-{n}", name.name));
+            n += 1;
+        }
+        format!("file://{}", candidate.display())
+    }
+
+    /// Renames a table within its schema. The table keeps its files and
+    /// its write-ahead log (both keyed by identity, not name); its handle
+    /// is reopened under the new name once no write through the old one is
+    /// running. Writes that reach the old handle later fail as if the table
+    /// had been dropped.
+    pub async fn rename_table(
+        &self,
+        from: &QualifiedName,
+        new_name: &str,
+    ) -> Result<Arc<TableHandle>> {
+        let _ddl = self.ddl.lock().await;
+        let to = QualifiedName::new(&from.schema, new_name);
+        let Some(handle) = self.table(&from.schema, &from.name) else {
+            if let Some(reason) = self.broken_table(&from.schema, &from.name) {
+                return Err(Error::internal(format!(
+                    "table {from} cannot be renamed: {reason}"
+                )));
+            }
+            return Err(Error::UndefinedTable {
+                name: from.to_string(),
+                position: None,
+            });
+        };
+        if self.table(&to.schema, &to.name).is_some()
+            || self.broken_table(&to.schema, &to.name).is_some()
+        {
+            return Err(Error::DuplicateTable(to.name.clone()));
+        }
+        let namespace = NamespaceIdent::new(from.schema.clone());
+        let from_ident = TableIdent::new(namespace.clone(), from.name.clone());
+        let to_ident = TableIdent::new(namespace, to.name.clone());
+        handle.retire().await;
+        let renamed = match self.catalog.rename_table(&from_ident, &to_ident).await {
+            Ok(()) => self.load_table(&to_ident, to.clone()).await,
+            Err(e) => Err(e.into()),
+        };
+        let (name, reopened, outcome) = match renamed {
+            Ok(table) => (to.clone(), Arc::new(table), Ok(())),
+            // The catalog still has the old name: reopen it there.
+            Err(e) => {
+                let table = self.load_table(&from_ident, from.clone()).await?;
+                (from.clone(), Arc::new(table), Err(e))
+            }
+        };
+        {
+            let mut state = self.write_state()?;
+            let tables = state.schemas.entry(from.schema.clone()).or_default();
+            tables.remove(&from.name);
+            tables.insert(name.name.clone(), reopened.clone());
+        }
+        outcome.map(|()| reopened)
+    }
+
+    /// Removes every row of a table (`TRUNCATE`). Returns the number of
+    /// rows removed.
+    pub async fn truncate_table(&self, table: &Arc<TableHandle>) -> Result<u64> {
+        table.truncate(&self.pointer).await
     }
 
     pub async fn drop_table(&self, name: &QualifiedName, if_exists: bool) -> Result<bool> {

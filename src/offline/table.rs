@@ -42,6 +42,7 @@ use iceberg::{Catalog, TableIdent};
 use tokio::sync::oneshot;
 
 use super::schema::{storage_arrow_schema, table_schema_def};
+use super::truncate::{CatalogPointer, commit_empty_snapshot};
 use super::wal::{Wal, encode_batch};
 use super::writer::{DataFileWriter, check_constraints};
 use crate::error::{Error, Result};
@@ -282,6 +283,72 @@ impl TableHandle {
         self.log.lock().await.wal.destroy();
     }
 
+    /// Stops this handle without touching the table's files, once no
+    /// commit or log append is running; later writes through it fail as if
+    /// the table were dropped. Used when the table is reopened under
+    /// another name (its log is keyed by the table's UUID, so the new
+    /// handle replays the same log).
+    pub(crate) async fn retire(&self) {
+        let _turn = self.commit_turn.lock().await;
+        let _log = self.log.lock().await;
+        self.dropped.store(true, Ordering::Release);
+    }
+
+    /// Removes every row: logged writes and committed files, in one
+    /// Iceberg snapshot with no data files (see [`super::truncate`]).
+    /// Writes acknowledged before it are gone; writes after it stay.
+    /// Returns how many rows were removed.
+    pub async fn truncate(self: &Arc<Self>, pointer: &CatalogPointer) -> Result<u64> {
+        self.check_live()?;
+        let _turn = self.commit_turn.lock().await;
+        let mut log = self.log.lock().await;
+        self.check_live()?;
+        // Every logged write so far is covered, committed or not.
+        let watermark = log.next_seq - 1;
+        let (table, tail_rows) = {
+            let state = self.read_state()?;
+            (state.table.clone(), state.tail_rows as u64)
+        };
+        let committed_rows = table
+            .metadata()
+            .current_snapshot()
+            .and_then(|s| s.summary().additional_properties.get("total-records"))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        let removed = committed_rows + tail_rows;
+        let properties = HashMap::from(
+            [
+                (WAL_SEQ_PROPERTY, watermark.to_string()),
+                ("deleted-records", committed_rows.to_string()),
+                ("total-records", "0".to_string()),
+                ("total-data-files", "0".to_string()),
+                ("total-delete-files", "0".to_string()),
+                ("total-files-size", "0".to_string()),
+                ("total-position-deletes", "0".to_string()),
+                ("total-equality-deletes", "0".to_string()),
+            ]
+            .map(|(k, v)| (k.to_string(), v)),
+        );
+        let location = commit_empty_snapshot(&table, pointer, properties).await?;
+        let reloaded = self.catalog.load_table(&self.ident).await?;
+        if reloaded.metadata_location() != Some(location.as_str()) {
+            return Err(Error::internal(format!(
+                "catalog did not record the TRUNCATE of {}",
+                self.name
+            )));
+        }
+        {
+            let mut state = self.write_state()?;
+            state.table = Arc::new(reloaded);
+            state.committed_seq = watermark;
+            state.trim_tail_through(watermark);
+        }
+        if let Err(e) = tokio::task::block_in_place(|| log.wal.release_through(watermark)) {
+            tracing::warn!(table = %self.name, error = %e, "could not delete truncated log segments");
+        }
+        Ok(removed)
+    }
+
     pub fn is_dropped(&self) -> bool {
         self.dropped.load(Ordering::Acquire)
     }
@@ -320,6 +387,14 @@ impl TableHandle {
             Err(_) => return,
         };
         if waiting.is_empty() {
+            return;
+        }
+        // Retired or dropped while these waited: this handle's log is no
+        // longer the table's.
+        if let Err(e) = self.check_live() {
+            for w in waiting {
+                let _ = w.done.send(Err(e.to_string()));
+            }
             return;
         }
         let first_seq = log.next_seq;

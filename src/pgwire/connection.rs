@@ -246,7 +246,15 @@ impl Connection {
                 ))
                 .await?;
         }
-        let mut session = self.server.engine.new_session(&user);
+        let mut session = match self.server.engine.new_session(&user) {
+            Ok(session) => session,
+            Err(e) => {
+                self.send_error(ClientError::fatal("XX000", e.to_string()))
+                    .await?;
+                self.framed.flush().await?;
+                return Ok(Continue::No);
+            }
+        };
         session.apply_startup_parameters(startup.parameters.iter());
         let pid = session.backend_pid();
         let secret: i32 = rand_secret();

@@ -110,6 +110,8 @@ pub fn client_error(error: &Error) -> ClientError {
             ..ClientError::new("2BP01", error.to_string())
         },
         Error::DuplicateTable(_) => ClientError::new("42P07", error.to_string()),
+        Error::WrongObjectType(_) => ClientError::new("42809", error.to_string()),
+        Error::InvalidTableDefinition(_) => ClientError::new("42P16", error.to_string()),
         Error::DuplicateSchema(_) => ClientError::new("42P06", error.to_string()),
         Error::UndefinedColumn { .. } => ClientError::new("42703", error.to_string()),
         Error::DuplicateColumn(_) => ClientError::new("42701", error.to_string()),

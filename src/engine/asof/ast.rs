@@ -316,7 +316,7 @@ impl SelectRewriter<'_, '_> {
                 Ok(side)
             }
             // A plain view is read like the subquery it stands for.
-            Relation::View(_) => not_a_view(side, as_of_column),
+            Relation::View(_) | Relation::Temporary(_) => not_a_view(side, as_of_column),
             Relation::FeatureView(view_name) => {
                 match version {
                     None => {}

@@ -236,7 +236,7 @@ fn schemata(schemas: &[String]) -> DFResult<RecordBatch> {
 
 fn tables(relations: &[Relation]) -> DFResult<RecordBatch> {
     let rows = relations.len();
-    let is_table = |r: &Relation| r.kind == RelationKind::Table;
+    let is_table = |r: &Relation| r.kind != RelationKind::View;
     batch(vec![
         ("table_catalog", repeat(DEFAULT_DATABASE, rows)),
         (
@@ -249,11 +249,11 @@ fn tables(relations: &[Relation]) -> DFResult<RecordBatch> {
         ),
         (
             "table_type",
-            strings(
-                relations
-                    .iter()
-                    .map(|r| if is_table(r) { "BASE TABLE" } else { "VIEW" }),
-            ),
+            strings(relations.iter().map(|r| match r.kind {
+                RelationKind::Table => "BASE TABLE",
+                RelationKind::TemporaryTable => "LOCAL TEMPORARY",
+                RelationKind::View => "VIEW",
+            })),
         ),
         ("self_referencing_column_name", nulls(rows)),
         ("reference_generation", nulls(rows)),
@@ -370,7 +370,7 @@ fn columns(relations: &[Relation]) -> DFResult<RecordBatch> {
         (
             "is_updatable",
             strings(columns.iter().map(|c| {
-                if c.0.kind == RelationKind::Table {
+                if c.0.kind != RelationKind::View {
                     "YES"
                 } else {
                     "NO"

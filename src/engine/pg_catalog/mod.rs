@@ -101,6 +101,7 @@ impl SchemaProvider for PgCatalog {
             "pg_class" => relations::pg_class(&self.relations.relations().await?)?,
             "pg_attribute" => relations::pg_attribute(&self.relations.relations().await?)?,
             "pg_views" => relations::pg_views(&self.relations.relations().await?)?,
+            "pg_tables" => relations::pg_tables(&self.relations.relations().await?)?,
             "pg_description" => {
                 // PostgreSQL's descriptions of built-in objects, then ours.
                 let builtin = static_tables()?.pg_description.clone();
@@ -264,8 +265,10 @@ pub fn register_functions(ctx: &SessionContext, relations: &Relations) {
         pg::create_pg_get_partition_ancestors_udf(),
         quote_ident_udf::create_quote_ident_udf(),
         quote_ident_udf::create_parse_ident_udf(),
-        always_visible("pg_function_is_visible"),
-        always_visible("pg_type_is_visible"),
+        constant_predicate("pg_function_is_visible", true),
+        constant_predicate("pg_type_is_visible", true),
+        // A session's catalog shows no other session's temporary schema.
+        constant_predicate("pg_is_other_temp_schema", false),
     ] {
         ctx.register_udf(udf);
     }
@@ -276,16 +279,17 @@ pub fn register_functions(ctx: &SessionContext, relations: &Relations) {
 }
 
 /// Functions and types all live in `pg_catalog`, which is always searched.
-fn always_visible(name: &str) -> ScalarUDF {
+/// A predicate on an object id that is `value` for every object.
+fn constant_predicate(name: &str, value: bool) -> ScalarUDF {
     create_udf(
         name,
         vec![DataType::Int32],
         DataType::Boolean,
         Volatility::Stable,
-        Arc::new(|args: &[ColumnarValue]| {
+        Arc::new(move |args: &[ColumnarValue]| {
             let rows = ColumnarValue::values_to_arrays(args)?[0].len();
             Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(vec![
-                true;
+                value;
                 rows
             ]))))
         }),
@@ -301,7 +305,12 @@ pub fn register_search_path_functions(
     search_path: &[String],
 ) {
     let visible_in = relations.clone();
-    let path: Vec<String> = search_path.to_vec();
+    // The session's temporary schema is searched first, as in PostgreSQL.
+    let path: Vec<String> = relations
+        .temp_schema()
+        .into_iter()
+        .chain(search_path.iter().cloned())
+        .collect();
     ctx.register_udf(create_udf(
         "pg_table_is_visible",
         vec![DataType::Int32],

@@ -23,6 +23,7 @@ use featuredb_catalog::{ColumnType, Registry};
 use pgwire::api::Type;
 
 use crate::engine::system_tables::{REGISTRY_SCHEMA, RegistrySchema};
+use crate::engine::temp_tables::TempTables;
 use crate::offline::OfflineStore;
 use crate::online::OnlineStore;
 use crate::pgtypes::oid::{array_type_of, pg_type};
@@ -39,14 +40,23 @@ const FIRST_NORMAL_OBJECT_ID: u64 = 16384;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelationKind {
     Table,
+    /// A session's temporary table (`relpersistence = 't'`).
+    TemporaryTable,
     View,
 }
 
 impl RelationKind {
     fn relkind(self) -> &'static str {
         match self {
-            RelationKind::Table => "r",
+            RelationKind::Table | RelationKind::TemporaryTable => "r",
             RelationKind::View => "v",
+        }
+    }
+
+    fn relpersistence(self) -> &'static str {
+        match self {
+            RelationKind::TemporaryTable => "t",
+            _ => "p",
         }
     }
 }
@@ -188,6 +198,8 @@ pub struct Relations {
     online: Arc<OnlineStore>,
     /// User names sessions connected with since the server started.
     roles: Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>,
+    /// The temporary tables of the session asking (none engine-wide).
+    temp: Option<Arc<TempTables>>,
 }
 
 impl std::fmt::Debug for Relations {
@@ -207,7 +219,28 @@ impl Relations {
             registry,
             online,
             roles: Default::default(),
+            temp: None,
         }
+    }
+
+    /// The same relations as one session sees them: with its temporary
+    /// tables.
+    pub fn with_temp(&self, temp: Arc<TempTables>) -> Self {
+        Self {
+            temp: Some(temp),
+            ..self.clone()
+        }
+    }
+
+    /// The name of the session's temporary schema (listed once it holds a
+    /// table).
+    pub fn temp_schema(&self) -> Option<String> {
+        self.temp.as_ref().map(|t| t.schema_name.clone())
+    }
+
+    /// The session's temporary tables, if it has any.
+    fn temp(&self) -> Option<&Arc<TempTables>> {
+        self.temp.as_ref().filter(|t| !t.is_empty())
     }
 
     /// Records a user name a session connected with (listed as a role).
@@ -237,6 +270,7 @@ impl Relations {
     /// Every schema, system schemas included, in name order.
     pub fn schemas(&self) -> Vec<String> {
         let mut names = self.store.schema_names();
+        names.extend(self.temp().map(|t| t.schema_name.clone()));
         names.extend(
             [REGISTRY_SCHEMA, "pg_catalog", "information_schema"]
                 .into_iter()
@@ -249,11 +283,22 @@ impl Relations {
 
     /// Whether `schema` exists (search paths may name schemas that do not).
     pub fn schema_exists(&self, schema: &str) -> bool {
-        schema == REGISTRY_SCHEMA || self.store.schema_exists(schema)
+        schema == REGISTRY_SCHEMA
+            || self.store.schema_exists(schema)
+            || self.temp().is_some_and(|t| t.is_temp_schema(schema))
     }
 
     /// The ids of the relations in `schema` (for `pg_table_is_visible`).
     pub fn relation_oids_in(&self, schema: &str) -> Vec<i32> {
+        if let Some(temp) = self.temp()
+            && temp.is_temp_schema(schema)
+        {
+            return temp
+                .tables()
+                .iter()
+                .map(|(name, _)| relation_oid(&temp.schema_name, name))
+                .collect();
+        }
         let mut names = self.store.table_names(schema);
         if schema == REGISTRY_SCHEMA {
             names.extend(
@@ -290,10 +335,19 @@ impl Relations {
             self.relation_oids_in(schema)
                 .contains(&relation_oid(schema, relation))
         };
+        // Temporary tables come first, as pg_temp does on every path.
+        let temp = self.temp().map(|t| t.schema_name.clone());
         match schema {
-            Some(schema) => exists_in(schema).then(|| relation_oid(schema, relation)),
-            None => search_path
+            Some(schema) => {
+                let schema = match &temp {
+                    Some(temp) if schema == "pg_temp" => temp.as_str(),
+                    _ => schema,
+                };
+                exists_in(schema).then(|| relation_oid(schema, relation))
+            }
+            None => temp
                 .iter()
+                .chain(search_path.iter())
                 .find(|schema| exists_in(schema))
                 .map(|schema| relation_oid(schema, relation)),
         }
@@ -336,6 +390,24 @@ impl Relations {
     /// Every relation a client can query, with its columns.
     pub async fn relations(&self) -> DFResult<Vec<Relation>> {
         let mut relations = Vec::new();
+        if let Some(temp) = self.temp() {
+            for (name, table) in temp.tables() {
+                relations.push(Relation {
+                    oid: relation_oid(&temp.schema_name, &name),
+                    schema: temp.schema_name.clone(),
+                    name,
+                    kind: RelationKind::TemporaryTable,
+                    attributes: table
+                        .definition
+                        .columns
+                        .iter()
+                        .map(|c| Attribute::of_column_type(&c.name, &c.data_type, !c.nullable))
+                        .collect(),
+                    description: None,
+                    definition: None,
+                });
+            }
+        }
         for schema in self.store.schema_names() {
             for name in self.store.table_names(&schema) {
                 let Some(table) = self.store.table(&schema, &name) else {
@@ -545,7 +617,7 @@ pub fn pg_class(relations: &[Relation]) -> DFResult<RecordBatch> {
         boolean("relisshared", false),
         (
             field("relpersistence", DataType::Utf8, false),
-            repeat_str("p", rows),
+            strings(relations.iter().map(|r| r.kind.relpersistence())),
         ),
         (
             field("relkind", DataType::Utf8, false),
@@ -765,6 +837,44 @@ pub fn pg_views(relations: &[Relation]) -> DFResult<RecordBatch> {
             field("definition", DataType::Utf8, true),
             strings(views.iter().map(|r| r.definition.as_deref().unwrap_or(""))),
         ),
+    ])
+}
+
+/// PostgreSQL 15's `pg_tables`: plain tables only (dbt tells tables from
+/// views by which of `pg_tables` and `pg_views` lists a relation).
+pub fn pg_tables(relations: &[Relation]) -> DFResult<RecordBatch> {
+    let tables: Vec<&Relation> = relations
+        .iter()
+        .filter(|r| r.kind != RelationKind::View)
+        .collect();
+    let rows = tables.len();
+    let boolean = |name: &str| {
+        (
+            field(name, DataType::Boolean, true),
+            repeat_bool(false, rows),
+        )
+    };
+    batch(vec![
+        (
+            field("schemaname", DataType::Utf8, true),
+            strings(tables.iter().map(|r| r.schema.as_str())),
+        ),
+        (
+            field("tablename", DataType::Utf8, true),
+            strings(tables.iter().map(|r| r.name.as_str())),
+        ),
+        (
+            field("tableowner", DataType::Utf8, true),
+            repeat_str("postgres", rows),
+        ),
+        (
+            field("tablespace", DataType::Utf8, true),
+            optional_strings(tables.iter().map(|_| None)),
+        ),
+        boolean("hasindexes"),
+        boolean("hasrules"),
+        boolean("hastriggers"),
+        boolean("rowsecurity"),
     ])
 }
 

@@ -34,8 +34,8 @@ use datafusion::sql::sqlparser::ast::{
 };
 use featuredb_catalog::names::quote_ident;
 use featuredb_catalog::{
-    ColumnDef, ColumnType, FeatureViewVersion, ObjectKind, QualifiedName, RegistryState,
-    TableSchemaDef,
+    ColumnDef, ColumnType, Dependency, FeatureViewVersion, ObjectKind, QualifiedName,
+    RegistryState, TableSchemaDef,
 };
 use featuredb_sql::feature::RefreshFeatureViews;
 use futures::StreamExt;
@@ -55,7 +55,7 @@ use crate::online::codec;
 use crate::online::{Job, MATERIALIZED_SCHEMA, Materialization, OnlineChange, OnlineStore};
 
 /// Snapshot summary property of a view's offline table: the input
-/// sequence numbers its rows cover (JSON object `"schema.table": n`).
+/// sequence numbers its rows cover (JSON object `"schema.table@uuid": n`).
 pub const REFRESH_INPUTS_PROPERTY: &str = "featuredb.refresh-inputs";
 
 /// The column carrying each computed row's tie-breaker.
@@ -113,6 +113,32 @@ fn offline_table_prefix(view: &QualifiedName) -> String {
     format!("{}__{}__g", view.schema, view.name)
 }
 
+/// How a refresh names an input table: its name and its Iceberg table
+/// UUID, so that a different table that later takes the name (a rename, a
+/// drop and create) is a different input, refreshed in full.
+fn input_key(table: &TableHandle) -> Result<String> {
+    Ok(format!(
+        "{}@{}",
+        table.name,
+        table.current()?.metadata().uuid()
+    ))
+}
+
+/// Whether every commit in `(after, through]` only appended rows: an
+/// incremental refresh reads what those commits added, which is the whole
+/// change only if nothing was removed (TRUNCATE commits a `delete`).
+fn only_appends(table: &TableHandle, after: i64, through: i64) -> bool {
+    let Ok(current) = table.current() else {
+        return false;
+    };
+    after <= through
+        && current
+            .metadata()
+            .snapshots()
+            .filter(|s| s.sequence_number() > after && s.sequence_number() <= through)
+            .all(|s| s.summary().operation == iceberg::spec::Operation::Append)
+}
+
 /// The sequence number of a table's current snapshot (0: none yet).
 fn current_sequence(table: &TableHandle) -> Result<i64> {
     Ok(table
@@ -138,6 +164,21 @@ fn added_rows(table: &TableHandle, after: i64, through: i64) -> u64 {
         .sum()
 }
 
+/// Rows a table holds now, from its current snapshot's summary (for
+/// progress; 0 when unknown).
+fn total_rows(table: &TableHandle) -> u64 {
+    table
+        .current()
+        .ok()
+        .and_then(|t| {
+            t.metadata()
+                .current_snapshot()
+                .and_then(|s| s.summary().additional_properties.get("total-records"))
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// The input sequence numbers the newest snapshot of a view's offline
 /// table records.
 fn committed_inputs(table: &TableHandle) -> Result<Option<BTreeMap<String, i64>>> {
@@ -152,10 +193,21 @@ fn committed_inputs(table: &TableHandle) -> Result<Option<BTreeMap<String, i64>>
         .and_then(|text| serde_json::from_str(text).ok()))
 }
 
-/// Tables a view reads, through the views it reads.
+/// Tables a view reads, through the feature views and plain views it
+/// reads. Dependencies are followed by name to whatever relation has that
+/// name now (see [`ObjectKind::refers_to`]).
 fn base_tables(
     registry: &RegistryState,
     view: &FeatureViewVersion,
+    found: &mut BTreeSet<QualifiedName>,
+    depth: usize,
+) -> Result<()> {
+    base_tables_of(registry, &view.dependencies, found, depth)
+}
+
+fn base_tables_of(
+    registry: &RegistryState,
+    dependencies: &[Dependency],
     found: &mut BTreeSet<QualifiedName>,
     depth: usize,
 ) -> Result<()> {
@@ -164,22 +216,20 @@ fn base_tables(
             "feature views are nested too deeply".into(),
         ));
     }
-    for dependency in &view.dependencies {
-        match dependency.kind {
-            ObjectKind::Table => {
-                found.insert(dependency.name.clone());
-            }
-            ObjectKind::FeatureView => {
-                let inner = registry.views.get(&dependency.name).ok_or_else(|| {
-                    Error::internal(format!("dependency {} is missing", dependency.name))
-                })?;
-                let version = match dependency.version {
-                    Some(v) => inner.version(v).unwrap_or(inner.current()),
-                    None => inner.current(),
-                };
-                base_tables(registry, version, found, depth + 1)?;
-            }
-            _ => {}
+    for dependency in dependencies {
+        if !dependency.kind.is_relation() {
+            continue;
+        }
+        if let Some(inner) = registry.views.get(&dependency.name) {
+            let version = match dependency.version {
+                Some(v) => inner.version(v).unwrap_or(inner.current()),
+                None => inner.current(),
+            };
+            base_tables(registry, version, found, depth + 1)?;
+        } else if let Some(inner) = registry.sql_views.get(&dependency.name) {
+            base_tables_of(registry, &inner.dependencies, found, depth + 1)?;
+        } else if dependency.kind != ObjectKind::FeatureService {
+            found.insert(dependency.name.clone());
         }
     }
     Ok(())
@@ -198,13 +248,30 @@ fn refresh_order(registry: &RegistryState, targets: &[QualifiedName]) -> Vec<Qua
             return;
         }
         if let Some(view) = registry.views.get(name) {
-            for dependency in &view.current().dependencies {
-                if dependency.kind == ObjectKind::FeatureView {
-                    visit(registry, &dependency.name, order, visiting);
-                }
+            let mut read = BTreeSet::new();
+            feature_views_read(registry, &view.current().dependencies, &mut read, 0);
+            for inner in &read {
+                visit(registry, inner, order, visiting);
             }
         }
         order.push(name.clone());
+    }
+    /// Feature views read directly or through plain views.
+    fn feature_views_read(
+        registry: &RegistryState,
+        dependencies: &[Dependency],
+        read: &mut BTreeSet<QualifiedName>,
+        depth: usize,
+    ) {
+        for dependency in dependencies {
+            if registry.views.contains_key(&dependency.name) {
+                read.insert(dependency.name.clone());
+            } else if let Some(view) = registry.sql_views.get(&dependency.name)
+                && depth < 32
+            {
+                feature_views_read(registry, &view.dependencies, read, depth + 1);
+            }
+        }
     }
     let mut order = Vec::new();
     let mut visiting = BTreeSet::new();
@@ -459,8 +526,9 @@ impl Session {
                         position: None,
                     })?;
             handle.flush().await?;
-            inputs.insert(table.to_string(), current_sequence(&handle)?);
-            handles.insert(table.to_string(), handle);
+            let key = input_key(&handle)?;
+            inputs.insert(key.clone(), current_sequence(&handle)?);
+            handles.insert(key, handle);
         }
         let one_table = (view.write_ordered_query.is_some() && handles.len() == 1)
             .then(|| handles.keys().next().cloned())
@@ -508,7 +576,13 @@ impl Session {
             {
                 RefreshKind::Unchanged
             }
-            (Some(current), Some(_)) if !full && (current.online || !wants_online) => {
+            (Some(current), Some(input))
+                if !full
+                    && (current.online || !wants_online)
+                    && current.inputs.get(input).is_some_and(|&after| {
+                        only_appends(&handles[input], after, inputs[input])
+                    }) =>
+            {
                 RefreshKind::Incremental
             }
             _ => RefreshKind::Full,
@@ -574,14 +648,14 @@ impl Session {
                     .ok_or_else(|| Error::internal("new offline table already exists"))?;
                 let rows = match &one_table {
                     Some(input) => {
-                        job.rows_in = added_rows(&handles[input], 0, inputs[input]);
+                        job.rows_in = total_rows(&handles[input]);
                         Rows::Range {
                             after: 0,
                             through: inputs[input],
                         }
                     }
                     None => {
-                        job.rows_in = handles.values().map(|h| added_rows(h, 0, i64::MAX)).sum();
+                        job.rows_in = handles.values().map(|h| total_rows(h)).sum();
                         Rows::All
                     }
                 };
