@@ -220,3 +220,114 @@ fn pgjdbc_session() {
     let stdout = run_session(command, "pgJDBC session");
     assert_expected(&stdout, &dir.join("session.expected"));
 }
+
+/// Copies a directory tree (the dbt example project, without what dbt
+/// generates in it).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if ["target", "logs", "dbt_packages", "package-lock.yml"]
+            .iter()
+            .any(|generated| name == *generated)
+        {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// dbt-postgres, unmodified, builds `examples/dbt` twice (the second run
+/// is incremental and swaps rebuilt models in with ALTER … RENAME, reloads
+/// seeds with TRUNCATE) and generates its docs; the feature view the
+/// featuredb macro package defines serves online lookups.
+#[test]
+fn dbt_project_builds_twice() {
+    let python = common::python_venv("clients-dbt-venv", "tests/clients/dbt/requirements.txt");
+    let dbt = python.with_file_name("dbt");
+    let server = TestServer::start();
+    let project = tempfile::tempdir().unwrap();
+    copy_tree(&root().join("examples/dbt"), project.path());
+    let run = |args: &[&str]| {
+        let mut command = Command::new(&dbt);
+        command
+            .args(args)
+            .current_dir(project.path())
+            .env("DBT_PROFILES_DIR", project.path())
+            .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+            .env("DO_NOT_TRACK", "1")
+            .env("FEATUREDB_HOST", "127.0.0.1")
+            .env("FEATUREDB_PORT", server.port.to_string())
+            .env("FEATUREDB_USER", "dbt")
+            .env("FEATUREDB_DBT_PACKAGE", root().join("dbt/featuredb"));
+        run_session(command, &format!("dbt {}", args.join(" ")))
+    };
+    run(&["deps"]);
+    for round in 1..=2 {
+        let output = run(&["build"]);
+        assert!(
+            output.contains("PASS=20 WARN=0 ERROR=0 SKIP=0"),
+            "dbt build round {round}:\n{output}"
+        );
+    }
+    run(&["docs", "generate"]);
+    let catalog: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(project.path().join("target/catalog.json")).unwrap())
+            .unwrap();
+    assert_eq!(catalog["errors"], serde_json::Value::Null);
+    let nodes = catalog["nodes"].as_object().unwrap();
+    assert_eq!(nodes.len(), 6, "{nodes:?}");
+    let spend = &nodes["model.featuredb_example.customer_spend"];
+    assert_eq!(spend["metadata"]["type"], "VIEW");
+    assert_eq!(spend["metadata"]["comment"], "Running spend per customer");
+    assert_eq!(
+        spend["columns"]["spend_to_date"]["type"],
+        "double precision"
+    );
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = server.client().await;
+        let version: i32 = client
+            .query_one(
+                "SELECT version FROM featuredb.feature_views WHERE name = 'customer_spend'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            version, 1,
+            "re-running an unchanged model makes no new version"
+        );
+        let row = client
+            .query_one(
+                "SELECT spend_to_date FROM analytics.customer_spend WHERE customer_id = $1",
+                &[&1i64],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, f64>(0), 47.25);
+        let logged: i64 = client
+            .query_one("SELECT count(*) FROM analytics.transactions_log", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(logged, 8, "the incremental run appended nothing twice");
+        let leftovers: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_class WHERE relname LIKE '%dbt%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(leftovers, 0, "no __dbt_tmp / __dbt_backup relations remain");
+    });
+}

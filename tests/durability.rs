@@ -310,3 +310,79 @@ async fn logged_rows_survive_kill_and_are_committed_after_restart() {
     assert_eq!(row.get::<_, i64>(0), 20_020);
     assert_eq!(row.get::<_, i64>(1), 20);
 }
+
+/// A renamed table keeps its logged (not yet committed) rows and its files;
+/// a new table taking the old name gets files of its own; TRUNCATE removes
+/// committed and logged rows and keeps later ones — across kill -9.
+#[tokio::test(flavor = "multi_thread")]
+async fn renames_and_truncates_survive_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let env = [("FEATUREDB_FLUSH_INTERVAL_MS", "600000")];
+    {
+        let mut server = TestServer::start_with(&data_dir, &env);
+        let client = server.client().await;
+        client
+            .batch_execute(
+                "CREATE TABLE a (id BIGINT);
+                 INSERT INTO a VALUES (0), (1), (2);
+                 ALTER TABLE a RENAME TO b;
+                 INSERT INTO b VALUES (3);
+                 CREATE TABLE a (id BIGINT);
+                 INSERT INTO a VALUES (100);
+                 CREATE TABLE c (id BIGINT);",
+            )
+            .await
+            .unwrap();
+        {
+            use futures::SinkExt;
+            let sink = client.copy_in("COPY c FROM STDIN").await.unwrap();
+            futures::pin_mut!(sink);
+            let data: String = (0..50_000).map(|i| format!("{i}\n")).collect();
+            sink.send(bytes::Bytes::from(data)).await.unwrap();
+            sink.finish().await.unwrap();
+        }
+        client
+            .batch_execute(
+                "INSERT INTO c VALUES (-1);
+                 TRUNCATE c;
+                 INSERT INTO c VALUES (7);",
+            )
+            .await
+            .unwrap();
+        server.kill();
+    }
+    let server = TestServer::start_with(&data_dir, &env);
+    let client = server.client().await;
+    let ids =
+        |rows: Vec<tokio_postgres::Row>| -> Vec<i64> { rows.iter().map(|r| r.get(0)).collect() };
+    let b = ids(client
+        .query("SELECT id FROM b ORDER BY id", &[])
+        .await
+        .unwrap());
+    assert_eq!(b, vec![0, 1, 2, 3], "logged rows followed the rename");
+    let a = ids(client.query("SELECT id FROM a", &[]).await.unwrap());
+    assert_eq!(a, vec![100]);
+    let c = ids(client.query("SELECT id FROM c", &[]).await.unwrap());
+    assert_eq!(
+        c,
+        vec![7],
+        "TRUNCATE removed committed and logged rows only"
+    );
+    // Dropping the renamed table deletes its files, not the new a's.
+    client.batch_execute("DROP TABLE b").await.unwrap();
+    let a = ids(client.query("SELECT id FROM a", &[]).await.unwrap());
+    assert_eq!(a, vec![100]);
+    client
+        .batch_execute("INSERT INTO a VALUES (101)")
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .query_one("SELECT count(*) FROM a", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        2
+    );
+}
