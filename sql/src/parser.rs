@@ -455,8 +455,8 @@ mod tests {
         for sql in [
             "UPDATE t SET a = 1",
             "DELETE FROM t",
+            "CREATE TEMP TABLE t (a int) ON COMMIT DROP",
             "CREATE TABLE t (a int PRIMARY KEY)",
-            "CREATE TEMP TABLE t (a int)",
             "DECLARE c SCROLL CURSOR FOR SELECT 1",
             "FETCH BACKWARD 1 FROM c",
             "FETCH ABSOLUTE 3 FROM c",
