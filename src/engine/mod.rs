@@ -22,6 +22,7 @@ pub mod system_tables;
 pub mod temp_tables;
 pub mod temporal;
 pub mod timestamps;
+pub mod unknown_literals;
 pub mod views;
 
 use std::path::Path;

@@ -81,6 +81,8 @@ impl Session {
             .with_catalog_list(engine.session_catalogs(&temp)?)
             .with_query_planner(Arc::new(super::asof::planner::FeatureDbQueryPlanner))
             .build();
+        let mut state = state;
+        state.register_expr_planner(Arc::new(super::unknown_literals::BooleanLiterals))?;
         let ctx = SessionContext::new_with_state(state);
         super::pg_catalog::register_functions(
             &ctx,

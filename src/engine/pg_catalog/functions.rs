@@ -136,6 +136,7 @@ pub fn register(ctx: &SessionContext, relations: &Relations) {
         "pg_table_size",
         "pg_indexes_size",
         "pg_total_relation_size",
+        "pg_database_size",
     ] {
         ctx.register_udf(OidText::unknown_size(name));
     }

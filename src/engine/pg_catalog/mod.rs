@@ -116,6 +116,7 @@ impl SchemaProvider for PgCatalog {
                 )?)));
             }
             "pg_cursors" => return open_cursors().map(Some),
+            "pg_type" => return pg_type().map(Some),
             "pg_policy" => {
                 let table = static_tables()?.pg_policy.clone();
                 return empty_with_arrays(&table, &[("polroles", DataType::Int32)]).map(Some);
@@ -177,6 +178,47 @@ fn open_cursors() -> DFResult<Arc<dyn TableProvider>> {
 /// constraints), with its array columns typed as the arrays they are:
 /// clients `unnest` them and compare them with `= ANY` (the snapshot
 /// stores them as text).
+/// datafusion-pg-catalog's `pg_type`, with `typacl` an array (`aclitem[]`
+/// in PostgreSQL, NULL for every built-in type) instead of text, so that
+/// `array_to_string(typacl, …)` (psql's `\dT+`) plans.
+fn pg_type() -> DFResult<Arc<dyn TableProvider>> {
+    static PG_TYPE: std::sync::OnceLock<Arc<MemTable>> = std::sync::OnceLock::new();
+    if let Some(table) = PG_TYPE.get() {
+        return Ok(table.clone());
+    }
+    let builtin = static_tables()?.pg_type.clone();
+    let list = DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)));
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
+        builtin
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "typacl" => Field::new("typacl", list.clone(), true),
+                _ => f.as_ref().clone(),
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let batches = builtin
+        .data()
+        .iter()
+        .map(|batch| {
+            let columns = schema
+                .fields()
+                .iter()
+                .zip(batch.columns())
+                .map(|(field, column)| match field.name().as_str() {
+                    "typacl" => datafusion::arrow::array::new_null_array(&list, batch.num_rows()),
+                    _ => column.clone(),
+                })
+                .collect();
+            datafusion::arrow::array::RecordBatch::try_new(schema.clone(), columns)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let table = Arc::new(MemTable::try_new(schema, vec![batches])?);
+    Ok(PG_TYPE.get_or_init(|| table).clone())
+}
+
 fn empty_with_arrays(
     table: &datafusion_pg_catalog::pg_catalog::ArrowTable,
     arrays: &[(&str, DataType)],
@@ -265,8 +307,19 @@ pub fn register_functions(ctx: &SessionContext, relations: &Relations) {
         pg::create_pg_get_partition_ancestors_udf(),
         quote_ident_udf::create_quote_ident_udf(),
         quote_ident_udf::create_parse_ident_udf(),
+        // Only built-in objects of these kinds exist, all in pg_catalog.
         constant_predicate("pg_function_is_visible", true),
         constant_predicate("pg_type_is_visible", true),
+        constant_predicate("pg_operator_is_visible", true),
+        constant_predicate("pg_opclass_is_visible", true),
+        constant_predicate("pg_opfamily_is_visible", true),
+        constant_predicate("pg_collation_is_visible", true),
+        constant_predicate("pg_conversion_is_visible", true),
+        constant_predicate("pg_statistics_obj_is_visible", true),
+        constant_predicate("pg_ts_config_is_visible", true),
+        constant_predicate("pg_ts_dict_is_visible", true),
+        constant_predicate("pg_ts_parser_is_visible", true),
+        constant_predicate("pg_ts_template_is_visible", true),
         // A session's catalog shows no other session's temporary schema.
         constant_predicate("pg_is_other_temp_schema", false),
     ] {

@@ -536,6 +536,15 @@ fn repeat_str(value: &str, rows: usize) -> ArrayRef {
     strings(std::iter::repeat_n(value, rows))
 }
 
+/// A `text[]` column of NULLs.
+fn null_text_array(name: &str, rows: usize) -> (Field, ArrayRef) {
+    let array = ListArray::new_null(Arc::new(Field::new_list_field(DataType::Utf8, true)), rows);
+    (
+        field(name, array.data_type().clone(), true),
+        Arc::new(array),
+    )
+}
+
 fn null_strings(rows: usize) -> ArrayRef {
     optional_strings(std::iter::repeat_n(None, rows))
 }
@@ -776,11 +785,9 @@ pub fn pg_attribute(relations: &[Relation]) -> DFResult<RecordBatch> {
         boolean("attislocal", true),
         int32("attinhcount", 0),
         int32("attcollation", 0),
-        (field("attacl", DataType::Utf8, true), null_strings(rows)),
-        (
-            field("attoptions", DataType::Utf8, true),
-            null_strings(rows),
-        ),
+        // aclitem[] and text[] in PostgreSQL (psql's \dp aggregates them).
+        null_text_array("attacl", rows),
+        null_text_array("attoptions", rows),
         (
             field("attfdwoptions", DataType::Utf8, true),
             null_strings(rows),

@@ -17,7 +17,7 @@ static COMPATIBILITY: LazyLock<PostgresCompatibilityParser> =
 
 /// Applies featuredb's rules, then datafusion-pg-catalog's.
 pub fn rewrite(statement: &mut ast::Statement) {
-    let _ = statement.visit(&mut ArraySubqueries);
+    let _ = statement.visit(&mut CatalogRules);
     let taken = std::mem::replace(
         statement,
         ast::Statement::Commit {
@@ -98,6 +98,10 @@ FROM (SELECT * FROM requested UNION ALL SELECT * FROM elements) AS tree
 ORDER BY depth DESC
 ";
 
+/// The expression rules, applied bottom-up: the search-path walk,
+/// `::regclass`, `generate_subscripts`, scalar subqueries over the catalog,
+/// and `ARRAY(SELECT …)`.
+///
 /// `ARRAY(SELECT …)`, which DataFusion reads as a call of a function named
 /// `array`: becomes `(SELECT array_agg(v) FROM (SELECT …) AS t(v))`.
 ///
@@ -105,13 +109,17 @@ ORDER BY depth DESC
 /// a subquery over a column of the outer row that DataFusion cannot plan;
 /// featuredb relations have no storage options, so that form is an empty
 /// (NULL) text array.
-struct ArraySubqueries;
+struct CatalogRules;
 
-impl VisitorMut for ArraySubqueries {
+impl VisitorMut for CatalogRules {
     type Break = ();
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
-        if let Some(replacement) = in_search_path(expr).or_else(|| regclass_of_text(expr)) {
+        if let Some(replacement) = in_search_path(expr)
+            .or_else(|| regclass_of_text(expr))
+            .or_else(|| catalog_scalar_subquery(expr))
+            .or_else(|| catalog_array_literal(expr))
+        {
             *expr = replacement;
             return ControlFlow::Continue(());
         }
@@ -128,8 +136,10 @@ impl VisitorMut for ArraySubqueries {
         if !function.name.to_string().eq_ignore_ascii_case("array") {
             return ControlFlow::Continue(());
         }
-        let replacement = if reads_a_table_function(query) {
+        let replacement = if reads_a_table_function(query) || reads_no_policies(query) {
             "CAST(NULL AS TEXT[])".to_string()
+        } else if let Some(aggregate) = array_aggregate(query) {
+            aggregate
         } else {
             format!("(SELECT array_agg(featuredb_array.v) FROM ({query}) AS featuredb_array(v))")
         };
@@ -222,10 +232,292 @@ fn generate_subscripts(function: &ast::Function) -> Option<Expr> {
         .ok()
 }
 
+/// A scalar subquery reading catalog tables by a key of the outer row, as
+/// psql's `\dT` does (`(SELECT c.relkind = 'c' FROM pg_class c WHERE
+/// c.oid = t.typrelid)`): DataFusion plans correlated scalar subqueries
+/// only when they aggregate. Catalog keys are unique, so the one row's
+/// value is `first_value` of it. Only subqueries that read nothing but
+/// catalog tables and do not aggregate already are touched: elsewhere a
+/// second row must stay an error.
+fn catalog_scalar_subquery(expr: &Expr) -> Option<Expr> {
+    let Expr::Subquery(query) = expr else {
+        return None;
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let plain = query.with.is_none()
+        && query.order_by.is_none()
+        && query.limit_clause.is_none()
+        && select.selection.is_some()
+        && select.having.is_none()
+        && select.distinct.is_none()
+        && matches!(&select.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty())
+        && select.projection.len() == 1
+        && !select.from.is_empty()
+        && select
+            .from
+            .iter()
+            .all(|from| from.joins.is_empty() && is_catalog_table(&from.relation));
+    if !plain {
+        return None;
+    }
+    let (value, alias) = match &select.projection[0] {
+        ast::SelectItem::UnnamedExpr(value) => (value, None),
+        ast::SelectItem::ExprWithAlias { expr, alias } => (expr, Some(alias.clone())),
+        _ => return None,
+    };
+    if calls_an_aggregate(value) {
+        return None;
+    }
+    let text = format!("first_value({value})");
+    let aggregated = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&text)
+        .and_then(|mut parser| parser.parse_expr())
+        .ok()?;
+    let mut query = query.clone();
+    if let SetExpr::Select(select) = query.body.as_mut() {
+        select.projection[0] = match alias {
+            Some(alias) => ast::SelectItem::ExprWithAlias {
+                expr: aggregated,
+                alias,
+            },
+            None => ast::SelectItem::UnnamedExpr(aggregated),
+        };
+    }
+    Some(Expr::Subquery(query))
+}
+
+/// `ARRAY(SELECT x FROM … [WHERE …] [ORDER BY …])` as the aggregate over
+/// the same rows, `(SELECT array_agg(x ORDER BY …) FROM … WHERE …)`: unlike
+/// a derived table, DataFusion plans it when the WHERE refers to the outer
+/// row (psql's `\dT+` lists each type's enum labels that way).
+fn array_aggregate(query: &ast::Query) -> Option<String> {
+    if query.with.is_some() || query.limit_clause.is_some() || query.fetch.is_some() {
+        return None;
+    }
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let plain = select.distinct.is_none()
+        && select.having.is_none()
+        && matches!(&select.group_by, ast::GroupByExpr::Expressions(e, _) if e.is_empty())
+        && select.projection.len() == 1
+        && !select.from.is_empty();
+    if !plain {
+        return None;
+    }
+    let value = match &select.projection[0] {
+        ast::SelectItem::UnnamedExpr(value)
+        | ast::SelectItem::ExprWithAlias { expr: value, .. } => value,
+        _ => return None,
+    };
+    if calls_an_aggregate(value) {
+        return None;
+    }
+    let order = match &query.order_by {
+        None => String::new(),
+        Some(ast::OrderBy {
+            kind: ast::OrderByKind::Expressions(exprs),
+            ..
+        }) => format!(
+            " ORDER BY {}",
+            exprs
+                .iter()
+                .map(|order| {
+                    // `ORDER BY 1` names the (only) output column.
+                    let ordinal = matches!(&order.expr, Expr::Value(v)
+                        if matches!(&v.value, ast::Value::Number(n, _) if n == "1"));
+                    if ordinal {
+                        let mut by_value = order.clone();
+                        by_value.expr = value.clone();
+                        by_value.to_string()
+                    } else {
+                        order.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Some(_) => return None,
+    };
+    let from = select
+        .from
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let filter = select
+        .selection
+        .as_ref()
+        .map(|w| format!(" WHERE {w}"))
+        .unwrap_or_default();
+    Some(format!(
+        "(SELECT array_agg({value}{order}) FROM {from}{filter})"
+    ))
+}
+
+/// `polroles <> '{0}'` (psql's `\dp`): PostgreSQL reads the literal as an
+/// array of the column's type; DataFusion compares a list with text. For
+/// the catalog's array columns the literal becomes `make_array(…)`.
+fn catalog_array_literal(expr: &Expr) -> Option<Expr> {
+    const ARRAY_COLUMNS: &[&str] = &[
+        "polroles",
+        "relacl",
+        "reloptions",
+        "attacl",
+        "attoptions",
+        "datacl",
+        "nspacl",
+        "proacl",
+        "typacl",
+        "proconfig",
+        "setconfig",
+    ];
+    let Expr::BinaryOp { left, op, right } = expr else {
+        return None;
+    };
+    if !matches!(op, ast::BinaryOperator::Eq | ast::BinaryOperator::NotEq) {
+        return None;
+    }
+    let column_name = |e: &Expr| match e {
+        Expr::Identifier(ident) => Some(ident.value.to_ascii_lowercase()),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.to_ascii_lowercase()),
+        _ => None,
+    };
+    let literal = |e: &Expr| match e {
+        Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(text)
+                if text.starts_with('{') && text.ends_with('}') =>
+            {
+                Some(text[1..text.len() - 1].to_string())
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    let (column, elements, column_left) = match (column_name(left), literal(right)) {
+        (Some(column), Some(elements)) => (column, elements, true),
+        _ => match (literal(left), column_name(right)) {
+            (Some(elements), Some(column)) => (column, elements, false),
+            _ => return None,
+        },
+    };
+    if !ARRAY_COLUMNS.contains(&column.as_str()) {
+        return None;
+    }
+    let items: Vec<String> = elements
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            if e.parse::<i64>().is_ok() {
+                e.to_string()
+            } else {
+                format!("'{}'", e.trim_matches('"').replace('\'', "''"))
+            }
+        })
+        .collect();
+    let array = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("make_array({})", items.join(", ")))
+        .and_then(|mut parser| parser.parse_expr())
+        .ok()?;
+    let (left, right) = if column_left {
+        (left.clone(), Box::new(array))
+    } else {
+        (Box::new(array), right.clone())
+    };
+    Some(Expr::BinaryOp {
+        left,
+        op: op.clone(),
+        right,
+    })
+}
+
+/// `pg_catalog.x`, `information_schema.x`, or an unqualified `pg_x`.
+fn is_catalog_table(relation: &TableFactor) -> bool {
+    let TableFactor::Table {
+        name, args: None, ..
+    } = relation
+    else {
+        return false;
+    };
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident().map(|i| i.value.to_ascii_lowercase()))
+        .collect();
+    match parts.as_slice() {
+        [table] => table.starts_with("pg_"),
+        [schema, _] => schema == "pg_catalog" || schema == "information_schema",
+        _ => false,
+    }
+}
+
+/// Whether `expr` calls an aggregate function itself (not inside a
+/// subquery of its own).
+fn calls_an_aggregate(expr: &Expr) -> bool {
+    struct Finder {
+        depth: usize,
+    }
+    impl ast::Visitor for Finder {
+        type Break = ();
+        fn pre_visit_query(&mut self, _query: &ast::Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_query(&mut self, _query: &ast::Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+            const AGGREGATES: &[&str] = &[
+                "count",
+                "sum",
+                "min",
+                "max",
+                "avg",
+                "array_agg",
+                "string_agg",
+                "bool_and",
+                "bool_or",
+                "every",
+                "first_value",
+                "last_value",
+            ];
+            if self.depth == 0
+                && let Expr::Function(function) = expr
+            {
+                let name = function.name.to_string().to_ascii_lowercase();
+                let name = name.rsplit('.').next().unwrap_or(&name);
+                if AGGREGATES.contains(&name) {
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    ast::Visit::visit(expr, &mut Finder { depth: 0 }).is_break()
+}
+
 fn mentions_pg_catalog(sql: &str) -> bool {
     sql.as_bytes()
         .windows(b"pg_catalog".len())
         .any(|w| w.eq_ignore_ascii_case(b"pg_catalog"))
+}
+
+/// `ARRAY(SELECT … FROM pg_policy …)` (psql's `\dp` lists row security
+/// policies, with subqueries nested in it that DataFusion cannot
+/// decorrelate): featuredb has no policies, so it is an empty array.
+fn reads_no_policies(query: &ast::Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    select.from.iter().any(|from| {
+        matches!(&from.relation, TableFactor::Table { name, .. }
+            if name.0.last().and_then(|p| p.as_ident())
+                .is_some_and(|i| i.value.eq_ignore_ascii_case("pg_policy")))
+    })
 }
 
 fn reads_a_table_function(query: &ast::Query) -> bool {

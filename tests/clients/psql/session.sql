@@ -25,6 +25,11 @@ SELECT count(*), sum(amount) FROM copied;
 \dv+
 \dv featuredb.*
 \d nosuch
+\l
+\dT int4
+\dT+ int4
+\dp
+\dt+
 \x on
 SELECT * FROM events ORDER BY user_id LIMIT 2;
 \x off
