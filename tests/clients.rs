@@ -331,3 +331,53 @@ fn dbt_project_builds_twice() {
         assert_eq!(leftovers, 0, "no __dbt_tmp / __dbt_backup relations remain");
     });
 }
+
+/// Apache Superset from PyPI: `superset test-db` passes, and the inspector
+/// calls behind adding a dataset (SQLAlchemy 1.4, Superset's pin) read a
+/// table and a feature view.
+#[test]
+fn superset_test_db() {
+    let python = common::python_venv(
+        "clients-superset-venv",
+        "tests/clients/superset/requirements.txt",
+    );
+    let superset = python.with_file_name("superset");
+    let server = TestServer::start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        server
+            .client()
+            .await
+            .batch_execute(
+                "CREATE TABLE events (user_id BIGINT NOT NULL, ts TIMESTAMPTZ, amount NUMERIC(10,2));
+                 CREATE ENTITY customer (user_id BIGINT);
+                 CREATE FEATURE VIEW user_spend ENTITY customer TIMESTAMP ts
+                   WITH (description = 'spend per user')
+                   AS SELECT user_id, ts, amount FROM events;",
+            )
+            .await
+            .unwrap();
+    });
+    let url = format!(
+        "postgresql+psycopg2://superset@127.0.0.1:{}/featuredb",
+        server.port
+    );
+    let dir = root().join("tests/clients/superset");
+    let home = tempfile::tempdir().unwrap();
+    let mut command = Command::new(&superset);
+    command
+        .args(["test-db", &url, "-c", "{}"])
+        .env("SUPERSET_CONFIG_PATH", dir.join("superset_config.py"))
+        .env("SUPERSET_HOME", home.path())
+        .env("FLASK_APP", "superset");
+    // test-db exits 0 even when a check fails: its verdict is in the output.
+    let output = run_session(command, "superset test-db");
+    assert!(
+        output.contains("Connected successfully!") && output.contains("Success!"),
+        "superset test-db:\n{output}"
+    );
+    let mut command = Command::new(&python);
+    command.arg(dir.join("inspect_session.py")).arg(&url);
+    let inspected = run_session(command, "Superset's inspector");
+    assert_expected(&inspected, &dir.join("inspect_session.expected"));
+}
