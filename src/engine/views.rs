@@ -66,12 +66,10 @@ impl Session {
                     .collect()
             };
             if shape(&old.columns) != shape(&columns) {
-                return Err(Error::InvalidDefinition {
-                    message: format!(
-                        "cannot change the columns of view {name}: other objects depend on it"
-                    ),
-                    detail: None,
-                });
+                // PostgreSQL's invalid_table_definition (42P16).
+                return Err(Error::InvalidTableDefinition(format!(
+                    "cannot change the columns of view {name}: other objects depend on it"
+                )));
             }
         }
         let canonical = format!("CREATE VIEW {name} AS {stored_query}");
