@@ -635,3 +635,29 @@ async fn malformed_and_oversized_messages_get_an_error_not_a_crash() {
     let client = server.client().await;
     client.simple_query("SELECT 1").await.unwrap();
 }
+
+/// DEALLOCATE ALL and DISCARD ALL also deallocate statements prepared with
+/// the protocol's Parse (one namespace in PostgreSQL; poolers rely on it).
+#[tokio::test(flavor = "multi_thread")]
+async fn deallocate_all_drops_protocol_statements() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    for reset in ["DEALLOCATE ALL", "DISCARD ALL"] {
+        let statement = client.prepare("SELECT $1::bigint + 1").await.unwrap();
+        let row = client.query_one(&statement, &[&41i64]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 42);
+        client.batch_execute(reset).await.unwrap();
+        let error = client.query_one(&statement, &[&41i64]).await.unwrap_err();
+        assert_eq!(common::sqlstate(&error), "26000", "{reset}: {error}");
+        // The session stays usable.
+        let fresh = client.prepare("SELECT 1::bigint").await.unwrap();
+        assert_eq!(
+            client
+                .query_one(&fresh, &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0),
+            1
+        );
+    }
+}

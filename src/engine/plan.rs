@@ -488,7 +488,7 @@ impl Session {
             Statement::Show(show) => self.show(show)?,
             Statement::Reset(reset) => self.reset(reset)?,
             Statement::Transaction(control) => self.transaction_control(control)?,
-            Statement::DiscardAll => self.discard_all()?,
+            Statement::DiscardAll => self.discard_all().await?,
             Statement::DiscardTemp => self.discard_temp()?,
             Statement::CreateView(create) => self.create_sql_view(&prepared.sql, create).await?,
             Statement::DropView(drop) => self.drop_sql_views(drop).await?,

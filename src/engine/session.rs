@@ -541,12 +541,13 @@ impl Session {
         Ok(())
     }
 
-    pub(crate) fn discard_all(&mut self) -> Result<Outcome> {
+    pub(crate) async fn discard_all(&mut self) -> Result<Outcome> {
         if self.transaction != TransactionState::Idle {
             return Err(Error::FeatureNotSupported(
                 "DISCARD ALL cannot run inside a transaction block".to_string(),
             ));
         }
+        self.deallocate_all().await?;
         self.cursors.close_all();
         self.temp.drop_all();
         let changes = self.settings.reset_all();

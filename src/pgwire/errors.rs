@@ -286,6 +286,25 @@ fn execution_error(message: &str) -> ClientError {
     if let Some(error) = out_of_range(message) {
         return error;
     }
+    // SQL-level PREPARE / EXECUTE (DataFusion's own messages).
+    if let Some(name) = message
+        .strip_prefix("Prepared statement '")
+        .and_then(|rest| rest.strip_suffix("' does not exist"))
+    {
+        return ClientError::new(
+            "26000",
+            format!("prepared statement \"{name}\" does not exist"),
+        );
+    }
+    if let Some(name) = message
+        .strip_prefix("Prepared statement '")
+        .and_then(|rest| rest.strip_suffix("' already exists"))
+    {
+        return ClientError::new(
+            "42P05",
+            format!("prepared statement \"{name}\" already exists"),
+        );
+    }
     let lower = message.to_lowercase();
     if lower.contains("divide by zero") || lower.contains("division by zero") {
         return ClientError::new("22012", "division by zero");

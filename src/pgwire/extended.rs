@@ -274,6 +274,7 @@ impl Connection {
                 }
                 Outcome::Command(tag) => {
                     self.send_session_messages().await?;
+                    self.forget_statements_after(&tag);
                     self.command_complete(tag.to_string()).await?;
                     portal.state = PortalState::Done;
                     self.portals.insert(name, portal);

@@ -137,6 +137,16 @@ impl Connection {
         self.command_complete(tag).await
     }
 
+    /// `DEALLOCATE ALL` and `DISCARD ALL` deallocate the statements
+    /// prepared with the protocol's Parse too: PostgreSQL keeps SQL-level
+    /// and protocol-level prepared statements in one namespace (poolers
+    /// reset server connections this way). The unnamed statement stays.
+    pub(super) fn forget_statements_after(&mut self, tag: &crate::engine::CommandTag) {
+        if matches!(tag.command, "DEALLOCATE ALL" | "DISCARD ALL") {
+            self.statements.retain(|name, _| name.is_empty());
+        }
+    }
+
     pub(super) async fn command_complete(&mut self, tag: String) -> Reply {
         self.framed
             .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(

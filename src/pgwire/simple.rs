@@ -172,6 +172,7 @@ impl Connection {
             }
             Outcome::Command(tag) => {
                 self.send_session_messages().await?;
+                self.forget_statements_after(&tag);
                 self.command_complete(tag.to_string()).await?;
                 Ok(Ok(()))
             }
