@@ -33,6 +33,10 @@ pub(crate) struct Cursor {
     /// Rows of a batch a FETCH took only part of.
     pending: Option<RecordBatch>,
     hold: bool,
+    /// Declared in the current transaction block, with this many
+    /// savepoints set at the time; `None` once its block committed (or
+    /// when declared outside one).
+    opened_at: Option<usize>,
 }
 
 /// The cursors of one session, by name.
@@ -46,9 +50,22 @@ impl Cursors {
         self.open.get(name).map(|c| c.schema.clone())
     }
 
-    /// The transaction block ended: cursors without HOLD go.
-    pub fn end_of_block(&mut self) {
-        self.open.retain(|_, cursor| cursor.hold);
+    /// The transaction block ended: cursors without HOLD go. If it rolled
+    /// back, so do the WITH HOLD cursors it declared (as in PostgreSQL,
+    /// only a committed block's holdable cursors survive it).
+    pub fn end_of_block(&mut self, committed: bool) {
+        self.open
+            .retain(|_, cursor| cursor.hold && (committed || cursor.opened_at.is_none()));
+        for cursor in self.open.values_mut() {
+            cursor.opened_at = None;
+        }
+    }
+
+    /// `ROLLBACK TO` the savepoint that was the `savepoints`-th: cursors
+    /// declared after it go.
+    pub fn rollback_to(&mut self, savepoints: usize) {
+        self.open
+            .retain(|_, cursor| cursor.opened_at.is_none_or(|at| at < savepoints));
     }
 
     pub fn close_all(&mut self) {
@@ -85,6 +102,8 @@ impl Session {
                 stream: tokio::sync::Mutex::new(stream),
                 pending: None,
                 hold: declare.hold,
+                opened_at: (self.transaction_state() != TransactionState::Idle)
+                    .then(|| self.savepoint_depth()),
             },
         );
         Ok(Outcome::Command(CommandTag::new("DECLARE CURSOR")))

@@ -403,9 +403,14 @@ impl Session {
         if self.transaction == TransactionState::Idle {
             self.writes_in_block = 0;
             self.savepoints.clear();
-            self.cursors.end_of_block();
+            self.cursors.end_of_block(tag == "COMMIT");
         }
         Ok(Outcome::Command(CommandTag::new(tag)))
+    }
+
+    /// How many savepoints the current block has set.
+    pub(crate) fn savepoint_depth(&self) -> usize {
+        self.savepoints.len()
     }
 
     /// SAVEPOINT, RELEASE and ROLLBACK TO inside a block.
@@ -434,6 +439,7 @@ impl Session {
                 // The savepoint stays, later ones go; the block is usable again.
                 let writes_before = self.savepoints[position].1;
                 self.savepoints.truncate(position + 1);
+                self.cursors.rollback_to(position + 1);
                 self.transaction = TransactionState::InBlock;
                 if self.writes_in_block > writes_before {
                     self.notice(Notice::warning(
