@@ -59,6 +59,10 @@ pub struct Session {
     sql_prepared: HashMap<String, Option<SchemaRef>>,
     /// This session's temporary tables.
     pub(crate) temp: Arc<super::temp_tables::TempTables>,
+    /// The settings before the current block's first SET (a rollback puts
+    /// them back), and the settings it SET LOCAL (a commit puts those back).
+    settings_before_block: Option<SessionSettings>,
+    local_settings: std::collections::BTreeSet<String>,
 }
 
 impl Session {
@@ -124,6 +128,8 @@ impl Session {
             reported: Vec::new(),
             sql_prepared: HashMap::new(),
             temp,
+            settings_before_block: None,
+            local_settings: Default::default(),
         };
         session.apply_settings();
         session.reported.clear();
@@ -404,6 +410,7 @@ impl Session {
             self.writes_in_block = 0;
             self.savepoints.clear();
             self.cursors.end_of_block(tag == "COMMIT");
+            self.settings_at_end_of_block(tag == "COMMIT");
         }
         Ok(Outcome::Command(CommandTag::new(tag)))
     }
@@ -488,6 +495,26 @@ impl Session {
             refresh_configured_functions(&mut state);
             return Ok(Outcome::Command(CommandTag::new("SET")));
         }
+        if set.local && self.transaction == TransactionState::Idle {
+            self.notice(Notice::warning(
+                "25P01",
+                "SET LOCAL can only be used in transaction blocks",
+            ));
+            return Ok(Outcome::Command(CommandTag::new("SET")));
+        }
+        if self.transaction != TransactionState::Idle {
+            // Settings are transactional, as in PostgreSQL: remember the
+            // values before the block's first change.
+            if self.settings_before_block.is_none() {
+                self.settings_before_block = Some(self.settings.clone());
+            }
+            let name = SessionSettings::canonical_name(&set.name);
+            if set.local {
+                self.local_settings.insert(name);
+            } else {
+                self.local_settings.remove(&name);
+            }
+        }
         if let Some(change) = self.settings.set(&set.name, &set.value)? {
             self.reported.push(change);
         }
@@ -495,7 +522,29 @@ impl Session {
         Ok(Outcome::Command(CommandTag::new("SET")))
     }
 
+    /// The block ended: a rollback undoes its SETs, a commit its SET
+    /// LOCALs.
+    fn settings_at_end_of_block(&mut self, committed: bool) {
+        let local = std::mem::take(&mut self.local_settings);
+        let Some(before) = self.settings_before_block.take() else {
+            return;
+        };
+        let changes = if committed {
+            if local.is_empty() {
+                return;
+            }
+            self.settings.restore_from(&before, Some(&local))
+        } else {
+            self.settings.restore_from(&before, None)
+        };
+        self.reported.extend(changes);
+        self.apply_settings();
+    }
+
     pub(crate) fn reset(&mut self, reset: &ResetStatement) -> Result<Outcome> {
+        if self.transaction != TransactionState::Idle && self.settings_before_block.is_none() {
+            self.settings_before_block = Some(self.settings.clone());
+        }
         match reset {
             ResetStatement::All => {
                 let changes = self.settings.reset_all();

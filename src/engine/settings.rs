@@ -642,6 +642,49 @@ impl SessionSettings {
         changes
     }
 
+    /// The name a setting is kept under (`timezone` → `TimeZone`).
+    pub fn canonical_name(name: &str) -> String {
+        definition(name)
+            .map(|def| def.name.to_string())
+            .unwrap_or_else(|| name.to_lowercase())
+    }
+
+    /// Puts back the values `saved` had: of every setting, or only of
+    /// `names` (canonical). Returns the reported changes.
+    pub fn restore_from(
+        &mut self,
+        saved: &SessionSettings,
+        names: Option<&std::collections::BTreeSet<String>>,
+    ) -> Vec<ReportedChange> {
+        let wanted = |name: &str| names.is_none_or(|names| names.contains(name));
+        let mut changes = Vec::new();
+        for def in PARAMETERS.iter().filter(|def| wanted(def.name)) {
+            let value = saved.values.get(def.name).cloned().unwrap_or_default();
+            if matches!(def.kind, Kind::TimeZone) {
+                self.time_zone = saved.time_zone.clone();
+            }
+            if let Ok(Some(change)) = self.store(def, value) {
+                changes.push(change);
+            }
+        }
+        match names {
+            None => self.custom = saved.custom.clone(),
+            Some(names) => {
+                for name in names.iter().filter(|n| definition(n).is_none()) {
+                    match saved.custom.get(name) {
+                        Some(value) => {
+                            self.custom.insert(name.clone(), value.clone());
+                        }
+                        None => {
+                            self.custom.remove(name);
+                        }
+                    }
+                }
+            }
+        }
+        changes
+    }
+
     /// Applies a parameter sent in the startup message. Unknown or invalid
     /// ones are ignored with a warning rather than failing the connection.
     pub fn apply_startup(&mut self, name: &str, value: &str) {
