@@ -624,7 +624,8 @@ impl Session {
                     // Expanded where read: it must still plan.
                     ObjectKind::View => {
                         let view = &state.sql_views[&dependent];
-                        self.query_columns(state, ResolveMode::Query, &view.query)
+                        let columns = self
+                            .query_columns(state, ResolveMode::Query, &view.query)
                             .await
                             .map_err(|e| Error::InvalidDefinition {
                                 message: format!(
@@ -632,6 +633,26 @@ impl Session {
                                 ),
                                 detail: Some(e.to_string()),
                             })?;
+                        // A view's columns are fixed once others may rely
+                        // on them (as PostgreSQL's are): the view, and
+                        // through it its readers, must see the same ones.
+                        let now: Vec<(String, String)> = columns
+                            .iter()
+                            .map(|(name, data_type)| (name.clone(), type_name(data_type).0))
+                            .collect();
+                        let stored: Vec<(String, String)> = view
+                            .columns
+                            .iter()
+                            .map(|c| (c.name.clone(), c.data_type.clone()))
+                            .collect();
+                        if now != stored {
+                            return Err(Error::InvalidDefinition {
+                                message: format!(
+                                    "cannot change feature view {changed}: the columns of view {dependent}, which reads it, would change"
+                                ),
+                                detail: None,
+                            });
+                        }
                     }
                     _ => {}
                 }
