@@ -7,6 +7,9 @@
 //! `onlyif extended` (and `skipif`).
 //!
 //! `SLT_PROTOCOL=simple|extended` runs one protocol only.
+//! `expectations_are_postgres` runs the files listed in `POSTGRES_CHECKED`
+//! against a throw-away PostgreSQL 15 it starts itself, on every run.
+//!
 //! `SLT_POSTGRES="host=… port=… user=… dbname=…"` runs the same files
 //! against a real PostgreSQL instead (label `reference-postgres` instead of
 //! `featuredb`), to check that the expectations are PostgreSQL's. Each
@@ -17,7 +20,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::TestServer;
+use common::{ReferencePostgres, TestServer};
 use sqllogictest::{AsyncDB, DBOutput, Runner};
 use sqllogictest_engines::postgres::{PostgresExtended, PostgresSimple};
 
@@ -169,6 +172,63 @@ async fn sqllogictest_files() {
                     ));
                 }
             }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Files whose expectations are PostgreSQL's (records that are not carry
+/// `onlyif featuredb`): run against a real PostgreSQL 15 as well, each on a
+/// fresh database, through the simple protocol.
+const POSTGRES_CHECKED: &[&str] = &[
+    "bi_tools.slt",
+    "catalog.slt",
+    "cursors.slt",
+    "rename_truncate.slt",
+    "temp_tables.slt",
+    "transactions.slt",
+    "types.slt",
+    "views.slt",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expectations_are_postgres() {
+    let reference = tokio::task::spawn_blocking(ReferencePostgres::start)
+        .await
+        .unwrap();
+    let (admin, connection) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=bench dbname=postgres",
+            reference.port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect to the reference PostgreSQL");
+    tokio::spawn(connection);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+    let mut failures = Vec::new();
+    for name in POSTGRES_CHECKED {
+        for statement in [
+            "DROP DATABASE IF EXISTS featuredb WITH (FORCE)",
+            "CREATE DATABASE featuredb",
+        ] {
+            admin.batch_execute(statement).await.unwrap();
+        }
+        let config = reference.config("featuredb");
+        let mut runner = Runner::new(move || {
+            let config = config.clone();
+            async move {
+                PostgresSimple::connect(config)
+                    .await
+                    .map(WithMessages)
+                    .map_err(ServerError::from)
+            }
+        });
+        runner.add_label("reference-postgres");
+        runner.add_label("simple");
+        if let Err(e) = runner.run_file_async(dir.join(name)).await {
+            failures.push(format!("{name} against PostgreSQL:\n{}", e.display(false)));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

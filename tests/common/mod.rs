@@ -204,3 +204,124 @@ pub fn python_venv(name: &str, requirements: &str) -> PathBuf {
     std::fs::write(&stamp, wanted).unwrap();
     python
 }
+
+/// A throw-away PostgreSQL 15 on loopback, to check that expectations are
+/// PostgreSQL's. Installed from Debian's packages when missing; the
+/// cluster lives in a temporary directory and is stopped on drop.
+pub struct ReferencePostgres {
+    pub port: u16,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    run_as_postgres: bool,
+}
+
+impl ReferencePostgres {
+    pub fn start() -> Self {
+        let bin = Self::binaries();
+        let dir = tempfile::tempdir().expect("temp dir");
+        // initdb refuses to run as root: run the cluster as `postgres`.
+        let run_as_postgres = unsafe { libc::geteuid() } == 0;
+        if run_as_postgres {
+            let status = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown the cluster directory");
+        }
+        let reference = Self {
+            port: free_port(),
+            bin,
+            dir,
+            run_as_postgres,
+        };
+        let data = reference.dir.path().join("data");
+        let output = reference
+            .command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "bench", "--no-sync"])
+            .output()
+            .expect("initdb");
+        assert!(
+            output.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            reference.port,
+            reference.dir.path().display()
+        );
+        let output = reference
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &options, "-l"])
+            .arg(reference.dir.path().join("log"))
+            .args(["-w", "start"])
+            .output()
+            .expect("pg_ctl start");
+        assert!(
+            output.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        reference
+    }
+
+    /// PostgreSQL 15's programs, installing them if needed.
+    fn binaries() -> PathBuf {
+        let find = || {
+            std::fs::read_dir("/usr/lib/postgresql")
+                .ok()?
+                .filter_map(Result::ok)
+                .map(|e| e.path().join("bin"))
+                .find(|bin| bin.join("initdb").exists())
+        };
+        if let Some(bin) = find() {
+            return bin;
+        }
+        let status = Command::new("sh")
+            .args([
+                "-c",
+                "(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15",
+            ])
+            .status()
+            .expect("apt-get");
+        assert!(status.success(), "installing postgresql-15");
+        find().expect("PostgreSQL binaries after installing postgresql-15")
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.run_as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(path);
+            command
+        } else {
+            Command::new(path)
+        }
+    }
+
+    /// A connection configuration for `database`.
+    pub fn config(&self, database: &str) -> tokio_postgres::Config {
+        format!(
+            "host=127.0.0.1 port={} user=bench dbname={database}",
+            self.port
+        )
+        .parse()
+        .expect("connection string")
+    }
+}
+
+impl Drop for ReferencePostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
