@@ -18,7 +18,6 @@ mod relations;
 mod rewrite;
 
 use std::any::Any;
-use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
@@ -370,11 +369,7 @@ pub fn register_search_path_functions(
         DataType::Boolean,
         Volatility::Stable,
         Arc::new(move |args: &[ColumnarValue]| {
-            let visible: HashSet<i32> = path
-                .iter()
-                .filter(|schema| visible_in.schema_exists(schema))
-                .flat_map(|schema| visible_in.relation_oids_in(schema))
-                .collect();
+            let visible = visible_in.visible_relation_oids(&path);
             let oids = ColumnarValue::values_to_arrays(args)?;
             let oids = datafusion::common::cast::as_int32_array(&oids[0])?;
             let result: BooleanArray = oids

@@ -290,14 +290,22 @@ impl Relations {
 
     /// The ids of the relations in `schema` (for `pg_table_is_visible`).
     pub fn relation_oids_in(&self, schema: &str) -> Vec<i32> {
+        let schema_name = self
+            .temp()
+            .filter(|temp| temp.is_temp_schema(schema))
+            .map_or(schema, |temp| temp.schema_name.as_str());
+        self.relation_names_in(schema)
+            .iter()
+            .map(|name| relation_oid(schema_name, name))
+            .collect()
+    }
+
+    /// The names of the relations in `schema`.
+    pub fn relation_names_in(&self, schema: &str) -> Vec<String> {
         if let Some(temp) = self.temp()
             && temp.is_temp_schema(schema)
         {
-            return temp
-                .tables()
-                .iter()
-                .map(|(name, _)| relation_oid(&temp.schema_name, name))
-                .collect();
+            return temp.tables().into_iter().map(|(name, _)| name).collect();
         }
         let mut names = self.store.table_names(schema);
         if schema == REGISTRY_SCHEMA {
@@ -308,9 +316,22 @@ impl Relations {
         let registry = self.registry.snapshot();
         names.extend(registry.relation_names_in(schema).map(str::to_string));
         names
-            .iter()
-            .map(|name| relation_oid(schema, name))
-            .collect()
+    }
+
+    /// The ids of the relations an unqualified name can reach through
+    /// `path` (schemas in search order): in each schema, those not hidden
+    /// by a relation of the same name in an earlier one.
+    pub fn visible_relation_oids(&self, path: &[String]) -> std::collections::HashSet<i32> {
+        let mut seen = std::collections::HashSet::new();
+        let mut visible = std::collections::HashSet::new();
+        for schema in path.iter().filter(|schema| self.schema_exists(schema)) {
+            for name in self.relation_names_in(schema) {
+                if seen.insert(name.clone()) {
+                    visible.insert(relation_oid(schema, &name));
+                }
+            }
+        }
+        visible
     }
 
     /// The id of the relation `name` (`schema.relation` or a name found on
