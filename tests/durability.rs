@@ -386,3 +386,37 @@ async fn renames_and_truncates_survive_kill() {
         2
     );
 }
+
+/// A quoted table name is one directory inside the warehouse, whatever
+/// it holds (`..`, `/`); dropping it deletes that directory only.
+#[tokio::test(flavor = "multi_thread")]
+async fn quoted_names_stay_inside_the_warehouse() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    client
+        .batch_execute(
+            r#"CREATE TABLE keep (a INT);
+               INSERT INTO keep VALUES (1);
+               CREATE TABLE "../keep" (a INT);
+               INSERT INTO "../keep" VALUES (2);
+               CREATE TABLE "/tmp/featuredb-escape" (a INT);
+               INSERT INTO "/tmp/featuredb-escape" VALUES (3);"#,
+        )
+        .await
+        .unwrap();
+    let public = server.data_dir.join("warehouse/public");
+    assert!(public.join("@2E@2E@2Fkeep").is_dir());
+    assert!(public.join("@2Ftmp@2Ffeaturedb-escape").is_dir());
+    assert!(!std::path::Path::new("/tmp/featuredb-escape").exists());
+    client
+        .batch_execute(r#"DROP TABLE "../keep"; DROP TABLE "/tmp/featuredb-escape""#)
+        .await
+        .unwrap();
+    let kept: i32 = client
+        .query_one("SELECT a FROM keep", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 1);
+    assert!(public.join("keep").is_dir());
+}

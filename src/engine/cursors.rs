@@ -61,6 +61,16 @@ impl Cursors {
         }
     }
 
+    /// `RELEASE` of the savepoint that was the `position + 1`-th: cursors
+    /// declared after it now belong to the enclosing level.
+    pub fn released(&mut self, position: usize) {
+        for cursor in self.open.values_mut() {
+            if let Some(at) = &mut cursor.opened_at {
+                *at = (*at).min(position);
+            }
+        }
+    }
+
     /// `ROLLBACK TO` the savepoint that was the `savepoints`-th: cursors
     /// declared after it go.
     pub fn rollback_to(&mut self, savepoints: usize) {

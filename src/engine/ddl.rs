@@ -188,7 +188,13 @@ impl Session {
         sql: &str,
         create: &CreateTable,
     ) -> Result<Outcome> {
-        if create.temporary {
+        // `CREATE TABLE pg_temp.x` makes a temporary table, as in PostgreSQL.
+        let in_temp_schema = create
+            .name
+            .schema
+            .as_deref()
+            .is_some_and(|schema| self.temp.is_temp_schema(schema));
+        if create.temporary || in_temp_schema {
             return self.create_temp_table(sql, create).await;
         }
         let name = self.creation_name(&create.name)?;

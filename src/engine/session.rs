@@ -62,7 +62,7 @@ pub struct Session {
     /// The settings before the current block's first SET (a rollback puts
     /// them back), and the settings it SET LOCAL (a commit puts those back).
     settings_before_block: Option<SessionSettings>,
-    local_settings: std::collections::BTreeSet<String>,
+    local_settings: std::collections::BTreeMap<String, SessionSettings>,
 }
 
 impl Session {
@@ -200,6 +200,11 @@ impl Session {
                 .unwrap_or_else(|e| e.into_inner()),
         );
         for (name, value, local) in calls {
+            // set_config(…, true) outside a block lasts for its statement,
+            // which is over (PostgreSQL does not warn).
+            if local && self.transaction == TransactionState::Idle {
+                continue;
+            }
             let set = SetStatement {
                 name: name.to_lowercase(),
                 value: featuredb_sql::session::SetValue::Values(vec![value]),
@@ -436,6 +441,7 @@ impl Session {
                 }
                 let position = self.savepoint_position(name)?;
                 self.savepoints.truncate(position);
+                self.cursors.released(position);
                 Ok(Outcome::Command(CommandTag::new("RELEASE")))
             }
             TransactionStatement::RollbackTo(name) => {
@@ -475,6 +481,13 @@ impl Session {
     }
 
     pub(crate) fn set(&mut self, set: &SetStatement) -> Result<Outcome> {
+        if set.local && self.transaction == TransactionState::Idle {
+            self.notice(Notice::warning(
+                "25P01",
+                "SET LOCAL can only be used in transaction blocks",
+            ));
+            return Ok(Outcome::Command(CommandTag::new("SET")));
+        }
         if set.name.starts_with("datafusion.") {
             let value = match &set.value {
                 featuredb_sql::session::SetValue::Values(values) => values.join(","),
@@ -495,22 +508,19 @@ impl Session {
             refresh_configured_functions(&mut state);
             return Ok(Outcome::Command(CommandTag::new("SET")));
         }
-        if set.local && self.transaction == TransactionState::Idle {
-            self.notice(Notice::warning(
-                "25P01",
-                "SET LOCAL can only be used in transaction blocks",
-            ));
-            return Ok(Outcome::Command(CommandTag::new("SET")));
-        }
         if self.transaction != TransactionState::Idle {
             // Settings are transactional, as in PostgreSQL: remember the
-            // values before the block's first change.
+            // values before the block's first change (ROLLBACK restores
+            // them), and before a SET LOCAL of a setting (COMMIT restores
+            // it, unless a plain SET or RESET of it came later).
             if self.settings_before_block.is_none() {
                 self.settings_before_block = Some(self.settings.clone());
             }
             let name = SessionSettings::canonical_name(&set.name);
             if set.local {
-                self.local_settings.insert(name);
+                self.local_settings
+                    .entry(name)
+                    .or_insert_with(|| self.settings.clone());
             } else {
                 self.local_settings.remove(&name);
             }
@@ -529,14 +539,18 @@ impl Session {
         let Some(before) = self.settings_before_block.take() else {
             return;
         };
-        let changes = if committed {
+        let mut changes = Vec::new();
+        if committed {
             if local.is_empty() {
                 return;
             }
-            self.settings.restore_from(&before, Some(&local))
+            for (name, saved) in &local {
+                let only = std::collections::BTreeSet::from([name.clone()]);
+                changes.extend(self.settings.restore_from(saved, Some(&only)));
+            }
         } else {
-            self.settings.restore_from(&before, None)
-        };
+            changes = self.settings.restore_from(&before, None);
+        }
         self.reported.extend(changes);
         self.apply_settings();
     }
@@ -544,6 +558,14 @@ impl Session {
     pub(crate) fn reset(&mut self, reset: &ResetStatement) -> Result<Outcome> {
         if self.transaction != TransactionState::Idle && self.settings_before_block.is_none() {
             self.settings_before_block = Some(self.settings.clone());
+        }
+        // A RESET outlives the block's SET LOCAL of the same setting.
+        match reset {
+            ResetStatement::All => self.local_settings.clear(),
+            ResetStatement::Variable(name) => {
+                self.local_settings
+                    .remove(&SessionSettings::canonical_name(name));
+            }
         }
         match reset {
             ResetStatement::All => {
@@ -582,16 +604,18 @@ impl Session {
 
     /// `DEALLOCATE ALL`: drops every SQL-level prepared statement.
     pub(crate) async fn deallocate_all(&mut self) -> Result<()> {
-        for name in std::mem::take(&mut self.sql_prepared).into_keys() {
+        let names: Vec<String> = self.sql_prepared.keys().cloned().collect();
+        for name in names {
             let plan = datafusion::logical_expr::LogicalPlan::Statement(
                 datafusion::logical_expr::Statement::Deallocate(
-                    datafusion::logical_expr::Deallocate { name },
+                    datafusion::logical_expr::Deallocate { name: name.clone() },
                 ),
             );
             self.ctx
                 .execute_logical_plan(plan)
                 .await
                 .map_err(Error::from_datafusion)?;
+            self.sql_prepared.remove(&name);
         }
         Ok(())
     }

@@ -90,6 +90,11 @@ impl Session {
         let mut txn = registry.begin().await;
         let mut targets: Vec<(ObjectKind, QualifiedName)> = Vec::new();
         for name in &drop.names {
+            if let Some(temp) = self.temp_table_named(name) {
+                return Err(Error::WrongObjectType(format!(
+                    "\"{temp}\" is not a view (it is a temporary table; use DROP TABLE)"
+                )));
+            }
             if let Some((kind, found)) = self.find_relation(&txn.state, name)
                 && kind != ObjectKind::View
             {

@@ -59,7 +59,9 @@ pub struct OfflineStore {
     state: RwLock<StoreState>,
     ddl: tokio::sync::Mutex<()>,
     /// For the commits iceberg-catalog-sql cannot make (TRUNCATE).
-    pointer: CatalogPointer,
+    pointer: Arc<CatalogPointer>,
+    /// Held around every write to the catalog (see [`CatalogPointer`]).
+    catalog_writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Default)]
@@ -91,9 +93,11 @@ impl OfflineStore {
             .with_storage_factory(Arc::new(DurableFsStorageFactory))
             .load(CATALOG_NAME, HashMap::new())
             .await?;
-        let pointer = CatalogPointer::open(&uri).await?;
+        let catalog_writes = Arc::new(tokio::sync::Mutex::new(()));
+        let pointer = Arc::new(CatalogPointer::open(&uri, catalog_writes.clone()).await?);
         let store = Self {
             pointer,
+            catalog_writes,
             catalog: Arc::new(catalog),
             warehouse,
             wal_root: data_dir.join("wal"),
@@ -169,7 +173,13 @@ impl OfflineStore {
 
     async fn load_table(&self, ident: &TableIdent, name: QualifiedName) -> Result<TableHandle> {
         let table = self.catalog.load_table(ident).await?;
-        TableHandle::open(name, table, self.catalog.clone(), &self.wal_root)
+        TableHandle::open(
+            name,
+            table,
+            self.catalog.clone(),
+            self.pointer.clone(),
+            &self.wal_root,
+        )
     }
 
     /// Every table, for the flusher.
@@ -294,9 +304,12 @@ impl OfflineStore {
             };
         }
         let namespace = NamespaceIdent::new(schema.to_string());
-        self.catalog
-            .create_namespace(&namespace, HashMap::new())
-            .await?;
+        {
+            let _writes = self.catalog_writes.lock().await;
+            self.catalog
+                .create_namespace(&namespace, HashMap::new())
+                .await?;
+        }
         self.write_state()?
             .schemas
             .insert(schema.to_string(), BTreeMap::new());
@@ -336,6 +349,7 @@ impl OfflineStore {
         }
         // Tables that failed to load still exist in the catalog.
         let namespace = NamespaceIdent::new(schema.to_string());
+        let _writes = self.catalog_writes.lock().await;
         for ident in self.catalog.list_tables(&namespace).await? {
             self.catalog.drop_table(&ident).await?;
         }
@@ -386,11 +400,15 @@ impl OfflineStore {
             .format_version(FormatVersion::V2)
             .build();
         let namespace = NamespaceIdent::new(name.schema.clone());
-        let table = self.catalog.create_table(&namespace, creation).await?;
+        let table = {
+            let _writes = self.catalog_writes.lock().await;
+            self.catalog.create_table(&namespace, creation).await?
+        };
         let handle = Arc::new(TableHandle::open(
             name.clone(),
             table,
             self.catalog.clone(),
+            self.pointer.clone(),
             &self.wal_root,
         )?);
         self.write_state()?
@@ -405,15 +423,28 @@ impl OfflineStore {
     /// that directory is taken (a table renamed away from this name keeps
     /// its files where they were, and dropping it deletes that directory),
     /// then the first free `<name>-<n>`.
+    /// Names become one path segment each (see [`path_segment`]).
     fn free_location(&self, name: &QualifiedName) -> String {
-        let base = self.warehouse.join(&name.schema);
-        let mut candidate = base.join(&name.name);
+        let base = self.warehouse.join(path_segment(&name.schema));
+        let table = path_segment(&name.name);
+        let mut candidate = base.join(&table);
         let mut n = 2;
         while candidate.exists() {
-            candidate = base.join(format!("{}-{n}", name.name));
+            candidate = base.join(format!("{table}-{n}"));
             n += 1;
         }
         format!("file://{}", candidate.display())
+    }
+
+    /// Whether `path` is a table directory inside the warehouse (at least
+    /// `schema/table` below it, after resolving `..` and links), so that
+    /// deleting it cannot touch anything else.
+    fn is_table_directory(&self, path: &Path) -> bool {
+        let (Ok(path), Ok(warehouse)) = (path.canonicalize(), self.warehouse.canonicalize()) else {
+            return false;
+        };
+        path.strip_prefix(&warehouse)
+            .is_ok_and(|inside| inside.components().count() >= 2)
     }
 
     /// Renames a table within its schema. The table keeps its files and
@@ -448,31 +479,45 @@ impl OfflineStore {
         let from_ident = TableIdent::new(namespace.clone(), from.name.clone());
         let to_ident = TableIdent::new(namespace, to.name.clone());
         handle.retire().await;
-        let renamed = match self.catalog.rename_table(&from_ident, &to_ident).await {
-            Ok(()) => self.load_table(&to_ident, to.clone()).await,
-            Err(e) => Err(e.into()),
+        let renamed = {
+            let _writes = self.catalog_writes.lock().await;
+            self.catalog.rename_table(&from_ident, &to_ident).await
         };
-        let (name, reopened, outcome) = match renamed {
-            Ok(table) => (to.clone(), Arc::new(table), Ok(())),
-            // The catalog still has the old name: reopen it there.
-            Err(e) => {
-                let table = self.load_table(&from_ident, from.clone()).await?;
-                (from.clone(), Arc::new(table), Err(e))
+        // Where the catalog has the table now, and the handle reopened there.
+        let (name, ident, outcome) = match renamed {
+            Ok(()) => (to.clone(), &to_ident, Ok(())),
+            Err(e) => (from.clone(), &from_ident, Err(Error::from(e))),
+        };
+        let reopened = self.load_table(ident, name.clone()).await;
+        let mut state = self.write_state()?;
+        state
+            .schemas
+            .entry(from.schema.clone())
+            .or_default()
+            .remove(&from.name);
+        match reopened {
+            Ok(table) => {
+                let table = Arc::new(table);
+                state
+                    .schemas
+                    .entry(name.schema.clone())
+                    .or_default()
+                    .insert(name.name.clone(), table.clone());
+                outcome.map(|()| table)
             }
-        };
-        {
-            let mut state = self.write_state()?;
-            let tables = state.schemas.entry(from.schema.clone()).or_default();
-            tables.remove(&from.name);
-            tables.insert(name.name.clone(), reopened.clone());
+            // Listed as unreadable (as at startup) rather than left behind a
+            // retired handle; the first error is the one that matters.
+            Err(e) => {
+                state.broken.insert(name, e.to_string());
+                Err(outcome.err().unwrap_or(e))
+            }
         }
-        outcome.map(|()| reopened)
     }
 
     /// Removes every row of a table (`TRUNCATE`). Returns the number of
     /// rows removed.
     pub async fn truncate_table(&self, table: &Arc<TableHandle>) -> Result<u64> {
-        table.truncate(&self.pointer).await
+        table.truncate().await
     }
 
     pub async fn drop_table(&self, name: &QualifiedName, if_exists: bool) -> Result<bool> {
@@ -509,7 +554,10 @@ impl OfflineStore {
             Some(handle) => Some(handle.current()?.metadata().location().to_string()),
             None => None,
         };
-        self.catalog.drop_table(&ident).await?;
+        {
+            let _writes = self.catalog_writes.lock().await;
+            self.catalog.drop_table(&ident).await?;
+        }
         {
             let mut state = self.write_state()?;
             if let Some(tables) = state.schemas.get_mut(schema) {
@@ -522,7 +570,7 @@ impl OfflineStore {
         }
         if let Some(location) = location {
             let path = local_path(&location);
-            if path.starts_with(&self.warehouse)
+            if self.is_table_directory(&path)
                 && let Err(e) = std::fs::remove_dir_all(&path)
                 && e.kind() != std::io::ErrorKind::NotFound
             {
@@ -530,5 +578,38 @@ impl OfflineStore {
             }
         }
         Ok(())
+    }
+}
+
+/// A relation or schema name as one directory name: ASCII letters, digits,
+/// `_` and `-` as they are, every other byte as `@XX` (hex). Quoted names
+/// may hold `/`, `..` or anything else; a file name never does.
+fn path_segment(name: &str) -> String {
+    let mut segment = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' {
+            segment.push(byte as char);
+        } else {
+            segment.push_str(&format!("@{byte:02X}"));
+        }
+    }
+    if segment.is_empty() {
+        segment.push('@');
+    }
+    segment
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_segment;
+
+    #[test]
+    fn names_are_single_path_segments() {
+        assert_eq!(path_segment("events_2024-01"), "events_2024-01");
+        assert_eq!(path_segment("../x"), "@2E@2E@2Fx");
+        assert_eq!(path_segment("/tmp/x"), "@2Ftmp@2Fx");
+        assert_eq!(path_segment("a@b"), "a@40b");
+        assert_eq!(path_segment("Ünï"), "@C3@9Cn@C3@AF");
+        assert_eq!(path_segment(""), "@");
     }
 }

@@ -61,6 +61,8 @@ pub struct TableHandle {
     storage_schema: SchemaRef,
     state: RwLock<TableState>,
     catalog: Arc<dyn Catalog>,
+    /// The catalog writes lock, and the commit TRUNCATE needs.
+    pointer: Arc<CatalogPointer>,
     pending_commits: Mutex<Vec<PendingCommit>>,
     commit_turn: tokio::sync::Mutex<()>,
     pending_logged: Mutex<Vec<PendingLogged>>,
@@ -152,6 +154,7 @@ impl TableHandle {
         name: QualifiedName,
         table: Table,
         catalog: Arc<dyn Catalog>,
+        pointer: Arc<CatalogPointer>,
         wal_root: &Path,
     ) -> Result<Self> {
         let metadata = table.metadata();
@@ -200,6 +203,7 @@ impl TableHandle {
             storage_schema,
             state: RwLock::new(state),
             catalog,
+            pointer,
             pending_commits: Mutex::new(Vec::new()),
             commit_turn: tokio::sync::Mutex::new(()),
             pending_logged: Mutex::new(Vec::new()),
@@ -298,7 +302,7 @@ impl TableHandle {
     /// Iceberg snapshot with no data files (see [`super::truncate`]).
     /// Writes acknowledged before it are gone; writes after it stay.
     /// Returns how many rows were removed.
-    pub async fn truncate(self: &Arc<Self>, pointer: &CatalogPointer) -> Result<u64> {
+    pub async fn truncate(self: &Arc<Self>) -> Result<u64> {
         self.check_live()?;
         let _turn = self.commit_turn.lock().await;
         let mut log = self.log.lock().await;
@@ -329,17 +333,10 @@ impl TableHandle {
             ]
             .map(|(k, v)| (k.to_string(), v)),
         );
-        let location = commit_empty_snapshot(&table, pointer, properties).await?;
-        let reloaded = self.catalog.load_table(&self.ident).await?;
-        if reloaded.metadata_location() != Some(location.as_str()) {
-            return Err(Error::internal(format!(
-                "catalog did not record the TRUNCATE of {}",
-                self.name
-            )));
-        }
+        let committed = commit_empty_snapshot(&table, &self.pointer, properties).await?;
         {
             let mut state = self.write_state()?;
-            state.table = Arc::new(reloaded);
+            state.table = Arc::new(committed);
             state.committed_seq = watermark;
             state.trim_tail_through(watermark);
         }
@@ -561,6 +558,7 @@ impl TableHandle {
             .add_data_files(files)
             .set_snapshot_properties(properties)
             .apply(transaction)?;
+        let _writes = self.pointer.writes.lock().await;
         let committed = transaction.commit(self.catalog.as_ref()).await?;
         // iceberg-catalog-sql ignores the result of its SQL COMMIT; read the
         // pointer back so that we never acknowledge a commit that did not

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use iceberg::spec::{
     MAIN_BRANCH, ManifestListWriter, Operation, Snapshot, SnapshotReference, SnapshotRetention,
@@ -26,12 +27,18 @@ use crate::error::{Error, Result};
 
 /// A second connection to the embedded SQL catalog, for the one commit
 /// iceberg-catalog-sql cannot make for us.
+///
+/// iceberg-catalog-sql does not notice a failed SQLite COMMIT, so no two
+/// writers may ever contend for the database: every catalog write —
+/// iceberg-catalog-sql's through the store and table commits, and this
+/// one — holds `writes`.
 pub struct CatalogPointer {
     pool: SqlitePool,
+    pub(super) writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl CatalogPointer {
-    pub async fn open(uri: &str) -> Result<Self> {
+    pub async fn open(uri: &str, writes: Arc<tokio::sync::Mutex<()>>) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(uri)
             .map_err(|e| Error::internal(format!("catalog address {uri}: {e}")))?
             // The catalog's own connection may hold the write lock briefly.
@@ -41,12 +48,13 @@ impl CatalogPointer {
             .connect_with(options)
             .await
             .map_err(|e| Error::internal(format!("opening the catalog: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self { pool, writes })
     }
 
     /// Moves the table's metadata pointer from `expected` to `new`; fails
     /// if someone else moved it first.
     async fn swap(&self, ident: &TableIdent, expected: &str, new: &str) -> Result<()> {
+        let _writes = self.writes.lock().await;
         let result = sqlx::query(
             "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
              WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
@@ -81,12 +89,13 @@ fn unique_snapshot_id(table: &Table) -> i64 {
 }
 
 /// Commits a snapshot of `table` with no data files, carrying
-/// `properties` in its summary. Returns the new metadata location.
+/// `properties` in its summary. Returns the table as committed (built
+/// from the metadata written, so that nothing after the swap can fail).
 pub(super) async fn commit_empty_snapshot(
     table: &Table,
     pointer: &CatalogPointer,
     properties: HashMap<String, String>,
-) -> Result<String> {
+) -> Result<Table> {
     let metadata = table.metadata();
     let current_location = table
         .metadata_location()
@@ -132,8 +141,16 @@ pub(super) async fn commit_empty_snapshot(
         .write_to(table.file_io(), &new_location)
         .await?;
     let new_location = new_location.to_string();
+    let committed = Table::builder()
+        .metadata(built.metadata)
+        .metadata_location(new_location.clone())
+        .identifier(table.identifier().clone())
+        .file_io(table.file_io().clone())
+        // The catalog's tables run on the server's runtime too.
+        .runtime(iceberg::Runtime::try_current()?)
+        .build()?;
     pointer
         .swap(table.identifier(), &current_location, &new_location)
         .await?;
-    Ok(new_location)
+    Ok(committed)
 }

@@ -315,6 +315,24 @@ fn array_aggregate(query: &ast::Query) -> Option<String> {
     if calls_an_aggregate(value) {
         return None;
     }
+    // An ORDER BY naming the output alias means nothing inside array_agg.
+    let alias = match &select.projection[0] {
+        ast::SelectItem::ExprWithAlias { alias, .. } => Some(alias.value.to_ascii_lowercase()),
+        _ => None,
+    };
+    if let (
+        Some(alias),
+        Some(ast::OrderBy {
+            kind: ast::OrderByKind::Expressions(exprs),
+            ..
+        }),
+    ) = (&alias, &query.order_by)
+        && exprs.iter().any(|order| {
+            matches!(&order.expr, Expr::Identifier(ident) if ident.value.to_ascii_lowercase() == *alias)
+        })
+    {
+        return None;
+    }
     let order = match &query.order_by {
         None => String::new(),
         Some(ast::OrderBy {
@@ -448,11 +466,61 @@ fn is_catalog_table(relation: &TableFactor) -> bool {
         .filter_map(|p| p.as_ident().map(|i| i.value.to_ascii_lowercase()))
         .collect();
     match parts.as_slice() {
-        [table] => table.starts_with("pg_"),
+        [table] => CATALOG_TABLES.contains(&table.as_str()),
         [schema, _] => schema == "pg_catalog" || schema == "information_schema",
         _ => false,
     }
 }
+
+/// The `pg_catalog` relations an unqualified name may mean in the catalog
+/// rules (a user's table called `pg_events` is not one of them).
+const CATALOG_TABLES: &[&str] = &[
+    "pg_am",
+    "pg_attrdef",
+    "pg_attribute",
+    "pg_auth_members",
+    "pg_authid",
+    "pg_cast",
+    "pg_class",
+    "pg_collation",
+    "pg_constraint",
+    "pg_conversion",
+    "pg_database",
+    "pg_depend",
+    "pg_description",
+    "pg_enum",
+    "pg_event_trigger",
+    "pg_extension",
+    "pg_foreign_table",
+    "pg_index",
+    "pg_indexes",
+    "pg_inherits",
+    "pg_language",
+    "pg_matviews",
+    "pg_namespace",
+    "pg_opclass",
+    "pg_operator",
+    "pg_opfamily",
+    "pg_partitioned_table",
+    "pg_policy",
+    "pg_proc",
+    "pg_publication",
+    "pg_range",
+    "pg_rewrite",
+    "pg_roles",
+    "pg_sequence",
+    "pg_settings",
+    "pg_shdescription",
+    "pg_stat_user_tables",
+    "pg_statistic_ext",
+    "pg_tables",
+    "pg_tablespace",
+    "pg_trigger",
+    "pg_ts_config",
+    "pg_type",
+    "pg_user",
+    "pg_views",
+];
 
 /// Whether `expr` calls an aggregate function itself (not inside a
 /// subquery of its own).
