@@ -126,17 +126,18 @@ impl Engine {
     }
 
     /// The catalog a session plans against: every schema, plus the
-    /// session's temporary tables (also in its pg_catalog and
-    /// information_schema).
+    /// session's temporary tables (`relations` is the session's view of
+    /// featuredb's objects, temporary tables and settings included).
     pub(crate) fn session_catalogs(
         &self,
+        relations: pg_catalog::Relations,
         temp: &Arc<temp_tables::TempTables>,
     ) -> Result<Arc<FeatureDbCatalogList>> {
         Ok(Arc::new(FeatureDbCatalogList::new(
             self.offline.clone(),
             self.registry.clone(),
             self.online.clone(),
-            self.relations.with_temp(temp.clone()),
+            relations,
             temp.clone(),
         )?))
     }

@@ -63,12 +63,20 @@ pub struct Session {
     /// them back), and the settings it SET LOCAL (a commit puts those back).
     settings_before_block: Option<SessionSettings>,
     local_settings: std::collections::BTreeMap<String, SessionSettings>,
+    /// featuredb's objects as this session's catalog shows them.
+    relations: super::pg_catalog::Relations,
+    /// The settings as this session's `pg_settings` shows them.
+    settings_view: super::settings::SettingsView,
 }
 
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, user: &str, backend_pid: i32) -> Result<Self> {
         let options = engine.options().clone();
         let temp = Arc::new(super::temp_tables::TempTables::new(backend_pid));
+        let settings_view = super::settings::SettingsView::default();
+        let relations = engine
+            .catalog_relations()
+            .for_session(temp.clone(), settings_view.clone());
         let mut config = SessionConfig::new()
             // featuredb's own information_schema (PostgreSQL's type names)
             // is a schema of its catalog; DataFusion's would shadow it.
@@ -82,16 +90,13 @@ impl Session {
             .with_config(config)
             .with_runtime_env(engine.runtime())
             .with_default_features()
-            .with_catalog_list(engine.session_catalogs(&temp)?)
+            .with_catalog_list(engine.session_catalogs(relations.clone(), &temp)?)
             .with_query_planner(Arc::new(super::asof::planner::FeatureDbQueryPlanner))
             .build();
         let mut state = state;
         state.register_expr_planner(Arc::new(super::unknown_literals::BooleanLiterals))?;
         let ctx = SessionContext::new_with_state(state);
-        super::pg_catalog::register_functions(
-            &ctx,
-            &engine.catalog_relations().with_temp(temp.clone()),
-        );
+        super::pg_catalog::register_functions(&ctx, &relations);
         functions::register_static(&ctx, user, backend_pid);
         let deferred_settings = functions::DeferredSettings::default();
         ctx.register_udf(functions::set_config(deferred_settings.clone()));
@@ -130,6 +135,8 @@ impl Session {
             temp,
             settings_before_block: None,
             local_settings: Default::default(),
+            relations,
+            settings_view,
         };
         session.apply_settings();
         session.reported.clear();
@@ -272,6 +279,10 @@ impl Session {
 
     /// Pushes settings into DataFusion and the settings-dependent functions.
     pub(crate) fn apply_settings(&mut self) {
+        *self
+            .settings_view
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = self.settings.pg_settings_rows();
         let search_path = self.effective_search_path();
         let default_schema = search_path
             .first()
@@ -304,7 +315,7 @@ impl Session {
     /// featuredb's relations as this session's catalog shows them (with
     /// its temporary tables).
     pub(crate) fn catalog_relations(&self) -> super::pg_catalog::Relations {
-        self.engine.catalog_relations().with_temp(self.temp.clone())
+        self.relations.clone()
     }
 
     /// The schema DataFusion resolves unqualified names in.

@@ -379,6 +379,29 @@ pub struct ReportedChange {
     pub value: String,
 }
 
+/// One row of `pg_settings`.
+#[derive(Debug, Clone)]
+pub struct SettingRow {
+    pub name: String,
+    pub setting: String,
+    pub unit: Option<&'static str>,
+    pub short_desc: String,
+    /// `user` (SET changes it) or `internal` (read-only).
+    pub context: &'static str,
+    pub vartype: &'static str,
+    /// `default` or `session`.
+    pub source: &'static str,
+    pub min_val: Option<String>,
+    pub max_val: Option<String>,
+    pub enumvals: Option<Vec<String>>,
+    pub boot_val: String,
+    pub reset_val: String,
+}
+
+/// A session's settings as its `pg_settings` shows them, refreshed
+/// whenever they change (the catalog reads it while queries run).
+pub type SettingsView = std::sync::Arc<std::sync::RwLock<Vec<SettingRow>>>;
+
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     values: BTreeMap<&'static str, String>,
@@ -493,6 +516,80 @@ impl SessionSettings {
             )
             .collect();
         rows.sort_by_key(|(name, _, _)| name.to_lowercase());
+        rows
+    }
+
+    /// Every setting as `pg_settings` lists it.
+    pub fn pg_settings_rows(&self) -> Vec<SettingRow> {
+        let mut rows: Vec<SettingRow> = PARAMETERS
+            .iter()
+            .map(|def| {
+                let setting = self.values.get(def.name).cloned().unwrap_or_default();
+                let default = self.default_of(def);
+                let (vartype, unit, min_val, max_val, enumvals) = match def.kind {
+                    Kind::Bool => ("bool", None, None, None, None),
+                    Kind::Int { min, max } => (
+                        "integer",
+                        None,
+                        Some(min.to_string()),
+                        Some(max.to_string()),
+                        None,
+                    ),
+                    Kind::Milliseconds => (
+                        "integer",
+                        Some("ms"),
+                        Some("0".to_string()),
+                        Some(i32::MAX.to_string()),
+                        None,
+                    ),
+                    Kind::Choice(choices) => (
+                        "enum",
+                        None,
+                        None,
+                        None,
+                        Some(choices.iter().map(|c| c.to_string()).collect()),
+                    ),
+                    _ => ("string", None, None, None, None),
+                };
+                SettingRow {
+                    name: def.name.to_string(),
+                    source: if setting == default {
+                        "default"
+                    } else {
+                        "session"
+                    },
+                    setting,
+                    unit,
+                    short_desc: def.description.to_string(),
+                    context: if matches!(def.kind, Kind::ReadOnly) {
+                        "internal"
+                    } else {
+                        "user"
+                    },
+                    vartype,
+                    min_val,
+                    max_val,
+                    enumvals,
+                    boot_val: default.clone(),
+                    reset_val: default,
+                }
+            })
+            .chain(self.custom.iter().map(|(name, value)| SettingRow {
+                name: name.clone(),
+                setting: value.clone(),
+                unit: None,
+                short_desc: String::new(),
+                context: "user",
+                vartype: "string",
+                source: "session",
+                min_val: None,
+                max_val: None,
+                enumvals: None,
+                boot_val: String::new(),
+                reset_val: String::new(),
+            }))
+            .collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
         rows
     }
 

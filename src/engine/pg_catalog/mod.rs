@@ -101,6 +101,7 @@ impl SchemaProvider for PgCatalog {
             "pg_attribute" => relations::pg_attribute(&self.relations.relations().await?)?,
             "pg_views" => relations::pg_views(&self.relations.relations().await?)?,
             "pg_tables" => relations::pg_tables(&self.relations.relations().await?)?,
+            "pg_settings" => relations::pg_settings(&self.relations.settings())?,
             "pg_description" => {
                 // PostgreSQL's descriptions of built-in objects, then ours.
                 let builtin = static_tables()?.pg_description.clone();

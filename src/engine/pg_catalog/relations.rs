@@ -22,6 +22,7 @@ use datafusion::error::Result as DFResult;
 use featuredb_catalog::{ColumnType, Registry};
 use pgwire::api::Type;
 
+use crate::engine::settings::{SettingRow, SettingsView};
 use crate::engine::system_tables::{REGISTRY_SCHEMA, RegistrySchema};
 use crate::engine::temp_tables::TempTables;
 use crate::offline::OfflineStore;
@@ -200,6 +201,8 @@ pub struct Relations {
     roles: Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>,
     /// The temporary tables of the session asking (none engine-wide).
     temp: Option<Arc<TempTables>>,
+    /// The settings of the session asking (none engine-wide).
+    settings: Option<SettingsView>,
 }
 
 impl std::fmt::Debug for Relations {
@@ -220,16 +223,26 @@ impl Relations {
             online,
             roles: Default::default(),
             temp: None,
+            settings: None,
         }
     }
 
     /// The same relations as one session sees them: with its temporary
-    /// tables.
-    pub fn with_temp(&self, temp: Arc<TempTables>) -> Self {
+    /// tables and its settings.
+    pub fn for_session(&self, temp: Arc<TempTables>, settings: SettingsView) -> Self {
         Self {
             temp: Some(temp),
+            settings: Some(settings),
             ..self.clone()
         }
+    }
+
+    /// The session's settings, for `pg_settings`.
+    pub fn settings(&self) -> Vec<SettingRow> {
+        self.settings
+            .as_ref()
+            .map(|view| view.read().unwrap_or_else(|e| e.into_inner()).clone())
+            .unwrap_or_default()
     }
 
     /// The name of the session's temporary schema (listed once it holds a
@@ -864,6 +877,77 @@ pub fn pg_views(relations: &[Relation]) -> DFResult<RecordBatch> {
         (
             field("definition", DataType::Utf8, true),
             strings(views.iter().map(|r| r.definition.as_deref().unwrap_or(""))),
+        ),
+    ])
+}
+
+/// PostgreSQL 15's `pg_settings`, from the session's settings.
+pub fn pg_settings(rows: &[SettingRow]) -> DFResult<RecordBatch> {
+    let count = rows.len();
+    let text = |name: &str, values: Vec<Option<&str>>| {
+        (field(name, DataType::Utf8, true), optional_strings(values))
+    };
+    let enumvals = {
+        let mut builder = datafusion::arrow::array::ListBuilder::new(
+            datafusion::arrow::array::StringBuilder::new(),
+        );
+        for row in rows {
+            match &row.enumvals {
+                Some(values) => {
+                    for value in values {
+                        builder.values().append_value(value);
+                    }
+                    builder.append(true);
+                }
+                None => builder.append(false),
+            }
+        }
+        builder.finish()
+    };
+    batch(vec![
+        text("name", rows.iter().map(|r| Some(r.name.as_str())).collect()),
+        text(
+            "setting",
+            rows.iter().map(|r| Some(r.setting.as_str())).collect(),
+        ),
+        text("unit", rows.iter().map(|r| r.unit).collect()),
+        text("category", vec![None; count]),
+        text(
+            "short_desc",
+            rows.iter().map(|r| Some(r.short_desc.as_str())).collect(),
+        ),
+        text("extra_desc", vec![None; count]),
+        text("context", rows.iter().map(|r| Some(r.context)).collect()),
+        text("vartype", rows.iter().map(|r| Some(r.vartype)).collect()),
+        text("source", rows.iter().map(|r| Some(r.source)).collect()),
+        text(
+            "min_val",
+            rows.iter().map(|r| r.min_val.as_deref()).collect(),
+        ),
+        text(
+            "max_val",
+            rows.iter().map(|r| r.max_val.as_deref()).collect(),
+        ),
+        (
+            field("enumvals", enumvals.data_type().clone(), true),
+            Arc::new(enumvals),
+        ),
+        text(
+            "boot_val",
+            rows.iter().map(|r| Some(r.boot_val.as_str())).collect(),
+        ),
+        text(
+            "reset_val",
+            rows.iter().map(|r| Some(r.reset_val.as_str())).collect(),
+        ),
+        text("sourcefile", vec![None; count]),
+        (
+            field("sourceline", DataType::Int32, true),
+            Arc::new(datafusion::arrow::array::Int32Array::new_null(count)),
+        ),
+        (
+            field("pending_restart", DataType::Boolean, true),
+            repeat_bool(false, count),
         ),
     ])
 }
