@@ -111,6 +111,27 @@ fn slt_files() -> Vec<PathBuf> {
     files
 }
 
+/// Runs one file through the simple protocol, with `label` (the server
+/// kind) and `simple` as labels.
+async fn run_simple(
+    config: tokio_postgres::Config,
+    label: &str,
+    file: &std::path::Path,
+) -> Result<(), sqllogictest::TestError> {
+    let mut runner = Runner::new(move || {
+        let config = config.clone();
+        async move {
+            PostgresSimple::connect(config)
+                .await
+                .map(WithMessages)
+                .map_err(ServerError::from)
+        }
+    });
+    runner.add_label(label);
+    runner.add_label("simple");
+    runner.run_file_async(file).await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sqllogictest_files() {
     let files = slt_files();
@@ -135,18 +156,7 @@ async fn sqllogictest_files() {
                 (None, None) => unreachable!(),
             };
             let result = if protocol == "simple" {
-                let mut runner = Runner::new(move || {
-                    let config = config.clone();
-                    async move {
-                        PostgresSimple::connect(config)
-                            .await
-                            .map(WithMessages)
-                            .map_err(ServerError::from)
-                    }
-                });
-                runner.add_label(label);
-                runner.add_label(protocol);
-                runner.run_file_async(file).await
+                run_simple(config, label, file).await
             } else {
                 let mut runner = Runner::new(move || {
                     let config = config.clone();
@@ -216,18 +226,7 @@ async fn expectations_are_postgres() {
             admin.batch_execute(statement).await.unwrap();
         }
         let config = reference.config("featuredb");
-        let mut runner = Runner::new(move || {
-            let config = config.clone();
-            async move {
-                PostgresSimple::connect(config)
-                    .await
-                    .map(WithMessages)
-                    .map_err(ServerError::from)
-            }
-        });
-        runner.add_label("reference-postgres");
-        runner.add_label("simple");
-        if let Err(e) = runner.run_file_async(dir.join(name)).await {
+        if let Err(e) = run_simple(config, "reference-postgres", &dir.join(name)).await {
             failures.push(format!("{name} against PostgreSQL:\n{}", e.display(false)));
         }
     }

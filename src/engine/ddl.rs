@@ -3,7 +3,8 @@
 use datafusion::sql::sqlparser::ast;
 use featuredb_catalog::names::quote_ident;
 use featuredb_catalog::{
-    ColumnDef, ColumnType, ObjectKind, QualifiedName, TableSchemaDef, is_system_schema,
+    ColumnDef, ColumnType, ObjectKind, QualifiedName, RegistryState, TableSchemaDef,
+    is_system_schema,
 };
 use featuredb_sql::Statement;
 use featuredb_sql::alter::TruncateTables;
@@ -116,6 +117,60 @@ impl Session {
             None => self.creation_schema()?,
         };
         Ok(QualifiedName::new(schema, &name.name))
+    }
+
+    /// The relation a name refers to, searching `search_path` when
+    /// unqualified: the first schema holding a relation of that name.
+    pub(crate) fn find_relation(
+        &self,
+        state: &RegistryState,
+        name: &ObjectRef,
+    ) -> Option<(ObjectKind, QualifiedName)> {
+        let schemas = match &name.schema {
+            Some(schema) => vec![schema.clone()],
+            None => self.effective_search_path(),
+        };
+        schemas.into_iter().find_map(|schema| {
+            let qualified = QualifiedName::new(&schema, &name.name);
+            let kind = if self.engine.offline.table(&schema, &name.name).is_some()
+                || self
+                    .engine
+                    .offline
+                    .broken_table(&schema, &name.name)
+                    .is_some()
+            {
+                ObjectKind::Table
+            } else if state.sql_views.contains_key(&qualified) {
+                ObjectKind::View
+            } else if state.views.contains_key(&qualified) {
+                ObjectKind::FeatureView
+            } else if state.services.contains_key(&qualified) {
+                ObjectKind::FeatureService
+            } else {
+                return None;
+            };
+            Some((kind, qualified))
+        })
+    }
+
+    /// Fails with PostgreSQL's 42809 when `name` is a relation of another
+    /// kind than the statement (`DROP TABLE` of a view) expects.
+    pub(crate) fn refuse_other_kind(
+        &self,
+        state: &RegistryState,
+        name: &ObjectRef,
+        expected: ObjectKind,
+    ) -> Result<()> {
+        match self.find_relation(state, name) {
+            Some((kind, found)) if kind != expected => Err(Error::WrongObjectType(format!(
+                "\"{}\" is not a {} (it is a {}; use DROP {})",
+                found.name,
+                expected.noun(),
+                kind.noun(),
+                kind.noun().to_uppercase()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// The session's temporary table a name refers to: unqualified names
@@ -361,16 +416,7 @@ impl Session {
                 temporary.push(temp);
                 continue;
             }
-            if let Some((kind, found)) = self.find_relation(&txn.state, name)
-                && kind != ObjectKind::Table
-            {
-                return Err(Error::WrongObjectType(format!(
-                    "\"{}\" is not a table (it is a {}; use DROP {})",
-                    found.name,
-                    kind.noun(),
-                    kind.noun().to_uppercase()
-                )));
-            }
+            self.refuse_other_kind(&txn.state, name, ObjectKind::Table)?;
             match self.lookup_table(name) {
                 Ok(table) => targets.push((ObjectKind::Table, table.name.clone())),
                 Err(Error::UndefinedTable { .. }) if drop.if_exists => {

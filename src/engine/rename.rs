@@ -13,49 +13,14 @@
 //! Feature views and services are not renamed: their versions,
 //! materialization and readers are keyed by name.
 
-use featuredb_catalog::{ObjectKind, QualifiedName, RegistryState, is_system_schema};
+use featuredb_catalog::{ObjectKind, QualifiedName, is_system_schema};
 use featuredb_sql::alter::{RenameRelation, RenameTarget};
-use featuredb_sql::names::ObjectRef;
 
 use super::outcome::{CommandTag, Notice, Outcome};
 use super::session::Session;
 use crate::error::{Error, Result};
 
 impl Session {
-    /// The relation a name refers to, searching `search_path` when
-    /// unqualified: the first schema holding a relation of that name.
-    pub(crate) fn find_relation(
-        &self,
-        state: &RegistryState,
-        name: &ObjectRef,
-    ) -> Option<(ObjectKind, QualifiedName)> {
-        let schemas = match &name.schema {
-            Some(schema) => vec![schema.clone()],
-            None => self.effective_search_path(),
-        };
-        schemas.into_iter().find_map(|schema| {
-            let qualified = QualifiedName::new(&schema, &name.name);
-            let kind = if self.engine.offline.table(&schema, &name.name).is_some()
-                || self
-                    .engine
-                    .offline
-                    .broken_table(&schema, &name.name)
-                    .is_some()
-            {
-                ObjectKind::Table
-            } else if state.sql_views.contains_key(&qualified) {
-                ObjectKind::View
-            } else if state.views.contains_key(&qualified) {
-                ObjectKind::FeatureView
-            } else if state.services.contains_key(&qualified) {
-                ObjectKind::FeatureService
-            } else {
-                return None;
-            };
-            Some((kind, qualified))
-        })
-    }
-
     pub(crate) async fn rename_relation(&mut self, rename: &RenameRelation) -> Result<Outcome> {
         let tag = match rename.target {
             RenameTarget::Table => "ALTER TABLE",

@@ -95,16 +95,7 @@ impl Session {
                     "\"{temp}\" is not a view (it is a temporary table; use DROP TABLE)"
                 )));
             }
-            if let Some((kind, found)) = self.find_relation(&txn.state, name)
-                && kind != ObjectKind::View
-            {
-                return Err(Error::WrongObjectType(format!(
-                    "\"{}\" is not a view (it is a {}; use DROP {})",
-                    found.name,
-                    kind.noun(),
-                    kind.noun().to_uppercase()
-                )));
-            }
+            self.refuse_other_kind(&txn.state, name, ObjectKind::View)?;
             match self.find(&txn.state, ObjectKind::View, name) {
                 Some(found) if targets.contains(&(ObjectKind::View, found.clone())) => {}
                 Some(found) => targets.push((ObjectKind::View, found)),
