@@ -3,6 +3,7 @@
 
 pub mod asof;
 pub mod catalog;
+pub mod checked_arithmetic;
 pub mod column_names;
 pub mod cursors;
 pub mod ddl;

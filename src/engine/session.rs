@@ -101,6 +101,9 @@ impl Session {
         let deferred_settings = functions::DeferredSettings::default();
         ctx.register_udf(functions::set_config(deferred_settings.clone()));
         ctx.add_analyzer_rule(Arc::new(super::timestamps::SessionTimeZoneCasts));
+        ctx.add_analyzer_rule(Arc::new(
+            super::checked_arithmetic::CheckedIntegerArithmetic,
+        ));
         // After type coercion and the time zone casts: AS OF joins are
         // built from comparisons whose operands already have one type.
         ctx.add_analyzer_rule(Arc::new(super::asof::logical::AsOfJoins));
