@@ -7,8 +7,10 @@
     timestamp  the event-time column (required)
     ttl        e.g. '30 days' (optional)
     online     true to keep the newest row per key in the online store (default false)
-    refresh    run REFRESH FEATURE VIEW after creating it (default: true when online)
-    owner, tags, description   registry metadata (description defaults to the model's)
+    refresh    run REFRESH FEATURE VIEW after creating it (default: true when online);
+               `dbt … --full-refresh` makes it REFRESH … FULL
+    owner, description   registry metadata (description defaults to the model's)
+    tags       dbt's own tags (a list) become the registry's comma-separated tags
 
   Each run issues CREATE OR REPLACE FEATURE VIEW: an unchanged definition keeps its version,
   a changed one becomes the next version (earlier versions stay readable with VERSION n).
@@ -33,6 +35,7 @@
   {%- if config.get('refresh', online) -%}
     {% call statement('refresh') -%}
       refresh feature view {{ target_relation.include(database=False) }}
+      {%- if should_full_refresh() %} full{% endif %}
     {%- endcall %}
   {%- endif -%}
 
@@ -58,9 +61,12 @@
   {%- set ttl = config.get('ttl') -%}
   {%- set online = config.get('online', false) -%}
   {%- set props = {} -%}
-  {%- for name in ['owner', 'tags'] -%}
-    {%- if config.get(name) is not none -%}{%- do props.update({name: config.get(name)}) -%}{%- endif -%}
-  {%- endfor -%}
+  {%- if config.get('owner') is not none -%}{%- do props.update({'owner': config.get('owner')}) -%}{%- endif -%}
+  {#- dbt's own `tags` (a list, for selection) become the registry's comma-separated tags. -#}
+  {%- set tags = config.get('tags') -%}
+  {%- if tags is not none and tags | length > 0 -%}
+    {%- do props.update({'tags': tags if tags is string else tags | join(',')}) -%}
+  {%- endif -%}
   {%- set description = config.get('description') or model.description -%}
   {%- if description -%}{%- do props.update({'description': description}) -%}{%- endif -%}
 

@@ -8,6 +8,7 @@
     timestamp='ts',
     ttl='3650 days',
     online=true,
+    tags=['spend', 'customer'],
     description='Running spend per customer'
 ) }}
 
