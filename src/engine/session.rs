@@ -45,6 +45,12 @@ pub struct Session {
     /// Savepoints of the current block, oldest first, with the writes
     /// committed in the block when each was set.
     savepoints: Vec<(String, u64)>,
+    /// For each savepoint, the settings (and pending SET LOCALs) when it
+    /// was set: ROLLBACK TO puts them back.
+    savepoint_settings: Vec<(
+        SessionSettings,
+        std::collections::BTreeMap<String, SessionSettings>,
+    )>,
     pub(crate) cursors: super::cursors::Cursors,
     /// `set_config(name, value, is_local)` calls of the running statement.
     deferred_settings: functions::DeferredSettings,
@@ -129,6 +135,7 @@ impl Session {
             transaction: TransactionState::Idle,
             writes_in_block: 0,
             savepoints: Vec::new(),
+            savepoint_settings: Vec::new(),
             cursors: Default::default(),
             deferred_settings,
             notices: Vec::new(),
@@ -428,6 +435,7 @@ impl Session {
         if self.transaction == TransactionState::Idle {
             self.writes_in_block = 0;
             self.savepoints.clear();
+            self.savepoint_settings.clear();
             self.cursors.end_of_block(tag == "COMMIT");
             self.settings_at_end_of_block(tag == "COMMIT");
         }
@@ -447,6 +455,8 @@ impl Session {
                     return Err(Error::NoActiveTransaction("SAVEPOINT"));
                 }
                 self.savepoints.push((name.clone(), self.writes_in_block));
+                self.savepoint_settings
+                    .push((self.settings.clone(), self.local_settings.clone()));
                 Ok(Outcome::Command(CommandTag::new("SAVEPOINT")))
             }
             TransactionStatement::Release(name) => {
@@ -455,6 +465,7 @@ impl Session {
                 }
                 let position = self.savepoint_position(name)?;
                 self.savepoints.truncate(position);
+                self.savepoint_settings.truncate(position);
                 self.cursors.released(position);
                 Ok(Outcome::Command(CommandTag::new("RELEASE")))
             }
@@ -467,6 +478,14 @@ impl Session {
                 let writes_before = self.savepoints[position].1;
                 self.savepoints.truncate(position + 1);
                 self.cursors.rollback_to(position + 1);
+                // Settings are put back as they were at the savepoint.
+                self.savepoint_settings.truncate(position + 1);
+                if let Some((settings, local)) = self.savepoint_settings.get(position).cloned() {
+                    let changes = self.settings.restore_from(&settings, None);
+                    self.local_settings = local;
+                    self.reported.extend(changes);
+                    self.apply_settings();
+                }
                 self.transaction = TransactionState::InBlock;
                 if self.writes_in_block > writes_before {
                     self.notice(Notice::warning(
