@@ -11,10 +11,8 @@ use datafusion::arrow::compute::kernels::numeric;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Expr, ExprSchemable, LogicalPlan, Operator, ScalarFunctionArgs,
     ScalarUDF, ScalarUDFImpl, Signature, Volatility,
@@ -30,22 +28,7 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
     }
 
     fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
-        plan.transform_up_with_subqueries(|plan| {
-            let schema: DFSchema = if plan.inputs().is_empty() {
-                plan.schema().as_ref().clone()
-            } else {
-                merge_schema(&plan.inputs())
-            };
-            // Rewritten expressions keep their names, so that the plan's
-            // output columns do not change.
-            let names = NamePreserver::new(&plan);
-            plan.map_expressions(|expr| {
-                let name = names.save(&expr);
-                expr.transform_up(|expr| rewrite(expr, &schema))
-                    .map(|transformed| transformed.update_data(|expr| name.restore(expr)))
-            })
-        })
-        .map(|transformed| transformed.data)
+        super::expr_rewrite::rewrite_expressions(plan, rewrite)
     }
 }
 

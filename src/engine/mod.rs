@@ -7,6 +7,7 @@ pub mod checked_arithmetic;
 pub mod column_names;
 pub mod cursors;
 pub mod ddl;
+pub mod expr_rewrite;
 pub mod features;
 pub mod functions;
 pub mod lookup;

@@ -41,12 +41,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result, ScalarValue, internal_err, plan_err};
 use datafusion::logical_expr::expr::{Cast, TryCast};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{BinaryExpr, Expr, ExprSchemable, LogicalPlan, Operator};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
@@ -65,22 +63,7 @@ impl AnalyzerRule for SessionTimeZoneCasts {
         let Some(zone) = config.execution.time_zone.clone() else {
             return Ok(plan);
         };
-        plan.transform_up_with_subqueries(|plan| {
-            let schema: DFSchema = if plan.inputs().is_empty() {
-                plan.schema().as_ref().clone()
-            } else {
-                merge_schema(&plan.inputs())
-            };
-            // Rewritten expressions keep their names, so that the plan's
-            // output columns do not change.
-            let names = NamePreserver::new(&plan);
-            plan.map_expressions(|expr| {
-                let name = names.save(&expr);
-                expr.transform_up(|expr| rewrite(expr, &schema, &zone))
-                    .map(|transformed| transformed.update_data(|expr| name.restore(expr)))
-            })
-        })
-        .map(|transformed| transformed.data)
+        super::expr_rewrite::rewrite_expressions(plan, |expr, schema| rewrite(expr, schema, &zone))
     }
 }
 
