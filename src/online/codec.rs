@@ -119,6 +119,15 @@ pub fn encode_array_value(array: &dyn Array, row: usize, out: &mut Vec<u8>) -> R
     Ok(())
 }
 
+/// An integer key of `width` bytes (2, 4 or 8: smallint, integer,
+/// bigint) encoded as [`encode_scalar`] encodes it; `key` must fit.
+pub fn encode_integer_key(key: i64, width: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + width);
+    out.push(1);
+    out.extend_from_slice(&key.to_le_bytes()[..width]);
+    out
+}
+
 /// Appends `value`, which must already have the column's type.
 pub fn encode_scalar(value: &ScalarValue, out: &mut Vec<u8>) -> Result<()> {
     if value.is_null() {
@@ -341,6 +350,25 @@ fn unsupported(data_type: &DataType) -> Error {
 mod tests {
     use super::*;
     use datafusion::arrow::array::ArrayRef;
+
+    #[test]
+    fn integer_keys_encode_as_scalars_do() {
+        for key in [0i64, 1, -1, 255, 256, -32768, 32767] {
+            let mut expected = Vec::new();
+            encode_scalar(&ScalarValue::Int16(Some(key as i16)), &mut expected).unwrap();
+            assert_eq!(encode_integer_key(key, 2), expected);
+        }
+        for key in [0i64, -1, 65_536, i32::MIN as i64, i32::MAX as i64] {
+            let mut expected = Vec::new();
+            encode_scalar(&ScalarValue::Int32(Some(key as i32)), &mut expected).unwrap();
+            assert_eq!(encode_integer_key(key, 4), expected);
+        }
+        for key in [0, -1, 1 << 40, i64::MIN, i64::MAX] {
+            let mut expected = Vec::new();
+            encode_scalar(&ScalarValue::Int64(Some(key)), &mut expected).unwrap();
+            assert_eq!(encode_integer_key(key, 8), expected);
+        }
+    }
 
     fn samples() -> Vec<ScalarValue> {
         vec![

@@ -352,12 +352,14 @@ impl OnlineStore {
                 write.delete_table(base).map_err(storage("writing"))?;
                 write.delete_table(delta).map_err(storage("writing"))?;
                 let mut table = write.open_table(base).map_err(storage("writing"))?;
+                // A new generation is warmed afterwards, not written
+                // through: nothing to remember per row.
+                let mut value = Vec::new();
                 for row in rows {
-                    let value = stored_value(row);
+                    store_value(row, &mut value);
                     table
                         .insert(row.key.as_slice(), value.as_slice())
                         .map_err(storage("writing"))?;
-                    changed.push((row.key.clone(), value));
                 }
                 state.online_keys = rows.len() as u64;
             }
@@ -608,9 +610,15 @@ impl OnlineStore {
 
 fn stored_value(row: &RowUpdate) -> Vec<u8> {
     let mut value = Vec::with_capacity(8 + row.row.len());
-    value.extend_from_slice(&row.event_time.to_le_bytes());
-    value.extend_from_slice(&row.row);
+    store_value(row, &mut value);
     value
+}
+
+/// Replaces `out` with the stored form of `row`: `[event time][row]`.
+fn store_value(row: &RowUpdate, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&row.event_time.to_le_bytes());
+    out.extend_from_slice(&row.row);
 }
 
 /// Deletes a generation's online rows (base and delta).

@@ -42,7 +42,7 @@ use futures::StreamExt;
 
 mod newest;
 
-use self::newest::NewestRows;
+use self::newest::{NewestRows, SortedWinners};
 use super::outcome::{CommandTag, Notice, Outcome};
 use super::resolve::ResolveMode;
 use super::session::Session;
@@ -90,7 +90,7 @@ enum Rows {
 /// What a pass produced.
 struct Computed {
     rows_out: u64,
-    newest: NewestRows,
+    newest: SortedWinners,
 }
 
 /// The definition fields a materialization depends on.
@@ -565,7 +565,7 @@ impl Session {
                 .await?;
             let mut repaired = current.clone();
             repaired.inputs = committed;
-            let change = upsert(current.online, computed.newest)?;
+            let change = upsert(current.online, computed.newest);
             let applied = apply_online(&online_store, name, repaired, change)?;
             *current = (*applied).clone();
         }
@@ -630,7 +630,7 @@ impl Session {
                 next.inputs = inputs;
                 next.version = view.version;
                 next.refreshed_at = now();
-                let change = upsert(next.online, computed.newest)?;
+                let change = upsert(next.online, computed.newest);
                 let applied = apply_online(&online_store, name, next, change)?;
                 job.online_keys = applied.online_keys;
                 Ok(())
@@ -680,7 +680,7 @@ impl Session {
                 );
                 next.refreshed_at = now();
                 let change = if wants_online {
-                    OnlineChange::Replace(computed.newest.into_updates()?)
+                    OnlineChange::Replace(computed.newest.into_updates())
                 } else {
                     OnlineChange::Replace(Vec::new())
                 };
@@ -838,11 +838,11 @@ impl Session {
         }
 
         let mut rows_out = 0;
-        let mut newest = NewestRows::new(&shape.key_types, 0);
+        let mut runs = Vec::with_capacity(results.len());
         let mut written: Option<crate::offline::WrittenFiles> = None;
         for partition in results {
             rows_out += partition.rows_out;
-            newest.merge(partition.newest);
+            runs.push(partition.newest);
             if let Some(files) = partition.files {
                 match &mut written {
                     Some(all) => all.absorb(files),
@@ -850,6 +850,7 @@ impl Session {
                 }
             }
         }
+        let newest = SortedWinners::merge(runs);
         if let (Some(written), Some((_, inputs))) = (written, offline)
             && written.rows() > 0
         {
@@ -866,12 +867,12 @@ impl Session {
 }
 
 /// The online change of an incremental pass.
-fn upsert(online: bool, newest: NewestRows) -> Result<OnlineChange> {
-    Ok(if online {
-        OnlineChange::Upsert(newest.into_updates()?)
+fn upsert(online: bool, newest: SortedWinners) -> OnlineChange {
+    if online {
+        OnlineChange::Upsert(newest.into_updates())
     } else {
         OnlineChange::None
-    })
+    }
 }
 
 /// Commits a refresh's online change and state (blocking: redb fsyncs).
@@ -935,7 +936,7 @@ impl RowShape {
 /// What one partition of a refresh produced.
 struct PartitionOutput {
     rows_out: u64,
-    newest: NewestRows,
+    newest: SortedWinners,
     files: Option<crate::offline::WrittenFiles>,
 }
 
@@ -988,7 +989,7 @@ async fn process_partition(
     };
     Ok(PartitionOutput {
         rows_out,
-        newest,
+        newest: newest.into_sorted(),
         files,
     })
 }

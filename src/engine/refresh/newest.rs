@@ -13,7 +13,6 @@ use std::hash::Hash;
 use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
-use datafusion::common::ScalarValue;
 
 use crate::error::Result;
 use crate::online::{RowUpdate, codec};
@@ -56,13 +55,6 @@ impl NewestRows {
                 map_capacity,
                 Default::default(),
             )),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        match self {
-            NewestRows::Integer { map, .. } => map.len(),
-            NewestRows::Encoded(map) => map.len(),
         }
     }
 
@@ -112,61 +104,110 @@ impl NewestRows {
         Ok(())
     }
 
-    /// Merges another partition's newest rows (tie-breakers compare across
-    /// partitions).
-    pub fn merge(&mut self, other: NewestRows) {
-        fn merge_maps<K: Hash + Eq>(into: &mut Map<K>, from: Map<K>) {
-            for (key, winner) in from {
-                match into.get_mut(&key) {
-                    Some(current) if !current.loses_to(winner.event_time, winner.tie) => {}
-                    Some(current) => *current = winner,
-                    None => {
-                        into.insert(key, winner);
+    /// The newest rows in encoded key order (redb inserts in key order
+    /// touch each page once). Each partition sorts its own rows in its own
+    /// task, so the sorting runs in parallel; [`SortedWinners::merge`]
+    /// then only interleaves.
+    pub fn into_sorted(self) -> SortedWinners {
+        let mut winners: Vec<(Vec<u8>, Winner)> = match self {
+            NewestRows::Integer { map, key_type } => {
+                // Sorted as numbers whose order is the encoded keys' byte
+                // order, then encoded: no byte comparisons, no casts.
+                let width = match key_type {
+                    DataType::Int16 => 2,
+                    DataType::Int32 => 4,
+                    _ => 8,
+                };
+                let mut entries: Vec<(u64, i64, Winner)> = map
+                    .into_iter()
+                    .map(|(key, winner)| (encoded_order(key, width), key, winner))
+                    .collect();
+                entries.sort_unstable_by_key(|(order, _, _)| *order);
+                return SortedWinners(
+                    entries
+                        .into_iter()
+                        .map(|(_, key, winner)| (codec::encode_integer_key(key, width), winner))
+                        .collect(),
+                );
+            }
+            NewestRows::Encoded(map) => map.into_iter().collect(),
+        };
+        winners.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        SortedWinners(winners)
+    }
+}
+
+/// The byte order of an integer key's encoding (`width` little-endian
+/// bytes) as a number: the bytes read most significant first.
+fn encoded_order(key: i64, width: usize) -> u64 {
+    let bits = 8 * width as u32;
+    let low = if width == 8 {
+        key as u64
+    } else {
+        key as u64 & ((1u64 << bits) - 1)
+    };
+    low.swap_bytes() >> (64 - bits)
+}
+
+/// Newest rows keyed by encoded key, in key order.
+pub struct SortedWinners(Vec<(Vec<u8>, Winner)>);
+
+impl SortedWinners {
+    /// Merges the partitions' runs; a key in several keeps its newest row
+    /// (tie-breakers compare across partitions).
+    pub fn merge(mut runs: Vec<SortedWinners>) -> SortedWinners {
+        while runs.len() > 1 {
+            let mut next = Vec::with_capacity(runs.len().div_ceil(2));
+            let mut pairs = runs.into_iter();
+            while let Some(a) = pairs.next() {
+                next.push(match pairs.next() {
+                    Some(b) => Self::merge_two(a, b),
+                    None => a,
+                });
+            }
+            runs = next;
+        }
+        runs.pop().unwrap_or(SortedWinners(Vec::new()))
+    }
+
+    fn merge_two(a: SortedWinners, b: SortedWinners) -> SortedWinners {
+        let mut out = Vec::with_capacity(a.0.len() + b.0.len());
+        let mut a = a.0.into_iter().peekable();
+        let mut b = b.0.into_iter().peekable();
+        loop {
+            let order = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => x.0.cmp(&y.0),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => break,
+            };
+            match order {
+                std::cmp::Ordering::Less => out.extend(a.next()),
+                std::cmp::Ordering::Greater => out.extend(b.next()),
+                std::cmp::Ordering::Equal => {
+                    let (x, y) = (a.next(), b.next());
+                    if let (Some(x), Some(y)) = (x, y) {
+                        out.push(if x.1.loses_to(y.1.event_time, y.1.tie) {
+                            y
+                        } else {
+                            x
+                        });
                     }
                 }
             }
         }
-        if other.len() > self.len() {
-            let smaller = std::mem::replace(self, other);
-            return self.merge(smaller);
-        }
-        match (self, other) {
-            (NewestRows::Integer { map, .. }, NewestRows::Integer { map: from, .. }) => {
-                merge_maps(map, from)
-            }
-            (NewestRows::Encoded(map), NewestRows::Encoded(from)) => merge_maps(map, from),
-            _ => unreachable!("partitions of one refresh hold keys alike"),
-        }
+        SortedWinners(out)
     }
 
-    /// The newest rows as online store updates, in encoded key order
-    /// (redb inserts in key order touch each page once).
-    pub fn into_updates(self) -> Result<Vec<RowUpdate>> {
-        let mut updates: Vec<RowUpdate> = match self {
-            NewestRows::Integer { map, key_type } => map
-                .into_iter()
-                .map(|(key, winner)| {
-                    let mut encoded = Vec::with_capacity(9);
-                    let key = ScalarValue::Int64(Some(key)).cast_to(&key_type)?;
-                    codec::encode_scalar(&key, &mut encoded)?;
-                    Ok(RowUpdate {
-                        key: encoded,
-                        event_time: winner.event_time,
-                        row: winner.row,
-                    })
-                })
-                .collect::<Result<_>>()?,
-            NewestRows::Encoded(map) => map
-                .into_iter()
-                .map(|(key, winner)| RowUpdate {
-                    key,
-                    event_time: winner.event_time,
-                    row: winner.row,
-                })
-                .collect(),
-        };
-        updates.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-        Ok(updates)
+    pub fn into_updates(self) -> Vec<RowUpdate> {
+        self.0
+            .into_iter()
+            .map(|(key, winner)| RowUpdate {
+                key,
+                event_time: winner.event_time,
+                row: winner.row,
+            })
+            .collect()
     }
 }
 
@@ -212,4 +253,69 @@ fn encode_row(batch: &RecordBatch, row: usize, out: &mut Vec<u8>) -> Result<()> 
         codec::encode_array_value(column.as_ref(), row, out)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_order_is_the_encoded_byte_order() {
+        for width in [2usize, 4, 8] {
+            let bits = 8 * width as u32;
+            let (min, max) = (i64::MIN >> (64 - bits), i64::MAX >> (64 - bits));
+            let mut keys = vec![
+                0,
+                1,
+                -1,
+                255,
+                256,
+                257,
+                -256,
+                65_535,
+                min,
+                max,
+                min + 1,
+                max - 1,
+            ];
+            keys.retain(|k| (min..=max).contains(k));
+            let mut by_order = keys.clone();
+            by_order.sort_by_key(|&k| encoded_order(k, width));
+            let mut by_bytes = keys.clone();
+            by_bytes.sort_by_key(|&k| codec::encode_integer_key(k, width));
+            assert_eq!(by_order, by_bytes, "width {width}");
+        }
+    }
+
+    fn winner(event_time: i64, tie: i64, row: u8) -> Winner {
+        Winner {
+            event_time,
+            tie,
+            row: vec![row],
+        }
+    }
+
+    #[test]
+    fn merged_runs_keep_the_newest_row_per_key_in_key_order() {
+        let run = |entries: Vec<(u8, Winner)>| {
+            SortedWinners(entries.into_iter().map(|(k, w)| (vec![k], w)).collect())
+        };
+        let a = run(vec![
+            (1, winner(10, 1, b'a')),
+            (3, winner(5, 2, b'a')),
+            (7, winner(1, 3, b'a')),
+        ]);
+        let b = run(vec![
+            (2, winner(1, 4, b'b')),
+            (3, winner(5, 9, b'b')),
+            (7, winner(0, 8, b'b')),
+        ]);
+        let c = run(vec![(3, winner(4, 20, b'c')), (9, winner(1, 21, b'c'))]);
+        let merged = SortedWinners::merge(vec![a, b, c]).into_updates();
+        let got: Vec<(u8, u8)> = merged.iter().map(|u| (u.key[0], u.row[0])).collect();
+        assert_eq!(
+            got,
+            vec![(1, b'a'), (2, b'b'), (3, b'b'), (7, b'a'), (9, b'c')]
+        );
+    }
 }
