@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 pub struct ServerConfig {
     /// Address the PostgreSQL protocol listens on.
     pub listen: String,
+    /// Directory of the Unix-domain socket `.s.PGSQL.<port>` (`psql -h
+    /// DIR`); the data directory if unset, none if empty.
+    pub unix_socket_dir: Option<PathBuf>,
     /// Where the catalog, the warehouse and scratch files live.
     pub data_dir: PathBuf,
     /// `tracing` filter, e.g. `info` or `featuredb=debug`.
@@ -37,6 +40,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:5433".to_string(),
+            unix_socket_dir: None,
             data_dir: PathBuf::from("featuredb-data"),
             log_level: "info".to_string(),
             max_message_size: 256 * 1024 * 1024,
@@ -53,6 +57,7 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub listen: Option<String>,
+    pub unix_socket_dir: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub log_level: Option<String>,
 }
@@ -88,6 +93,9 @@ impl ServerConfig {
         if let Some(v) = env("FEATUREDB_LISTEN") {
             config.listen = v;
         }
+        if let Some(v) = env("FEATUREDB_UNIX_SOCKET_DIR") {
+            config.unix_socket_dir = Some(PathBuf::from(v));
+        }
         if let Some(v) = env("FEATUREDB_DATA_DIR") {
             config.data_dir = PathBuf::from(v);
         }
@@ -120,6 +128,9 @@ impl ServerConfig {
         }
         if let Some(v) = &flags.listen {
             config.listen = v.clone();
+        }
+        if let Some(v) = &flags.unix_socket_dir {
+            config.unix_socket_dir = Some(v.clone());
         }
         if let Some(v) = &flags.data_dir {
             config.data_dir = v.clone();

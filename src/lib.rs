@@ -11,6 +11,7 @@ pub mod copy;
 pub mod engine;
 pub mod error;
 pub mod failpoint;
+pub mod listeners;
 pub mod offline;
 pub mod online;
 pub mod pgtypes;

@@ -27,6 +27,10 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:5433; env FEATUREDB_LISTEN]
         #[arg(long, value_name = "HOST:PORT")]
         listen: Option<String>,
+        /// Directory for the Unix-domain socket .s.PGSQL.PORT, "" for none
+        /// [default: the data directory; env FEATUREDB_UNIX_SOCKET_DIR]
+        #[arg(long, value_name = "DIR")]
+        unix_socket_dir: Option<PathBuf>,
         /// Data directory [default: ./featuredb-data; env FEATUREDB_DATA_DIR]
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
@@ -44,12 +48,14 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve {
             listen,
+            unix_socket_dir,
             data_dir,
             config,
             log_level,
         } => {
             let overrides = Overrides {
                 listen,
+                unix_socket_dir,
                 data_dir,
                 log_level,
             };

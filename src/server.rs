@@ -6,13 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::ServerConfig;
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
+use crate::listeners::Listeners;
 use crate::pgwire::{self, CancelRegistry, ServerContext};
 
 /// Holds an exclusive lock on the data directory for the process lifetime:
@@ -66,13 +66,13 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     }
     let engine = Engine::open(&data_dir, options).await?;
 
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .map_err(|e| Error::io(format!("listening on {}", config.listen), e))?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| Error::io("reading listen address", e))?;
-    tracing::info!(%address, data_dir = %data_dir.display(), "featuredb is ready for connections");
+    let listeners = Listeners::bind(&config, &data_dir).await?;
+    let address = listeners.tcp_address()?;
+    let unix_socket = listeners
+        .unix_socket()
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|| "none".to_string());
+    tracing::info!(%address, %unix_socket, data_dir = %data_dir.display(), "featuredb is ready for connections");
 
     let (stop, shutdown) = watch::channel(false);
     let server = Arc::new(ServerContext {
@@ -86,8 +86,8 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     tokio::pin!(signal);
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+            accepted = listeners.accept() => match accepted {
+                Ok(stream) => {
                     connections.spawn(pgwire::serve(stream, server.clone()));
                 }
                 Err(e) => {
@@ -102,7 +102,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     }
 
     tracing::info!("shutting down: no new connections");
-    drop(listener);
+    drop(listeners);
     let _ = stop.send(true);
     let timeout = Duration::from_secs(config.shutdown_timeout_secs);
     let drained = tokio::time::timeout(timeout, async {

@@ -146,6 +146,22 @@ fn psql_session() {
         .arg(server.port.to_string());
     let completions = run_session(command, "psql tab completion");
     assert_expected(&completions, &dir.join("tab_completion.expected"));
+
+    // psql's own way to a local server: -h names the socket's directory.
+    let local = Command::new("psql")
+        .args(["-X", "-At", "-U", "test", "-d", "featuredb"])
+        .arg("-h")
+        .arg(&server.data_dir)
+        .args(["-p", &server.port.to_string()])
+        .args(["-c", "SELECT current_user, 6 * 7"])
+        .output()
+        .expect("run psql over the Unix-domain socket");
+    assert_eq!(
+        String::from_utf8_lossy(&local.stdout),
+        "test|42\n",
+        "{}",
+        String::from_utf8_lossy(&local.stderr)
+    );
 }
 
 #[test]

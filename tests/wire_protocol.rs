@@ -661,3 +661,177 @@ async fn deallocate_all_drops_protocol_statements() {
         );
     }
 }
+
+/// A tokio-postgres configuration for the server's Unix-domain socket.
+fn unix_socket_config(server: &TestServer, dir: &std::path::Path) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host_path(dir)
+        .port(server.port)
+        .user("test")
+        .dbname("featuredb");
+    config
+}
+
+async fn connect_unix(server: &TestServer, dir: &std::path::Path) -> tokio_postgres::Client {
+    let (client, connection) = unix_socket_config(server, dir)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("connect over the Unix-domain socket");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unix_socket_in_the_data_directory_speaks_the_same_protocol() {
+    let mut server = TestServer::start();
+    let socket = server.data_dir.join(format!(".s.PGSQL.{}", server.port));
+    assert!(socket.exists(), "no socket at {}", socket.display());
+
+    let client = connect_unix(&server, &server.data_dir).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id BIGINT, v TEXT); INSERT INTO t VALUES (1, 'one'), (2, 'two')",
+        )
+        .await
+        .unwrap();
+    // Extended protocol with a parameter, then the simple protocol.
+    let row = client
+        .query_one("SELECT v FROM t WHERE id = $1", &[&2i64])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "two");
+    let messages = client.simple_query("SELECT count(*) FROM t").await.unwrap();
+    assert_eq!(rows(&messages), vec![vec![Some("2".to_string())]]);
+    // Errors keep the session, as over TCP.
+    let error = client
+        .simple_query("SELECT * FROM missing")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&error), "42P01");
+    // What a TCP client wrote, a socket client reads, and back.
+    let tcp = server.client().await;
+    client
+        .execute("INSERT INTO t VALUES (3, 'three')", &[])
+        .await
+        .unwrap();
+    let count: i64 = tcp
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 3);
+
+    // A cancel request comes over a new socket connection.
+    let cancel = client.cancel_token();
+    let sleeper = tokio::spawn(async move {
+        client
+            .simple_query("SELECT count(*) FROM generate_series(1, 20000000000)")
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let error = tokio::time::timeout(Duration::from_secs(10), sleeper)
+        .await
+        .expect("cancel took effect")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(sqlstate(&error), "57014");
+
+    // A clean stop removes the socket file.
+    assert!(server.stop().success());
+    assert!(!socket.exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unix_socket_left_by_a_killed_server_is_replaced() {
+    let mut server = TestServer::start();
+    let data_dir = server.data_dir.clone();
+    let socket = data_dir.join(format!(".s.PGSQL.{}", server.port));
+    let port = server.port;
+    server.kill();
+    assert!(socket.exists(), "kill -9 leaves the socket file behind");
+
+    // The next server on that data directory and port takes the file over.
+    let restarted = TestServer::start_on_port(&data_dir, port, &[]);
+    let client = connect_unix(&restarted, &data_dir).await;
+    let row = client.query_one("SELECT 40 + 2", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 42);
+
+    // While it runs, another server cannot take its socket: one on another
+    // data directory and loopback address but the same port and socket
+    // directory refuses to start, and the socket stays.
+    let other = tempfile::tempdir().unwrap();
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_featuredb"))
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.2:{port}"))
+        .arg("--data-dir")
+        .arg(other.path())
+        .arg("--unix-socket-dir")
+        .arg(&data_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second server started on a socket in use");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("in use by another server"), "{stderr}");
+    assert!(socket.exists());
+    let row = client.query_one("SELECT 1 + 1", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unix_socket_directory_is_configurable_and_can_be_off() {
+    let sockets = tempfile::tempdir().unwrap();
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = TestServer::start_with(
+        &one.path().join("data"),
+        &[(
+            "FEATUREDB_UNIX_SOCKET_DIR",
+            sockets.path().to_str().unwrap(),
+        )],
+    );
+    let client = connect_unix(&server, sockets.path()).await;
+    let row = client.query_one("SELECT 1 + 1", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 2);
+    assert!(
+        !server
+            .data_dir
+            .join(format!(".s.PGSQL.{}", server.port))
+            .exists()
+    );
+
+    let off = TestServer::start_with(
+        &two.path().join("data"),
+        &[("FEATUREDB_UNIX_SOCKET_DIR", "")],
+    );
+    assert!(!off.data_dir.join(format!(".s.PGSQL.{}", off.port)).exists());
+    // The log's fields are coloured: drop the escape sequences.
+    let mut log = String::new();
+    let mut escaped = false;
+    for c in off.log_text().chars() {
+        match c {
+            '\u{1b}' => escaped = true,
+            'm' if escaped => escaped = false,
+            c if !escaped => log.push(c),
+            _ => {}
+        }
+    }
+    assert!(log.contains("unix_socket=none"), "{log}");
+}

@@ -18,7 +18,6 @@ use pgwire::messages::startup::{
     Authentication, BackendKeyData, ParameterStatus, SecretKey, Startup,
 };
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage, SslNegotiationMetaMessage};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +27,7 @@ use super::codec::{CodecError, Phase, ServerCodec};
 use super::copy::CopyInProgress;
 use super::errors::{ClientError, client_error, notice_response};
 use super::portal::Portal;
+use super::stream::ClientStream;
 use crate::engine::{Engine, Prepared, Session, TransactionState};
 use crate::error::Error;
 use featuredb_catalog::DEFAULT_DATABASE;
@@ -54,7 +54,7 @@ impl From<CodecError> for Disconnected {
 pub type Reply<T = ()> = std::result::Result<T, Disconnected>;
 
 pub struct Connection {
-    pub(super) framed: Framed<TcpStream, ServerCodec>,
+    pub(super) framed: Framed<ClientStream, ServerCodec>,
     pub(super) server: Arc<ServerContext>,
     pub(super) session: Option<Session>,
     cancel: Option<CancelHandle>,
@@ -66,9 +66,9 @@ pub struct Connection {
     pub(super) copy_in: Option<CopyInProgress>,
 }
 
-pub async fn serve(stream: TcpStream, server: Arc<ServerContext>) {
-    let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().ok();
+pub async fn serve(stream: ClientStream, server: Arc<ServerContext>) {
+    stream.set_nodelay();
+    let peer = stream.describe_peer();
     let framed = Framed::new(stream, ServerCodec::new(server.max_message_size));
     let mut connection = Connection {
         framed,
@@ -80,9 +80,9 @@ pub async fn serve(stream: TcpStream, server: Arc<ServerContext>) {
         skip_until_sync: false,
         copy_in: None,
     };
-    tracing::debug!(?peer, "connection opened");
+    tracing::debug!(%peer, "connection opened");
     connection.run().await;
-    tracing::debug!(?peer, "connection closed");
+    tracing::debug!(%peer, "connection closed");
 }
 
 impl Connection {

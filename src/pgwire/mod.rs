@@ -11,6 +11,8 @@ pub mod extended;
 pub mod portal;
 pub mod rows;
 pub mod simple;
+pub mod stream;
 
 pub use cancel::CancelRegistry;
 pub use connection::{ServerContext, serve};
+pub use stream::ClientStream;

@@ -41,13 +41,23 @@ impl TestServer {
     }
 
     pub fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_at(data_dir, None, env)
+    }
+
+    /// Starts a server on `data_dir` listening on `port` (which must be
+    /// free), e.g. the port of a server killed before.
+    pub fn start_on_port(data_dir: &Path, port: u16, env: &[(&str, &str)]) -> Self {
+        Self::start_at(data_dir, Some(port), env)
+    }
+
+    fn start_at(data_dir: &Path, fixed_port: Option<u16>, env: &[(&str, &str)]) -> Self {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let log = data_dir
             .parent()
             .unwrap_or(data_dir)
             .join(format!("server-{}.log", std::process::id()));
         for attempt in 0..5 {
-            let port = free_port();
+            let port = fixed_port.unwrap_or_else(free_port);
             let log_file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
