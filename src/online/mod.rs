@@ -49,6 +49,9 @@ use crate::error::{Error, Result};
 const MATERIALIZATIONS: TableDefinition<&str, &str> = TableDefinition::new("materializations");
 const JOBS: TableDefinition<u64, &str> = TableDefinition::new("jobs");
 
+/// Cache write-throughs of at least this many rows use two threads.
+const PARALLEL_WRITE_THROUGH: usize = 16_384;
+
 /// A delta smaller than this is never merged (merging rewrites the base).
 const MIN_DELTA_MERGE: u64 = 65_536;
 
@@ -426,11 +429,28 @@ impl OnlineStore {
         // A new generation (a full refresh) is warmed afterwards instead
         // (`warm`), so that the refresh does not wait for it.
         if !matches!(change, OnlineChange::Replace(_)) {
-            let mut buffer = Vec::new();
-            for (key, value) in changed {
-                state.cache_key(&key, &mut buffer);
-                self.cache
-                    .insert(Box::from(buffer.as_slice()), StoredRow(Arc::from(value)));
+            // moka's inserts cost about a microsecond each and the cache
+            // takes them concurrently: large changes are split over two
+            // threads (the fill lock is still held, so no lookup can fill
+            // an older value in between).
+            let write_through = |rows: &[(Vec<u8>, Vec<u8>)]| {
+                let mut buffer = Vec::new();
+                for (key, value) in rows {
+                    state.cache_key(key, &mut buffer);
+                    self.cache.insert(
+                        Box::from(buffer.as_slice()),
+                        StoredRow(Arc::from(value.as_slice())),
+                    );
+                }
+            };
+            if changed.len() >= PARALLEL_WRITE_THROUGH {
+                let (first, second) = changed.split_at(changed.len() / 2);
+                std::thread::scope(|scope| {
+                    scope.spawn(|| write_through(second));
+                    write_through(first);
+                });
+            } else {
+                write_through(&changed);
             }
         }
         let state = Arc::new(state);

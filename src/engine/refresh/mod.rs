@@ -790,13 +790,16 @@ impl Session {
         let streams = datafusion::physical_plan::execute_stream_partitioned(physical, task_context)
             .map_err(Error::from_datafusion)?;
         let shape = Arc::new(RowShape::of(view)?);
-        // The keys the last refresh held: the maps start that large.
+        // The keys the last refresh held, or the rows to read if fewer (an
+        // incremental pass over 1% of the rows must not allocate — and
+        // fault in — maps for all the keys): the maps start that large.
         let capacity_hint = self
             .engine
             .online
             .materialization(name)
-            .map(|m| m.online_keys as usize)
-            .unwrap_or(0);
+            .map(|m| m.online_keys)
+            .unwrap_or(0)
+            .min(expected_rows.unwrap_or(u64::MAX)) as usize;
         let rows_done = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for stream in streams {
