@@ -111,24 +111,46 @@ fn slt_files() -> Vec<PathBuf> {
     files
 }
 
-/// Runs one file through the simple protocol, with `label` (the server
-/// kind) and `simple` as labels.
-async fn run_simple(
+/// Runs one file through `protocol` ("simple" or "extended"), with
+/// `label` (the server kind) and the protocol as labels.
+async fn run_file(
     config: tokio_postgres::Config,
     label: &str,
+    protocol: &str,
     file: &std::path::Path,
 ) -> Result<(), sqllogictest::TestError> {
+    if protocol == "simple" {
+        run_with(config, PostgresSimple::connect, label, protocol, file).await
+    } else {
+        run_with(config, PostgresExtended::connect, label, protocol, file).await
+    }
+}
+
+/// Runs `file` on connections made by `connect` (one of the postgres
+/// engines' constructors), wrapped in [`WithMessages`].
+async fn run_with<D, F, Fut>(
+    config: tokio_postgres::Config,
+    connect: F,
+    label: &str,
+    protocol: &str,
+    file: &std::path::Path,
+) -> Result<(), sqllogictest::TestError>
+where
+    D: AsyncDB<Error = tokio_postgres::Error> + Send,
+    F: Fn(tokio_postgres::Config) -> Fut + Copy,
+    Fut: std::future::Future<Output = Result<D, tokio_postgres::Error>>,
+{
     let mut runner = Runner::new(move || {
-        let config = config.clone();
+        let connecting = connect(config.clone());
         async move {
-            PostgresSimple::connect(config)
+            connecting
                 .await
                 .map(WithMessages)
                 .map_err(ServerError::from)
         }
     });
     runner.add_label(label);
-    runner.add_label("simple");
+    runner.add_label(protocol);
     runner.run_file_async(file).await
 }
 
@@ -155,22 +177,7 @@ async fn sqllogictest_files() {
                 (None, Some(connection)) => connection.parse().expect("SLT_POSTGRES"),
                 (None, None) => unreachable!(),
             };
-            let result = if protocol == "simple" {
-                run_simple(config, label, file).await
-            } else {
-                let mut runner = Runner::new(move || {
-                    let config = config.clone();
-                    async move {
-                        PostgresExtended::connect(config)
-                            .await
-                            .map(WithMessages)
-                            .map_err(ServerError::from)
-                    }
-                });
-                runner.add_label(label);
-                runner.add_label(protocol);
-                runner.run_file_async(file).await
-            };
+            let result = run_file(config, label, protocol, file).await;
             match result {
                 Ok(()) => eprintln!("ok   {} ({protocol})", file.display()),
                 Err(e) => {
@@ -226,7 +233,7 @@ async fn expectations_are_postgres() {
             admin.batch_execute(statement).await.unwrap();
         }
         let config = reference.config("featuredb");
-        if let Err(e) = run_simple(config, "reference-postgres", &dir.join(name)).await {
+        if let Err(e) = run_file(config, "reference-postgres", "simple", &dir.join(name)).await {
             failures.push(format!("{name} against PostgreSQL:\n{}", e.display(false)));
         }
     }
