@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
@@ -91,6 +91,44 @@ enum Rows {
 struct Computed {
     rows_out: u64,
     newest: SortedWinners,
+    phases: Phases,
+}
+
+/// Where a refresh's time went, logged at debug level: a slow refresh is
+/// diagnosed with `--log-level featuredb=debug`, not a profiler.
+#[derive(Debug, Default)]
+struct Phases {
+    /// Flushing the inputs' logged writes, fixing their snapshots, and
+    /// recording the job.
+    prepare: Duration,
+    /// Planning the view's query.
+    plan: Duration,
+    /// Reading inputs, computing rows, writing the offline Parquet files
+    /// and the newest row per key, in every partition.
+    partitions: Duration,
+    /// Interleaving the partitions' newest rows.
+    merge: Duration,
+    /// The offline table's Iceberg commit.
+    offline_commit: Duration,
+    /// The online store's redb transaction and cache write-through.
+    online_apply: Duration,
+}
+
+impl Phases {
+    fn log(&self, view: &QualifiedName, kind: RefreshKind) {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        tracing::debug!(
+            view = %view,
+            kind = kind.as_str(),
+            prepare_ms = ms(self.prepare),
+            plan_ms = ms(self.plan),
+            partitions_ms = ms(self.partitions),
+            merge_ms = ms(self.merge),
+            offline_commit_ms = ms(self.offline_commit),
+            online_apply_ms = ms(self.online_apply),
+            "refresh phases"
+        );
+    }
 }
 
 /// The definition fields a materialization depends on.
@@ -502,6 +540,7 @@ impl Session {
         full: bool,
         job: &mut Job,
     ) -> Result<()> {
+        let preparing = Instant::now();
         let engine = self.engine.clone();
         let offline = engine.offline.clone();
         let online_store = engine.online.clone();
@@ -589,6 +628,7 @@ impl Session {
         };
         job.kind = kind.as_str().to_string();
         online_store.record_job(job)?;
+        let prepared = preparing.elapsed();
         match kind {
             RefreshKind::Unchanged => {
                 if let Some(current) = state {
@@ -631,7 +671,12 @@ impl Session {
                 next.version = view.version;
                 next.refreshed_at = now();
                 let change = upsert(next.online, computed.newest);
+                let mut phases = computed.phases;
+                phases.prepare = prepared;
+                let applying = Instant::now();
                 let applied = apply_online(&online_store, name, next, change)?;
+                phases.online_apply = applying.elapsed();
+                phases.log(name, kind);
                 job.online_keys = applied.online_keys;
                 Ok(())
             }
@@ -684,7 +729,12 @@ impl Session {
                 } else {
                     OnlineChange::Replace(Vec::new())
                 };
+                let mut phases = computed.phases;
+                phases.prepare = prepared;
+                let applying = Instant::now();
                 let applied = apply_online(&online_store, name, next, change)?;
+                phases.online_apply = applying.elapsed();
+                phases.log(name, kind);
                 job.online_keys = applied.online_keys;
                 if applied.online {
                     online_store.warm(name);
@@ -770,6 +820,8 @@ impl Session {
         online: bool,
         expected_rows: Option<u64>,
     ) -> Result<Computed> {
+        let mut phases = Phases::default();
+        let planning = Instant::now();
         let sql = rows_sql(view, rows)?;
         let query = parse_query(&sql)?;
         let statement = ast::Statement::Query(query);
@@ -789,6 +841,8 @@ impl Session {
             .map_err(Error::from_datafusion)?;
         let streams = datafusion::physical_plan::execute_stream_partitioned(physical, task_context)
             .map_err(Error::from_datafusion)?;
+        phases.plan = planning.elapsed();
+        let computing = Instant::now();
         let shape = Arc::new(RowShape::of(view)?);
         // The keys the last refresh held, or the rows to read if fewer (an
         // incremental pass over 1% of the rows must not allocate — and
@@ -840,6 +894,8 @@ impl Session {
             }
         }
 
+        phases.partitions = computing.elapsed();
+        let merging = Instant::now();
         let mut rows_out = 0;
         let mut runs = Vec::with_capacity(results.len());
         let mut written: Option<crate::offline::WrittenFiles> = None;
@@ -854,6 +910,8 @@ impl Session {
             }
         }
         let newest = SortedWinners::merge(runs);
+        phases.merge = merging.elapsed();
+        let committing = Instant::now();
         if let (Some(written), Some((_, inputs))) = (written, offline)
             && written.rows() > 0
         {
@@ -865,7 +923,12 @@ impl Session {
             written.commit_with_properties(properties).await?;
             crate::failpoint::crash_point("refresh-after-offline-commit");
         }
-        Ok(Computed { rows_out, newest })
+        phases.offline_commit = committing.elapsed();
+        Ok(Computed {
+            rows_out,
+            newest,
+            phases,
+        })
     }
 }
 
