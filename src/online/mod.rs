@@ -23,14 +23,17 @@
 //!
 //! In front of redb sits a moka cache of stored rows (encoded: decoding a
 //! row into Arrow columns is cheaper than the memory decoded values take),
-//! bounded by bytes with a weigher. A refresh writes the rows it changed
-//! through to the cache after its commit, so lookups after a refresh do not
-//! touch redb; a lookup that misses (after a restart, or an evicted row)
-//! reads redb and fills the cache under a shared lock, which the refresh
-//! holds exclusively while it commits and updates the cache, so a fill can
-//! never put back a value older than the one committed.
+//! bounded by bytes with a weigher. A refresh publishes the rows it changed
+//! as pending ([`pending`]) with its commit, and a background thread moves
+//! them into the cache, so lookups after a refresh do not touch redb and
+//! the refresh does not wait for the cache; a lookup that misses (after a
+//! restart, or an evicted row) reads redb and fills the cache under a
+//! shared lock, which the refresh holds exclusively while it commits and
+//! publishes, so a fill can never put back a value older than the one
+//! committed.
 
 pub mod codec;
+mod pending;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -44,13 +47,11 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
+use self::pending::PendingRows;
 use crate::error::{Error, Result};
 
 const MATERIALIZATIONS: TableDefinition<&str, &str> = TableDefinition::new("materializations");
 const JOBS: TableDefinition<u64, &str> = TableDefinition::new("jobs");
-
-/// Cache write-throughs of at least this many rows use two threads.
-const PARALLEL_WRITE_THROUGH: usize = 16_384;
 
 /// A delta smaller than this is never merged (merging rewrites the base).
 const MIN_DELTA_MERGE: u64 = 65_536;
@@ -196,6 +197,8 @@ pub struct OnlineStore {
     db: Database,
     cache: Cache<CacheKey, StoredRow, ahash::RandomState>,
     states: RwLock<HashMap<QualifiedName, Arc<Materialization>>>,
+    /// Rows committed by a refresh that are not in `cache` yet.
+    pending: Arc<PendingRows>,
     /// Shared by cache fills, exclusive for a refresh's commit.
     fill_lock: RwLock<()>,
     refresh_locks: std::sync::Mutex<HashMap<QualifiedName, Arc<tokio::sync::Mutex<()>>>>,
@@ -271,6 +274,7 @@ impl OnlineStore {
             db,
             cache,
             states: RwLock::new(states),
+            pending: Arc::default(),
             fill_lock: RwLock::new(()),
             refresh_locks: Default::default(),
             next_job: AtomicU64::new(next_job),
@@ -305,6 +309,9 @@ impl OnlineStore {
         key: &[u8],
         buffer: &mut Vec<u8>,
     ) -> Result<Option<StoredRow>> {
+        if let Some(row) = self.pending.get(state.cache_id, key) {
+            return Ok(Some(row));
+        }
         state.cache_key(key, buffer);
         if let Some(row) = self.cache.get(buffer.as_slice()) {
             return Ok(Some(row));
@@ -346,7 +353,7 @@ impl OnlineStore {
         let previous = self.materialization(view);
         let name_key = serde_json::to_string(view).map_err(storage("encoding a view name"))?;
         let (_commit, write) = self.begin_state_change()?;
-        let mut changed: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut changed: Vec<(Vec<u8>, StoredRow)> = Vec::new();
         let base: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.rows_table);
         let delta: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.delta_table);
         match &change {
@@ -389,7 +396,7 @@ impl OnlineStore {
                     delta_table
                         .insert(key, value.as_slice())
                         .map_err(storage("writing"))?;
-                    changed.push((row.key.clone(), value));
+                    changed.push((row.key.clone(), StoredRow(Arc::from(value))));
                 }
                 state.online_keys =
                     previous.as_ref().map(|p| p.online_keys).unwrap_or(0) + new_keys;
@@ -425,34 +432,11 @@ impl OnlineStore {
                 .map_err(storage("writing"))?;
         }
         write.commit().map_err(storage("committing"))?;
-        // Write through: lookups after a refresh find its rows in memory.
-        // A new generation (a full refresh) is warmed afterwards instead
+        // Lookups after a refresh find its rows in memory: pending until a
+        // background thread has moved them into the cache. A new
+        // generation (a full refresh) is warmed afterwards instead
         // (`warm`), so that the refresh does not wait for it.
-        if !matches!(change, OnlineChange::Replace(_)) {
-            // moka's inserts cost about a microsecond each and the cache
-            // takes them concurrently: large changes are split over two
-            // threads (the fill lock is still held, so no lookup can fill
-            // an older value in between).
-            let write_through = |rows: &[(Vec<u8>, Vec<u8>)]| {
-                let mut buffer = Vec::new();
-                for (key, value) in rows {
-                    state.cache_key(key, &mut buffer);
-                    self.cache.insert(
-                        Box::from(buffer.as_slice()),
-                        StoredRow(Arc::from(value.as_slice())),
-                    );
-                }
-            };
-            if changed.len() >= PARALLEL_WRITE_THROUGH {
-                let (first, second) = changed.split_at(changed.len() / 2);
-                std::thread::scope(|scope| {
-                    scope.spawn(|| write_through(second));
-                    write_through(first);
-                });
-            } else {
-                write_through(&changed);
-            }
-        }
+        self.pending.publish(&self.cache, state.cache_id, changed);
         let state = Arc::new(state);
         self.states
             .write()
