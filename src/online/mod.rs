@@ -454,8 +454,17 @@ impl OnlineStore {
         let store = Arc::clone(self);
         let view = view.clone();
         std::thread::spawn(move || {
-            if let Err(e) = store.warm_rows(&view, &state) {
-                tracing::warn!(view = %view, error = %e, "could not warm the online cache");
+            let started = std::time::Instant::now();
+            match store.warm_rows(&view, &state) {
+                Ok(()) => tracing::debug!(
+                    view = %view,
+                    ms = started.elapsed().as_secs_f64() * 1000.0,
+                    cached_bytes = store.cache.weighted_size(),
+                    "online cache warmed"
+                ),
+                Err(e) => {
+                    tracing::warn!(view = %view, error = %e, "could not warm the online cache")
+                }
             }
         });
     }
