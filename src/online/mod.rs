@@ -53,6 +53,9 @@ use crate::error::{Error, Result};
 const MATERIALIZATIONS: TableDefinition<&str, &str> = TableDefinition::new("materializations");
 const JOBS: TableDefinition<u64, &str> = TableDefinition::new("jobs");
 
+/// Upserts of at least this many rows read the stored rows on two threads.
+const PARALLEL_UPSERT_READS: usize = 16_384;
+
 /// A delta smaller than this is never merged (merging rewrites the base).
 const MIN_DELTA_MERGE: u64 = 65_536;
 
@@ -156,6 +159,15 @@ pub struct RowUpdate {
     pub key: Vec<u8>,
     pub event_time: i64,
     pub row: Vec<u8>,
+}
+
+/// What an upsert does with one row.
+struct Upsert {
+    /// No row was stored for the key.
+    new_key: bool,
+    /// The key and stored form of the row, unless the stored row is newer
+    /// (built by the reading threads: the writing one has enough to do).
+    write: Option<(Vec<u8>, StoredRow)>,
 }
 
 /// How a refresh changes a view's online rows.
@@ -374,29 +386,22 @@ impl OnlineStore {
                 state.online_keys = rows.len() as u64;
             }
             OnlineChange::Upsert(rows) => {
+                // Which rows win is decided from the committed state: this
+                // transaction has changed nothing yet and no other can
+                // commit while it is open.
+                let decisions = self.decide_upserts(&state, rows)?;
                 let base_table = write.open_table(base).map_err(storage("writing"))?;
                 let mut delta_table = write.open_table(delta).map_err(storage("writing"))?;
                 let mut new_keys = 0u64;
-                for row in rows {
-                    let key = row.key.as_slice();
-                    let stored_time = match delta_table.get(key).map_err(storage("writing"))? {
-                        Some(stored) => Some(stored_event_time(stored.value())?),
-                        None => match base_table.get(key).map_err(storage("writing"))? {
-                            Some(stored) => Some(stored_event_time(stored.value())?),
-                            None => None,
-                        },
-                    };
-                    if stored_time.is_none() {
-                        new_keys += 1;
-                    }
-                    if stored_time.is_some_and(|t| t > row.event_time) {
+                for decision in decisions {
+                    new_keys += u64::from(decision.new_key);
+                    let Some((key, stored)) = decision.write else {
                         continue;
-                    }
-                    let value = stored_value(row);
+                    };
                     delta_table
-                        .insert(key, value.as_slice())
+                        .insert(key.as_slice(), &*stored.0)
                         .map_err(storage("writing"))?;
-                    changed.push((row.key.clone(), StoredRow(Arc::from(value))));
+                    changed.push((key, stored));
                 }
                 state.online_keys =
                     previous.as_ref().map(|p| p.online_keys).unwrap_or(0) + new_keys;
@@ -443,6 +448,58 @@ impl OnlineStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(view.clone(), state.clone());
         Ok(state)
+    }
+
+    /// For each upserted row: whether its key is new, and its stored form
+    /// unless the stored row is newer (a tie goes to the refresh, which
+    /// read rows written later). The reads — delta first, then base — run
+    /// on two threads for large changes, each in its own read transaction
+    /// (the caller's write transaction keeps them on the same snapshot).
+    fn decide_upserts(&self, state: &Materialization, rows: &[RowUpdate]) -> Result<Vec<Upsert>> {
+        let decide = |part: &[RowUpdate]| -> Result<Vec<Upsert>> {
+            let read = self.db.begin_read().map_err(storage("reading"))?;
+            let mut tables = Vec::with_capacity(2);
+            for name in [&state.delta_table, &state.rows_table] {
+                let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
+                match read.open_table(definition) {
+                    Ok(table) => tables.push(table),
+                    Err(redb::TableError::TableDoesNotExist(_)) => {}
+                    Err(e) => return Err(storage("reading")(e)),
+                }
+            }
+            let mut decisions = Vec::with_capacity(part.len());
+            for row in part {
+                let mut stored_time = None;
+                for table in &tables {
+                    if let Some(stored) =
+                        table.get(row.key.as_slice()).map_err(storage("reading"))?
+                    {
+                        stored_time = Some(stored_event_time(stored.value())?);
+                        break;
+                    }
+                }
+                decisions.push(Upsert {
+                    new_key: stored_time.is_none(),
+                    write: stored_time
+                        .is_none_or(|t| t <= row.event_time)
+                        .then(|| (row.key.clone(), StoredRow(Arc::from(stored_value(row))))),
+                });
+            }
+            Ok(decisions)
+        };
+        if rows.len() < PARALLEL_UPSERT_READS {
+            return decide(rows);
+        }
+        let (first, second) = rows.split_at(rows.len() / 2);
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| decide(second));
+            let mut decisions = decide(first)?;
+            let rest = other
+                .join()
+                .map_err(|_| Error::internal("a thread reading the online store panicked"))??;
+            decisions.extend(rest);
+            Ok(decisions)
+        })
     }
 
     /// Loads a view's rows into the cache in the background, in key order,
