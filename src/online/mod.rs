@@ -80,6 +80,12 @@ pub struct Materialization {
     /// Keys held online.
     pub online_keys: u64,
     pub refreshed_at: String,
+    /// Random, chosen by each full refresh: tells the cache entries of this
+    /// generation apart from those of a dropped view of the same name,
+    /// whose generations also started at 1 (and whose entries may still be
+    /// cached). 0 in states written before it existed.
+    #[serde(default)]
+    pub incarnation: u64,
     /// The redb tables of the online rows (derived, not stored).
     #[serde(skip)]
     rows_table: Arc<str>,
@@ -113,6 +119,7 @@ impl Materialization {
             online,
             online_keys: 0,
             refreshed_at: String::new(),
+            incarnation: uuid::Uuid::new_v4().as_u64_pair().0,
             rows_table: Arc::from(""),
             delta_table: Arc::from(""),
             cache_id: 0,
@@ -126,7 +133,8 @@ impl Materialization {
     /// Fills in the derived fields for `view`.
     fn derive(mut self, view: &QualifiedName) -> Self {
         let name = Self::rows_table_name(view, self.generation);
-        self.cache_id = ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(&name);
+        self.cache_id =
+            ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one((&name, self.incarnation));
         self.rows_table = Arc::from(name);
         self.delta_table = Arc::from(format!("delta:{view}:{}", self.generation));
         self
