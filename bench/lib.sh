@@ -43,11 +43,13 @@ stop_postgres() {
 }
 
 # start_featuredb PORT: the release build on a fresh data directory.
+# FDB_LOG_LEVEL (default warn) sets its log filter, e.g. featuredb=debug to
+# log each refresh's phases into $WORK/fdb-PORT.log.
 start_featuredb() {
   local port=$1 dir="$WORK/fdb-$1"
   rm -rf "$dir"
   "$BENCH_ROOT/target/release/featuredb" serve --listen "127.0.0.1:$port" --data-dir "$dir" \
-    --log-level warn >"$WORK/fdb-$port.log" 2>&1 &
+    --log-level "${FDB_LOG_LEVEL:-warn}" >"$WORK/fdb-$port.log" 2>&1 &
   FDB_PID=$!
   for _ in $(seq 1 100); do
     psql -h 127.0.0.1 -p "$port" -U bench -d featuredb -qc "SELECT 1" >/dev/null 2>&1 && return
