@@ -141,10 +141,47 @@ impl Materialization {
     }
 
     fn cache_key(&self, key: &[u8], buffer: &mut Vec<u8>) {
-        buffer.clear();
-        buffer.extend_from_slice(&self.cache_id.to_le_bytes());
-        buffer.extend_from_slice(key);
+        cache_key(self.cache_id, key, buffer);
     }
+}
+
+/// Replaces `out` with the cache key of `key` in the rows table `cache_id`.
+fn cache_key(cache_id: u64, key: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&cache_id.to_le_bytes());
+    out.extend_from_slice(key);
+}
+
+type RowsTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// A generation's tables that exist, newest rows first: delta, then base.
+fn open_rows_tables(
+    read: &redb::ReadTransaction,
+    state: &Materialization,
+) -> Result<Vec<RowsTable>> {
+    let mut tables = Vec::with_capacity(2);
+    for name in [&state.delta_table, &state.rows_table] {
+        let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
+        match read.open_table(definition) {
+            Ok(table) => tables.push(table),
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(storage("reading")(e)),
+        }
+    }
+    Ok(tables)
+}
+
+/// The stored value of `key` in the first of `tables` holding it.
+fn find_stored<'a>(
+    tables: &'a [RowsTable],
+    key: &[u8],
+) -> Result<Option<redb::AccessGuard<'a, &'static [u8]>>> {
+    for table in tables {
+        if let Some(stored) = table.get(key).map_err(storage("reading"))? {
+            return Ok(Some(stored));
+        }
+    }
+    Ok(None)
 }
 
 /// A stored row: `[event time: i64][values…]` (see [`codec`]).
@@ -341,20 +378,11 @@ impl OnlineStore {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let read = self.db.begin_read().map_err(storage("reading"))?;
-        let mut found = None;
-        for name in [&state.delta_table, &state.rows_table] {
-            let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
-            let table = match read.open_table(definition) {
-                Ok(table) => table,
-                Err(redb::TableError::TableDoesNotExist(_)) => continue,
-                Err(e) => return Err(storage("reading")(e)),
-            };
-            if let Some(stored) = table.get(key).map_err(storage("reading"))? {
-                found = Some(stored_row(stored.value())?);
-                break;
-            }
-        }
-        let Some(row) = found else {
+        let tables = open_rows_tables(&read, state)?;
+        let Some(row) = find_stored(&tables, key)?
+            .map(|stored| stored_row(stored.value()))
+            .transpose()?
+        else {
             return Ok(None);
         };
         self.cache.insert(Box::from(buffer.as_slice()), row.clone());
@@ -466,26 +494,12 @@ impl OnlineStore {
     fn decide_upserts(&self, state: &Materialization, rows: &[RowUpdate]) -> Result<Vec<Upsert>> {
         let decide = |part: &[RowUpdate]| -> Result<Vec<Upsert>> {
             let read = self.db.begin_read().map_err(storage("reading"))?;
-            let mut tables = Vec::with_capacity(2);
-            for name in [&state.delta_table, &state.rows_table] {
-                let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
-                match read.open_table(definition) {
-                    Ok(table) => tables.push(table),
-                    Err(redb::TableError::TableDoesNotExist(_)) => {}
-                    Err(e) => return Err(storage("reading")(e)),
-                }
-            }
+            let tables = open_rows_tables(&read, state)?;
             let mut decisions = Vec::with_capacity(part.len());
             for row in part {
-                let mut stored_time = None;
-                for table in &tables {
-                    if let Some(stored) =
-                        table.get(row.key.as_slice()).map_err(storage("reading"))?
-                    {
-                        stored_time = Some(stored_event_time(stored.value())?);
-                        break;
-                    }
-                }
+                let stored_time = find_stored(&tables, &row.key)?
+                    .map(|stored| stored_event_time(stored.value()))
+                    .transpose()?;
                 decisions.push(Upsert {
                     new_key: stored_time.is_none(),
                     write: stored_time

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use moka::sync::Cache;
 
-use super::{CacheKey, StoredRow};
+use super::{CacheKey, StoredRow, cache_key};
 
 /// Batches of at least this many rows are moved into the cache on two
 /// threads (moka takes inserts concurrently).
@@ -125,11 +125,10 @@ impl PendingRows {
                 return;
             };
             let insert = |rows: &[(Vec<u8>, StoredRow)]| {
+                let mut buffer = Vec::new();
                 for (key, row) in rows {
-                    let mut cache_key = Vec::with_capacity(8 + key.len());
-                    cache_key.extend_from_slice(&batch.cache_id.to_le_bytes());
-                    cache_key.extend_from_slice(key);
-                    cache.insert(cache_key.into_boxed_slice(), row.clone());
+                    cache_key(batch.cache_id, key, &mut buffer);
+                    cache.insert(Box::from(buffer.as_slice()), row.clone());
                 }
             };
             if batch.rows.len() >= PARALLEL_MOVE {
@@ -161,9 +160,9 @@ mod tests {
         StoredRow(Arc::from(bytes))
     }
 
-    fn cache_key(cache_id: u64, key: &[u8]) -> Vec<u8> {
-        let mut out = cache_id.to_le_bytes().to_vec();
-        out.extend_from_slice(key);
+    fn key_in(cache_id: u64, key: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        cache_key(cache_id, key, &mut out);
         out
     }
 
@@ -199,14 +198,14 @@ mod tests {
         assert_eq!(value(3), Some(32));
         assert_eq!(value(4), None);
         assert_eq!(pending.get(2, &[1]).map(|r| r.values()[0]), Some(99));
-        assert!(cache.get(cache_key(1, &[1]).as_slice()).is_none());
+        assert!(cache.get(key_in(1, &[1]).as_slice()).is_none());
         drop(held);
 
         wait_until_moved(&pending);
         assert_eq!(pending.get(1, &[1]).map(|r| r.values()[0]), None);
         let cached = |id: u64, key: u8| {
             cache
-                .get(cache_key(id, &[key]).as_slice())
+                .get(key_in(id, &[key]).as_slice())
                 .map(|r| r.values()[0])
         };
         assert_eq!(cached(1, 1), Some(10));
@@ -225,7 +224,7 @@ mod tests {
         pending.publish(&cache, 5, rows);
         wait_until_moved(&pending);
         for k in [0u32, 1, PARALLEL_MOVE as u32 + 4] {
-            let cached = cache.get(cache_key(5, &k.to_be_bytes()).as_slice());
+            let cached = cache.get(key_in(5, &k.to_be_bytes()).as_slice());
             assert_eq!(cached.map(|r| r.values()[0]), Some((k % 251) as u8));
         }
     }

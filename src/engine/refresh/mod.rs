@@ -110,11 +110,27 @@ struct Phases {
     merge: Duration,
     /// The offline table's Iceberg commit.
     offline_commit: Duration,
-    /// The online store's redb transaction and cache write-through.
+    /// The online store's redb transaction, publishing its rows to lookups.
     online_apply: Duration,
 }
 
 impl Phases {
+    /// The pass's last phase, [`apply_online`], timed; then logs them all.
+    fn apply_online(
+        mut self,
+        store: &OnlineStore,
+        view: &QualifiedName,
+        kind: RefreshKind,
+        state: Materialization,
+        change: OnlineChange,
+    ) -> Result<Arc<Materialization>> {
+        let applying = Instant::now();
+        let applied = apply_online(store, view, state, change)?;
+        self.online_apply = applying.elapsed();
+        self.log(view, kind);
+        Ok(applied)
+    }
+
     fn log(&self, view: &QualifiedName, kind: RefreshKind) {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         tracing::debug!(
@@ -673,10 +689,7 @@ impl Session {
                 let change = upsert(next.online, computed.newest);
                 let mut phases = computed.phases;
                 phases.prepare = prepared;
-                let applying = Instant::now();
-                let applied = apply_online(&online_store, name, next, change)?;
-                phases.online_apply = applying.elapsed();
-                phases.log(name, kind);
+                let applied = phases.apply_online(&online_store, name, kind, next, change)?;
                 job.online_keys = applied.online_keys;
                 Ok(())
             }
@@ -731,10 +744,7 @@ impl Session {
                 };
                 let mut phases = computed.phases;
                 phases.prepare = prepared;
-                let applying = Instant::now();
-                let applied = apply_online(&online_store, name, next, change)?;
-                phases.online_apply = applying.elapsed();
-                phases.log(name, kind);
+                let applied = phases.apply_online(&online_store, name, kind, next, change)?;
                 job.online_keys = applied.online_keys;
                 if applied.online {
                     online_store.warm(name);
