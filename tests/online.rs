@@ -423,6 +423,58 @@ async fn online_store_survives_restart_and_views_on_views_refresh_in_order() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_warms_the_cache_with_the_newest_rows() {
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("data");
+    let mut server = TestServer::start_in(&data_dir);
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE spend (user_id int, ts timestamp, amount int);
+             INSERT INTO spend VALUES (1, '2024-01-01', 10), (2, '2024-01-01', 20), (3, '2024-01-01', 30);
+             CREATE FEATURE VIEW latest_spend KEY (user_id) TIMESTAMP ts ONLINE
+               AS SELECT user_id, ts, amount FROM spend;
+             REFRESH FEATURE VIEW latest_spend;
+             INSERT INTO spend VALUES (2, '2024-01-02', 21);
+             REFRESH FEATURE VIEW latest_spend;",
+        )
+        .await
+        .unwrap();
+    drop(client);
+    server.kill();
+
+    // After a restart the cache fills from the online store in the
+    // background: every key, the incrementally refreshed one with its
+    // newer row.
+    let server = TestServer::start_in(&data_dir);
+    let client = server.client().await;
+    let mut entries = String::new();
+    for _ in 0..100 {
+        entries =
+            text_rows(&client, "SELECT entries FROM featuredb.online_cache").await[0][0].clone();
+        if entries == "3" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(entries, "3");
+    let usage = text_rows(
+        &client,
+        "SELECT capacity_bytes > used_bytes, used_bytes > 0 FROM featuredb.online_cache",
+    )
+    .await;
+    assert_eq!(usage, [["t", "t"]]);
+    assert_eq!(
+        text_rows(
+            &client,
+            "SELECT user_id, amount FROM latest_spend WHERE user_id IN (1, 2, 3) ORDER BY user_id"
+        )
+        .await,
+        [["1", "10"], ["2", "21"], ["3", "30"]]
+    );
+}
+
 /// Online rows and offline history of `view`, for comparing two servers.
 async fn materialized_state(
     client: &Client,

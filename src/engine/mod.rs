@@ -95,6 +95,7 @@ impl Engine {
             &data_dir.join("online.redb"),
             options.online_cache_bytes,
         )?);
+        online.warm_all();
         let spill_dir = data_dir.join("tmp");
         if spill_dir.exists() {
             // Spill files of a previous process are garbage.

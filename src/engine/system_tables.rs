@@ -33,6 +33,7 @@ const TABLES: &[&str] = &[
     "lineage",
     "materializations",
     "jobs",
+    "online_cache",
 ];
 
 pub struct RegistrySchema {
@@ -76,6 +77,7 @@ impl SchemaProvider for RegistrySchema {
                 let jobs = self.online.jobs().map_err(|e| e.into_datafusion())?;
                 jobs_table(&jobs)
             }
+            "online_cache" => online_cache(&self.online),
             _ => return Ok(None),
         }
         .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?;
@@ -492,6 +494,22 @@ fn materializations(state: &RegistryState, online: &OnlineStore) -> Built {
             Value::Time(&materialized.refreshed_at),
         ]);
     }
+    table.finish()
+}
+
+/// One row: how much of the online store's row cache is in use.
+fn online_cache(online: &OnlineStore) -> Built {
+    let usage = online.cache_usage();
+    let mut table = TableBuilder::new(&[
+        ("capacity_bytes", DataType::Int64),
+        ("used_bytes", DataType::Int64),
+        ("entries", DataType::Int64),
+    ]);
+    table.row(vec![
+        Value::BigInt(Some(usage.capacity_bytes as i64)),
+        Value::BigInt(Some(usage.used_bytes as i64)),
+        Value::BigInt(Some(usage.entries as i64)),
+    ]);
     table.finish()
 }
 

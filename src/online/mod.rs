@@ -227,6 +227,13 @@ pub enum OnlineChange {
     Replace(Vec<RowUpdate>),
 }
 
+/// The row cache's size, as `featuredb.online_cache` shows it.
+pub struct CacheUsage {
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub entries: u64,
+}
+
 /// One REFRESH of one view, as `featuredb.jobs` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Job {
@@ -524,31 +531,83 @@ impl OnlineStore {
         })
     }
 
+    /// How much of the row cache is in use (after applying the cache's
+    /// pending bookkeeping, so the numbers are current).
+    pub fn cache_usage(&self) -> CacheUsage {
+        self.cache.run_pending_tasks();
+        CacheUsage {
+            capacity_bytes: self.cache.policy().max_capacity().unwrap_or(u64::MAX),
+            used_bytes: self.cache.weighted_size(),
+            entries: self.cache.entry_count(),
+        }
+    }
+
     /// Loads a view's rows into the cache in the background, in key order,
     /// until the cache is 80% full or the view's rows change generation.
+    /// After a full refresh only the base table holds rows worth loading
+    /// (the refresh's own changes go through the cache already).
     pub fn warm(self: &Arc<Self>, view: &QualifiedName) {
-        let Some(state) = self.materialization(view) else {
-            return;
-        };
         let store = Arc::clone(self);
         let view = view.clone();
+        std::thread::spawn(move || store.warm_view(&view, false));
+    }
+
+    /// Loads every materialized view's rows into the cache in the
+    /// background: after a restart the cache is empty, and without this the
+    /// first lookup of each key would read redb. Incrementally refreshed rows
+    /// (the delta) come first: they replace base rows.
+    pub fn warm_all(self: &Arc<Self>) {
+        let views: Vec<QualifiedName> = match self.states.read() {
+            Ok(states) => states.keys().cloned().collect(),
+            Err(_) => return,
+        };
+        if views.is_empty() {
+            return;
+        }
+        let store = Arc::clone(self);
         std::thread::spawn(move || {
-            let started = std::time::Instant::now();
-            match store.warm_rows(&view, &state) {
-                Ok(()) => tracing::debug!(
-                    view = %view,
-                    ms = started.elapsed().as_secs_f64() * 1000.0,
-                    cached_bytes = store.cache.weighted_size(),
-                    "online cache warmed"
-                ),
-                Err(e) => {
-                    tracing::warn!(view = %view, error = %e, "could not warm the online cache")
-                }
+            for view in views {
+                store.warm_view(&view, true);
             }
         });
     }
 
-    fn warm_rows(&self, view: &QualifiedName, state: &Materialization) -> Result<()> {
+    fn warm_view(&self, view: &QualifiedName, with_delta: bool) {
+        let Some(state) = self.materialization(view).filter(|state| state.online) else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let mut warmed = if with_delta {
+            self.warm_table(view, &state, &state.delta_table, None)
+        } else {
+            Ok(true)
+        };
+        if let Ok(true) = warmed {
+            warmed = self.warm_table(view, &state, &state.rows_table, Some(&state.delta_table));
+        }
+        match warmed {
+            Ok(_) => tracing::debug!(
+                view = %view,
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                cached_bytes = self.cache.weighted_size(),
+                "online cache warmed"
+            ),
+            Err(e) => {
+                tracing::warn!(view = %view, error = %e, "could not warm the online cache")
+            }
+        }
+    }
+
+    /// Caches the rows of one of `state`'s tables, in key order, a chunk at
+    /// a time, skipping keys `superseded_by` holds. Stops early (false) when
+    /// the cache is 80% full or the view's rows change generation.
+    fn warm_table(
+        &self,
+        view: &QualifiedName,
+        state: &Materialization,
+        table_name: &str,
+        superseded_by: Option<&str>,
+    ) -> Result<bool> {
         const CHUNK: usize = 10_000;
         let budget = self.cache.policy().max_capacity().unwrap_or(u64::MAX) / 10 * 8;
         let mut last: Option<Vec<u8>> = None;
@@ -562,25 +621,28 @@ impl OnlineStore {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             match self.materialization(view) {
                 Some(current) if current.cache_id == state.cache_id => {}
-                _ => return Ok(()),
+                _ => return Ok(false),
             }
             if self.cache.weighted_size() >= budget {
-                return Ok(());
+                return Ok(false);
             }
             let read = self.db.begin_read().map_err(storage("warming"))?;
-            let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.rows_table);
+            let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(table_name);
             let table = match read.open_table(definition) {
                 Ok(table) => table,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(true),
                 Err(e) => return Err(storage("warming")(e)),
             };
-            // Rows an incremental refresh has since put in the delta are
-            // newer than the base's (and already cached).
-            let delta: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.delta_table);
-            let delta = match read.open_table(delta) {
-                Ok(table) => Some(table),
-                Err(redb::TableError::TableDoesNotExist(_)) => None,
-                Err(e) => return Err(storage("warming")(e)),
+            let newer = match superseded_by {
+                Some(name) => {
+                    let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
+                    match read.open_table(definition) {
+                        Ok(table) => Some(table),
+                        Err(redb::TableError::TableDoesNotExist(_)) => None,
+                        Err(e) => return Err(storage("warming")(e)),
+                    }
+                }
+                None => None,
             };
             let range = match &last {
                 None => table.range::<&[u8]>(..),
@@ -594,8 +656,8 @@ impl OnlineStore {
             for entry in range.take(CHUNK) {
                 let (key, value) = entry.map_err(storage("warming"))?;
                 let value = value.value();
-                let superseded = match &delta {
-                    Some(delta) => delta
+                let superseded = match &newer {
+                    Some(newer) => newer
                         .get(key.value())
                         .map_err(storage("warming"))?
                         .is_some(),
@@ -609,13 +671,12 @@ impl OnlineStore {
                 last = Some(key.value().to_vec());
                 count += 1;
             }
-            if count < CHUNK {
-                // moka applies inserts lazily; settle them so that the
-                // weighted size is current.
-                self.cache.run_pending_tasks();
-                return Ok(());
-            }
+            // moka applies inserts lazily; settle them so that the weighted
+            // size is current.
             self.cache.run_pending_tasks();
+            if count < CHUNK {
+                return Ok(true);
+            }
         }
     }
 
