@@ -15,7 +15,8 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 
 use crate::error::Result;
-use crate::online::{RowUpdate, codec};
+use crate::online::RowUpdate;
+use crate::online::codec::{self, RowEncoder};
 
 type Map<K> = HashMap<K, Winner, ahash::RandomState>;
 
@@ -70,6 +71,7 @@ impl NewestRows {
         // Event times as plain numbers: timestamps and dates reinterpret.
         let times = cast(batch.column(ts_index), &DataType::Int64)?;
         let times = times.as_primitive::<Int64Type>();
+        let rows = RowEncoder::new(batch.columns());
         match self {
             NewestRows::Integer { map, .. } => {
                 let keys = cast(batch.column(key_indices[0]), &DataType::Int64)?;
@@ -79,7 +81,7 @@ impl NewestRows {
                         continue;
                     }
                     let (event_time, tie) = (times.value(row), ties.value(row));
-                    offer(map, &keys.value(row), event_time, tie, batch, row)?;
+                    offer(map, &keys.value(row), event_time, tie, &rows, row)?;
                 }
             }
             NewestRows::Encoded(map) => {
@@ -97,7 +99,7 @@ impl NewestRows {
                         codec::encode_array_value(column.as_ref(), row, &mut key)?;
                     }
                     let (event_time, tie) = (times.value(row), ties.value(row));
-                    offer(map, key.as_slice(), event_time, tie, batch, row)?;
+                    offer(map, key.as_slice(), event_time, tie, &rows, row)?;
                 }
             }
         }
@@ -217,7 +219,7 @@ fn offer<K, Q>(
     key: &Q,
     event_time: i64,
     tie: i64,
-    batch: &RecordBatch,
+    rows: &RowEncoder<'_>,
     row: usize,
 ) -> Result<()>
 where
@@ -230,11 +232,12 @@ where
             winner.event_time = event_time;
             winner.tie = tie;
             winner.row.clear();
-            encode_row(batch, row, &mut winner.row)?;
+            rows.encode(row, &mut winner.row)?;
         }
         None => {
-            let mut encoded = Vec::new();
-            encode_row(batch, row, &mut encoded)?;
+            // Growing a vector value by value reallocates it several times.
+            let mut encoded = Vec::with_capacity(rows.size_hint());
+            rows.encode(row, &mut encoded)?;
             map.insert(
                 key.to_owned(),
                 Winner {
@@ -244,13 +247,6 @@ where
                 },
             );
         }
-    }
-    Ok(())
-}
-
-fn encode_row(batch: &RecordBatch, row: usize, out: &mut Vec<u8>) -> Result<()> {
-    for column in batch.columns() {
-        codec::encode_array_value(column.as_ref(), row, out)?;
     }
     Ok(())
 }
