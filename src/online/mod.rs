@@ -153,6 +153,7 @@ fn cache_key(cache_id: u64, key: &[u8], out: &mut Vec<u8>) {
 }
 
 type RowsTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+type RowsTableMut<'txn> = redb::Table<'txn, &'static [u8], &'static [u8]>;
 
 /// A generation's tables that exist, newest rows first: delta, then base.
 fn open_rows_tables(
@@ -206,6 +207,9 @@ pub struct RowUpdate {
     pub row: Vec<u8>,
 }
 
+/// A new generation's rows in key order.
+pub type RowUpdates = Box<dyn Iterator<Item = RowUpdate> + Send>;
+
 /// What an upsert does with one row.
 struct Upsert {
     /// No row was stored for the key.
@@ -223,8 +227,9 @@ pub enum OnlineChange {
     /// unless the stored one is newer (a tie goes to the refresh, which
     /// read rows written later).
     Upsert(Vec<RowUpdate>),
-    /// Replace every row: a new generation.
-    Replace(Vec<RowUpdate>),
+    /// Replace every row: a new generation. The rows come in key order,
+    /// produced as they are written (see [`write_generation`]).
+    Replace(RowUpdates),
 }
 
 /// The row cache's size, as `featuredb.online_cache` shows it.
@@ -411,7 +416,7 @@ impl OnlineStore {
         let mut changed: Vec<(Vec<u8>, StoredRow)> = Vec::new();
         let base: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.rows_table);
         let delta: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.delta_table);
-        match &change {
+        match change {
             OnlineChange::None => {}
             OnlineChange::Replace(rows) => {
                 write.delete_table(base).map_err(storage("writing"))?;
@@ -419,20 +424,13 @@ impl OnlineStore {
                 let mut table = write.open_table(base).map_err(storage("writing"))?;
                 // A new generation is warmed afterwards, not written
                 // through: nothing to remember per row.
-                let mut value = Vec::new();
-                for row in rows {
-                    store_value(row, &mut value);
-                    table
-                        .insert(row.key.as_slice(), value.as_slice())
-                        .map_err(storage("writing"))?;
-                }
-                state.online_keys = rows.len() as u64;
+                state.online_keys = write_generation(&mut table, rows)?;
             }
             OnlineChange::Upsert(rows) => {
                 // Which rows win is decided from the committed state: this
                 // transaction has changed nothing yet and no other can
                 // commit while it is open.
-                let decisions = self.decide_upserts(&state, rows)?;
+                let decisions = self.decide_upserts(&state, &rows)?;
                 let base_table = write.open_table(base).map_err(storage("writing"))?;
                 let mut delta_table = write.open_table(delta).map_err(storage("writing"))?;
                 let mut new_keys = 0u64;
@@ -768,6 +766,44 @@ fn stored_value(row: &RowUpdate) -> Vec<u8> {
 }
 
 /// Replaces `out` with the stored form of `row`: `[event time][row]`.
+/// Writes a new generation's rows (in key order) into its empty `table`
+/// and counts them. Producing the rows — merging a refresh's partitions
+/// and building the stored values — runs on a second thread, a chunk
+/// ahead, so that this one only inserts into the B-tree.
+fn write_generation(table: &mut RowsTableMut<'_>, rows: RowUpdates) -> Result<u64> {
+    const CHUNK: usize = 4096;
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<(Vec<u8>, Vec<u8>)>>(4);
+        scope.spawn(move || {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            for row in rows {
+                let mut value = Vec::with_capacity(8 + row.row.len());
+                store_value(&row, &mut value);
+                chunk.push((row.key, value));
+                if chunk.len() == CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                    if sender.send(full).is_err() {
+                        return; // the writer failed
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = sender.send(chunk);
+            }
+        });
+        let mut written = 0u64;
+        for chunk in receiver {
+            for (key, value) in &chunk {
+                table
+                    .insert(key.as_slice(), value.as_slice())
+                    .map_err(storage("writing"))?;
+            }
+            written += chunk.len() as u64;
+        }
+        Ok(written)
+    })
+}
+
 fn store_value(row: &RowUpdate, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&row.event_time.to_le_bytes());
@@ -827,7 +863,7 @@ mod tests {
             .apply(
                 &view,
                 state(),
-                OnlineChange::Replace((0..100).map(|k| update(k, 10, 1)).collect()),
+                OnlineChange::Replace(Box::new((0..100).map(|k| update(k, 10, 1)))),
             )
             .unwrap();
         // Newer rows win, older ones do not, ties go to the refresh.

@@ -42,7 +42,7 @@ use futures::StreamExt;
 
 mod newest;
 
-use self::newest::{NewestRows, SortedWinners};
+use self::newest::{MergedWinners, NewestRows, SortedWinners};
 use super::outcome::{CommandTag, Notice, Outcome};
 use super::resolve::ResolveMode;
 use super::session::Session;
@@ -90,7 +90,7 @@ enum Rows {
 /// What a pass produced.
 struct Computed {
     rows_out: u64,
-    newest: SortedWinners,
+    newest: MergedWinners,
     phases: Phases,
 }
 
@@ -106,11 +106,13 @@ struct Phases {
     /// Reading inputs, computing rows, writing the offline Parquet files
     /// and the newest row per key, in every partition.
     partitions: Duration,
-    /// Interleaving the partitions' newest rows.
+    /// Interleaving the partitions' newest rows (an incremental refresh's;
+    /// a full refresh merges them while the online apply writes them).
     merge: Duration,
     /// The offline table's Iceberg commit.
     offline_commit: Duration,
-    /// The online store's redb transaction, publishing its rows to lookups.
+    /// The online store's redb transaction, publishing its rows to lookups
+    /// (for a full refresh, also merging the partitions' newest rows).
     online_apply: Duration,
 }
 
@@ -686,8 +688,10 @@ impl Session {
                 next.inputs = inputs;
                 next.version = view.version;
                 next.refreshed_at = now();
-                let change = upsert(next.online, computed.newest);
                 let mut phases = computed.phases;
+                let merging = Instant::now();
+                let change = upsert(next.online, computed.newest);
+                phases.merge += merging.elapsed();
                 phases.prepare = prepared;
                 let applied = phases.apply_online(&online_store, name, kind, next, change)?;
                 job.online_keys = applied.online_keys;
@@ -738,9 +742,9 @@ impl Session {
                 );
                 next.refreshed_at = now();
                 let change = if wants_online {
-                    OnlineChange::Replace(computed.newest.into_updates())
+                    OnlineChange::Replace(Box::new(computed.newest))
                 } else {
-                    OnlineChange::Replace(Vec::new())
+                    OnlineChange::Replace(Box::new(std::iter::empty()))
                 };
                 let mut phases = computed.phases;
                 phases.prepare = prepared;
@@ -943,7 +947,7 @@ impl Session {
 }
 
 /// The online change of an incremental pass.
-fn upsert(online: bool, newest: SortedWinners) -> OnlineChange {
+fn upsert(online: bool, newest: MergedWinners) -> OnlineChange {
     if online {
         OnlineChange::Upsert(newest.into_updates())
     } else {

@@ -111,31 +111,29 @@ impl NewestRows {
     /// task, so the sorting runs in parallel; [`SortedWinners::merge`]
     /// then only interleaves.
     pub fn into_sorted(self) -> SortedWinners {
-        let mut winners: Vec<(Vec<u8>, Winner)> = match self {
+        match self {
             NewestRows::Integer { map, key_type } => {
                 // Sorted as numbers whose order is the encoded keys' byte
-                // order, then encoded: no byte comparisons, no casts.
+                // order: no byte comparisons, no casts, and no encoding
+                // until the merge.
                 let width = match key_type {
                     DataType::Int16 => 2,
                     DataType::Int32 => 4,
                     _ => 8,
                 };
-                let mut entries: Vec<(u64, i64, Winner)> = map
+                let mut winners: Vec<((u64, i64), Winner)> = map
                     .into_iter()
-                    .map(|(key, winner)| (encoded_order(key, width), key, winner))
+                    .map(|(key, winner)| ((encoded_order(key, width), key), winner))
                     .collect();
-                entries.sort_unstable_by_key(|(order, _, _)| *order);
-                return SortedWinners(
-                    entries
-                        .into_iter()
-                        .map(|(_, key, winner)| (codec::encode_integer_key(key, width), winner))
-                        .collect(),
-                );
+                winners.sort_unstable_by_key(|(order, _)| *order);
+                SortedWinners::Integer { width, winners }
             }
-            NewestRows::Encoded(map) => map.into_iter().collect(),
-        };
-        winners.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        SortedWinners(winners)
+            NewestRows::Encoded(map) => {
+                let mut winners: Vec<(Vec<u8>, Winner)> = map.into_iter().collect();
+                winners.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                SortedWinners::Encoded(winners)
+            }
+        }
     }
 }
 
@@ -151,65 +149,143 @@ fn encoded_order(key: i64, width: usize) -> u64 {
     low.swap_bytes() >> (64 - bits)
 }
 
-/// Newest rows keyed by encoded key, in key order.
-pub struct SortedWinners(Vec<(Vec<u8>, Winner)>);
+/// One partition's newest rows, in encoded key order.
+pub enum SortedWinners {
+    /// One integer key column of `width` bytes: each key with its
+    /// [`encoded_order`], encoded when merged (off the partitions'
+    /// threads: a full refresh merges while it writes the online store).
+    Integer {
+        width: usize,
+        winners: Vec<((u64, i64), Winner)>,
+    },
+    Encoded(Vec<(Vec<u8>, Winner)>),
+}
 
 impl SortedWinners {
-    /// Merges the partitions' runs; a key in several keeps its newest row
-    /// (tie-breakers compare across partitions).
-    pub fn merge(mut runs: Vec<SortedWinners>) -> SortedWinners {
-        while runs.len() > 1 {
-            let mut next = Vec::with_capacity(runs.len().div_ceil(2));
-            let mut pairs = runs.into_iter();
-            while let Some(a) = pairs.next() {
-                next.push(match pairs.next() {
-                    Some(b) => Self::merge_two(a, b),
-                    None => a,
-                });
-            }
-            runs = next;
+    /// Merges the partitions' runs lazily; a key in several keeps its
+    /// newest row (tie-breakers compare across partitions).
+    pub fn merge(runs: Vec<SortedWinners>) -> MergedWinners {
+        let to_update = |(key, winner): (Vec<u8>, Winner)| RowUpdate {
+            key,
+            event_time: winner.event_time,
+            row: winner.row,
+        };
+        // Runs of one view share their key's shape; anything else is
+        // merged by encoded key, which is always correct.
+        let integer_width = match runs.first() {
+            Some(SortedWinners::Integer { width, .. }) => Some(*width),
+            _ => None,
+        };
+        if let Some(width) = integer_width
+            && runs
+                .iter()
+                .all(|run| matches!(run, SortedWinners::Integer { width: w, .. } if *w == width))
+        {
+            let runs = runs
+                .into_iter()
+                .filter_map(|run| match run {
+                    SortedWinners::Integer { winners, .. } => Some(winners),
+                    SortedWinners::Encoded(_) => None,
+                })
+                .collect();
+            return MergedWinners(Box::new(
+                merge_runs(runs)
+                    .map(move |((_, key), winner)| (codec::encode_integer_key(key, width), winner))
+                    .map(to_update),
+            ));
         }
-        runs.pop().unwrap_or(SortedWinners(Vec::new()))
+        let runs = runs.into_iter().map(SortedWinners::into_encoded).collect();
+        MergedWinners(Box::new(merge_runs(runs).map(to_update)))
     }
 
-    fn merge_two(a: SortedWinners, b: SortedWinners) -> SortedWinners {
-        let mut out = Vec::with_capacity(a.0.len() + b.0.len());
-        let mut a = a.0.into_iter().peekable();
-        let mut b = b.0.into_iter().peekable();
-        loop {
-            let order = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) => x.0.cmp(&y.0),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => break,
-            };
-            match order {
-                std::cmp::Ordering::Less => out.extend(a.next()),
-                std::cmp::Ordering::Greater => out.extend(b.next()),
-                std::cmp::Ordering::Equal => {
-                    let (x, y) = (a.next(), b.next());
-                    if let (Some(x), Some(y)) = (x, y) {
-                        out.push(if x.1.loses_to(y.1.event_time, y.1.tie) {
-                            y
-                        } else {
-                            x
-                        });
-                    }
-                }
-            }
+    fn into_encoded(self) -> Vec<(Vec<u8>, Winner)> {
+        match self {
+            SortedWinners::Integer { width, winners } => winners
+                .into_iter()
+                .map(|((_, key), winner)| (codec::encode_integer_key(key, width), winner))
+                .collect(),
+            SortedWinners::Encoded(winners) => winners,
         }
-        SortedWinners(out)
     }
+}
 
+type Run<K> = Box<dyn Iterator<Item = (K, Winner)> + Send>;
+
+/// Sorted runs merged pairwise, lazily.
+fn merge_runs<K: Ord + Send + 'static>(runs: Vec<Vec<(K, Winner)>>) -> Run<K> {
+    let mut runs: Vec<Run<K>> = runs
+        .into_iter()
+        .map(|run| Box::new(run.into_iter()) as Run<K>)
+        .collect();
+    while runs.len() > 1 {
+        let mut next: Vec<Run<K>> = Vec::with_capacity(runs.len().div_ceil(2));
+        let mut pairs = runs.into_iter();
+        while let Some(a) = pairs.next() {
+            next.push(match pairs.next() {
+                Some(b) => Box::new(MergeTwo {
+                    a: a.peekable(),
+                    b: b.peekable(),
+                }),
+                None => a,
+            });
+        }
+        runs = next;
+    }
+    runs.pop().unwrap_or_else(|| Box::new(std::iter::empty()))
+}
+
+/// The newest row per key of every partition, in key order, merged as it
+/// is read: a full refresh streams it into the online store's writer
+/// instead of building a merged copy of a million rows first.
+pub struct MergedWinners(Box<dyn Iterator<Item = RowUpdate> + Send>);
+
+impl MergedWinners {
     pub fn into_updates(self) -> Vec<RowUpdate> {
-        self.0
-            .into_iter()
-            .map(|(key, winner)| RowUpdate {
-                key,
-                event_time: winner.event_time,
-                row: winner.row,
-            })
-            .collect()
+        self.collect()
+    }
+}
+
+impl Iterator for MergedWinners {
+    type Item = RowUpdate;
+
+    fn next(&mut self) -> Option<RowUpdate> {
+        self.0.next()
+    }
+}
+
+/// Two runs in key order interleaved; of a key in both, the newer row.
+struct MergeTwo<A: Iterator, B: Iterator> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<K, A, B> Iterator for MergeTwo<A, B>
+where
+    K: Ord,
+    A: Iterator<Item = (K, Winner)>,
+    B: Iterator<Item = (K, Winner)>,
+{
+    type Item = (K, Winner);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let order = match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) => x.0.cmp(&y.0),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => return None,
+        };
+        match order {
+            std::cmp::Ordering::Less => self.a.next(),
+            std::cmp::Ordering::Greater => self.b.next(),
+            std::cmp::Ordering::Equal => {
+                let (x, y) = (self.a.next()?, self.b.next()?);
+                Some(if x.1.loses_to(y.1.event_time, y.1.tie) {
+                    y
+                } else {
+                    x
+                })
+            }
+        }
     }
 }
 
@@ -294,7 +370,7 @@ mod tests {
     #[test]
     fn merged_runs_keep_the_newest_row_per_key_in_key_order() {
         let run = |entries: Vec<(u8, Winner)>| {
-            SortedWinners(entries.into_iter().map(|(k, w)| (vec![k], w)).collect())
+            SortedWinners::Encoded(entries.into_iter().map(|(k, w)| (vec![k], w)).collect())
         };
         let a = run(vec![
             (1, winner(10, 1, b'a')),
@@ -313,5 +389,42 @@ mod tests {
             got,
             vec![(1, b'a'), (2, b'b'), (3, b'b'), (7, b'a'), (9, b'c')]
         );
+    }
+
+    #[test]
+    fn integer_runs_merge_by_encoded_key() {
+        use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch};
+        use std::sync::Arc;
+        // Two partitions of (key int, time, tie): key 5 in both (the second
+        // is newer), negative and positive keys interleaved.
+        let partition = |keys: Vec<i32>, times: Vec<i32>, ties: Vec<i64>| {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(Int32Array::from(keys)),
+                Arc::new(Int32Array::from(times)),
+            ];
+            let batch =
+                RecordBatch::try_from_iter([("k", columns[0].clone()), ("t", columns[1].clone())])
+                    .unwrap();
+            let mut newest = NewestRows::new(&[DataType::Int32], 4);
+            newest
+                .offer_batch(&batch, &[0], 1, &Int64Array::from(ties))
+                .unwrap();
+            newest.into_sorted()
+        };
+        let a = partition(vec![5, -1, 300], vec![1, 1, 1], vec![0, 1, 2]);
+        let b = partition(vec![5, 2], vec![2, 1], vec![3, 4]);
+        let merged = SortedWinners::merge(vec![a, b]).into_updates();
+        let mut expected: Vec<Vec<u8>> = [-1, 2, 5, 300]
+            .into_iter()
+            .map(|k| codec::encode_integer_key(k, 4))
+            .collect();
+        expected.sort();
+        let keys: Vec<Vec<u8>> = merged.iter().map(|u| u.key.clone()).collect();
+        assert_eq!(keys, expected);
+        let five = merged
+            .iter()
+            .find(|u| u.key == codec::encode_integer_key(5, 4))
+            .unwrap();
+        assert_eq!(five.event_time, 2);
     }
 }
