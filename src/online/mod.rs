@@ -427,23 +427,21 @@ impl OnlineStore {
                 state.online_keys = write_generation(&mut table, rows)?;
             }
             OnlineChange::Upsert(rows) => {
-                // Which rows win is decided from the committed state: this
-                // transaction has changed nothing yet and no other can
-                // commit while it is open.
-                let decisions = self.decide_upserts(&state, &rows)?;
+                // Which rows win is decided from the committed state (see
+                // `decide_upserts`), while this thread writes the winners.
                 let base_table = write.open_table(base).map_err(storage("writing"))?;
                 let mut delta_table = write.open_table(delta).map_err(storage("writing"))?;
                 let mut new_keys = 0u64;
-                for decision in decisions {
+                self.decide_upserts(&state, &rows, |decision| {
                     new_keys += u64::from(decision.new_key);
-                    let Some((key, stored)) = decision.write else {
-                        continue;
-                    };
-                    delta_table
-                        .insert(key.as_slice(), &*stored.0)
-                        .map_err(storage("writing"))?;
-                    changed.push((key, stored));
-                }
+                    if let Some((key, stored)) = decision.write {
+                        delta_table
+                            .insert(key.as_slice(), &*stored.0)
+                            .map_err(storage("writing"))?;
+                        changed.push((key, stored));
+                    }
+                    Ok(())
+                })?;
                 state.online_keys =
                     previous.as_ref().map(|p| p.online_keys).unwrap_or(0) + new_keys;
                 // Merge once the delta holds an eighth of the base's keys.
@@ -491,41 +489,79 @@ impl OnlineStore {
         Ok(state)
     }
 
-    /// For each upserted row: whether its key is new, and its stored form
-    /// unless the stored row is newer (a tie goes to the refresh, which
-    /// read rows written later). The reads — delta first, then base — run
-    /// on two threads for large changes, each in its own read transaction
-    /// (the caller's write transaction keeps them on the same snapshot).
-    fn decide_upserts(&self, state: &Materialization, rows: &[RowUpdate]) -> Result<Vec<Upsert>> {
-        let decide = |part: &[RowUpdate]| -> Result<Vec<Upsert>> {
+    /// For each upserted row, in order, hands `apply` whether its key is
+    /// new and its stored form unless the stored row is newer (a tie goes
+    /// to the refresh, which read rows written later). The reads — delta
+    /// first, then base — see the committed state, whatever the caller's
+    /// write transaction has inserted since (redb readers never see
+    /// uncommitted writes), and that write excludes other writers. For
+    /// large changes two threads read, each half of the rows in its own
+    /// read transaction, a chunk at a time, while `apply` (the writer)
+    /// consumes the first half's chunks and then the second's.
+    fn decide_upserts(
+        &self,
+        state: &Materialization,
+        rows: &[RowUpdate],
+        mut apply: impl FnMut(Upsert) -> Result<()>,
+    ) -> Result<()> {
+        const CHUNK: usize = 2048;
+        let decide = |part: &[RowUpdate], out: &mut dyn FnMut(Vec<Upsert>) -> bool| -> Result<()> {
             let read = self.db.begin_read().map_err(storage("reading"))?;
             let tables = open_rows_tables(&read, state)?;
-            let mut decisions = Vec::with_capacity(part.len());
-            for row in part {
-                let stored_time = find_stored(&tables, &row.key)?
-                    .map(|stored| stored_event_time(stored.value()))
-                    .transpose()?;
-                decisions.push(Upsert {
-                    new_key: stored_time.is_none(),
-                    write: stored_time
-                        .is_none_or(|t| t <= row.event_time)
-                        .then(|| (row.key.clone(), StoredRow(Arc::from(stored_value(row))))),
-                });
+            for chunk in part.chunks(CHUNK) {
+                let mut decisions = Vec::with_capacity(chunk.len());
+                for row in chunk {
+                    let stored_time = find_stored(&tables, &row.key)?
+                        .map(|stored| stored_event_time(stored.value()))
+                        .transpose()?;
+                    decisions.push(Upsert {
+                        new_key: stored_time.is_none(),
+                        write: stored_time
+                            .is_none_or(|t| t <= row.event_time)
+                            .then(|| (row.key.clone(), StoredRow(Arc::from(stored_value(row))))),
+                    });
+                }
+                if !out(decisions) {
+                    break; // the writer failed
+                }
             }
-            Ok(decisions)
+            Ok(())
         };
         if rows.len() < PARALLEL_UPSERT_READS {
-            return decide(rows);
+            let mut failed = None;
+            decide(rows, &mut |decisions| {
+                for decision in decisions {
+                    if let Err(e) = apply(decision) {
+                        failed = Some(e);
+                        return false;
+                    }
+                }
+                true
+            })?;
+            return failed.map_or(Ok(()), Err);
         }
         let (first, second) = rows.split_at(rows.len() / 2);
         std::thread::scope(|scope| {
-            let other = scope.spawn(|| decide(second));
-            let mut decisions = decide(first)?;
-            let rest = other
-                .join()
-                .map_err(|_| Error::internal("a thread reading the online store panicked"))??;
-            decisions.extend(rest);
-            Ok(decisions)
+            let (first_sender, first_chunks) = std::sync::mpsc::channel();
+            let (second_sender, second_chunks) = std::sync::mpsc::channel();
+            let readers = [(first, first_sender), (second, second_sender)].map(|(part, sender)| {
+                scope.spawn(move || decide(part, &mut |decisions| sender.send(decisions).is_ok()))
+            });
+            let mut written = Ok(());
+            for decisions in first_chunks.iter().chain(second_chunks.iter()) {
+                if let Err(e) = decisions.into_iter().try_for_each(&mut apply) {
+                    written = Err(e);
+                    break;
+                }
+            }
+            // Dropping the receivers stops the readers after a failure.
+            drop((first_chunks, second_chunks));
+            for reader in readers {
+                reader
+                    .join()
+                    .map_err(|_| Error::internal("a thread reading the online store panicked"))??;
+            }
+            written
         })
     }
 
