@@ -801,7 +801,6 @@ fn stored_value(row: &RowUpdate) -> Vec<u8> {
     value
 }
 
-/// Replaces `out` with the stored form of `row`: `[event time][row]`.
 /// Writes a new generation's rows (in key order) into its empty `table`
 /// and counts them. Producing the rows — merging a refresh's partitions
 /// and building the stored values — runs on a second thread, a chunk
@@ -840,6 +839,7 @@ fn write_generation(table: &mut RowsTableMut<'_>, rows: RowUpdates) -> Result<u6
     })
 }
 
+/// Replaces `out` with the stored form of `row`: `[event time][row]`.
 fn store_value(row: &RowUpdate, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&row.event_time.to_le_bytes());
