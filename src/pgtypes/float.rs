@@ -7,6 +7,8 @@
 //! for real): `1e+20`, `1.5e-05`, `0.0001`, `123456789012345`. With lower
 //! settings it rounds to `DIG + extra_float_digits` significant digits.
 
+use std::fmt::Write;
+
 /// Appends a double in PostgreSQL's format.
 pub fn write_f64(out: &mut Vec<u8>, value: f64, extra_float_digits: i32) {
     write_float(
@@ -14,8 +16,8 @@ pub fn write_f64(out: &mut Vec<u8>, value: f64, extra_float_digits: i32) {
         value,
         15,
         extra_float_digits,
-        |v| format!("{v:e}"),
-        |v, p| format!("{v:.p$e}"),
+        |v, out| write!(out, "{v:e}"),
+        |v, p, out| write!(out, "{v:.p$e}"),
     );
 }
 
@@ -26,8 +28,8 @@ pub fn write_f32(out: &mut Vec<u8>, value: f32, extra_float_digits: i32) {
         value,
         6,
         extra_float_digits,
-        |v| format!("{v:e}"),
-        |v, p| format!("{v:.p$e}"),
+        |v, out| write!(out, "{v:e}"),
+        |v, p, out| write!(out, "{v:.p$e}"),
     );
 }
 
@@ -73,8 +75,8 @@ fn write_float<F: Float>(
     value: F,
     digits: i32,
     extra_float_digits: i32,
-    shortest: impl Fn(F) -> String,
-    rounded: impl Fn(F, usize) -> String,
+    shortest: impl Fn(F, &mut Scratch) -> std::fmt::Result,
+    rounded: impl Fn(F, usize, &mut Scratch) -> std::fmt::Result,
 ) {
     if value.is_nan() {
         out.extend_from_slice(b"NaN");
@@ -97,33 +99,49 @@ fn write_float<F: Float>(
         return;
     }
     // Scientific form "d.ddde±x" from Rust: shortest round-trip digits, or
-    // rounded to the requested precision.
-    let (scientific, precision) = if extra_float_digits > 0 {
-        (shortest(value), digits)
+    // rounded to the requested precision. Formatted on the stack: this runs
+    // for every float of every row sent.
+    let mut scientific = Scratch::default();
+    let (written, precision) = if extra_float_digits > 0 {
+        (shortest(value, &mut scientific), digits)
     } else {
         let significant = (digits + extra_float_digits).max(1);
-        (rounded(value, (significant - 1) as usize), significant)
+        (
+            rounded(value, (significant - 1) as usize, &mut scientific),
+            significant,
+        )
     };
-    let (mantissa, exponent) = scientific
-        .split_once('e')
+    written.expect("a float's scientific form fits the scratch buffer");
+    let scientific = scientific.as_bytes();
+    let e = scientific
+        .iter()
+        .position(|&b| b == b'e')
         .expect("Rust's {:e} always has an exponent");
-    let exponent: i32 = exponent.parse().expect("integer exponent");
-    let negative = mantissa.starts_with('-');
-    let mut mantissa_digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
+    let (mantissa, exponent) = (&scientific[..e], &scientific[e + 1..]);
+    let exponent: i32 = std::str::from_utf8(exponent)
+        .ok()
+        .and_then(|e| e.parse().ok())
+        .expect("integer exponent");
+    let negative = mantissa.first() == Some(&b'-');
+    let mut digits_buffer = Scratch::default();
+    for &b in mantissa.iter().filter(|b| b.is_ascii_digit()) {
+        digits_buffer.push(b);
+    }
+    let mut mantissa_digits = digits_buffer.as_bytes();
     if extra_float_digits <= 0 {
         // %g drops trailing zeros.
-        while mantissa_digits.len() > 1 && mantissa_digits.ends_with('0') {
-            mantissa_digits.pop();
+        while mantissa_digits.len() > 1 && mantissa_digits.last() == Some(&b'0') {
+            mantissa_digits = &mantissa_digits[..mantissa_digits.len() - 1];
         }
     }
     if negative {
         out.push(b'-');
     }
     if exponent < -4 || exponent >= precision {
-        out.push(mantissa_digits.as_bytes()[0]);
+        out.push(mantissa_digits[0]);
         if mantissa_digits.len() > 1 {
             out.push(b'.');
-            out.extend_from_slice(&mantissa_digits.as_bytes()[1..]);
+            out.extend_from_slice(&mantissa_digits[1..]);
         }
         out.push(b'e');
         out.push(if exponent < 0 { b'-' } else { b'+' });
@@ -131,25 +149,64 @@ fn write_float<F: Float>(
         if magnitude < 10 {
             out.push(b'0');
         }
-        out.extend_from_slice(magnitude.to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(magnitude).as_bytes());
     } else if exponent < 0 {
         out.extend_from_slice(b"0.");
         for _ in 0..(-exponent - 1) {
             out.push(b'0');
         }
-        out.extend_from_slice(mantissa_digits.as_bytes());
+        out.extend_from_slice(mantissa_digits);
     } else {
         let integer_digits = exponent as usize + 1;
         if mantissa_digits.len() <= integer_digits {
-            out.extend_from_slice(mantissa_digits.as_bytes());
+            out.extend_from_slice(mantissa_digits);
             for _ in mantissa_digits.len()..integer_digits {
                 out.push(b'0');
             }
         } else {
-            out.extend_from_slice(&mantissa_digits.as_bytes()[..integer_digits]);
+            out.extend_from_slice(&mantissa_digits[..integer_digits]);
             out.push(b'.');
-            out.extend_from_slice(&mantissa_digits.as_bytes()[integer_digits..]);
+            out.extend_from_slice(&mantissa_digits[integer_digits..]);
         }
+    }
+}
+
+/// A fixed buffer for one float's digits: the longest scientific form of a
+/// double ("-1.7976931348623157e308", or 17 rounded digits) is 24 bytes.
+struct Scratch {
+    bytes: [u8; 40],
+    len: usize,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self {
+            bytes: [0; 40],
+            len: 0,
+        }
+    }
+}
+
+impl Scratch {
+    fn push(&mut self, byte: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl Write for Scratch {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -185,6 +242,12 @@ mod tests {
         assert_eq!(f64s(f64::NAN, 1), "NaN");
         assert_eq!(f64s(f64::NEG_INFINITY, 1), "-Infinity");
         assert_eq!(f64s(-0.0, 1), "-0");
+        assert_eq!(f64s(f64::MIN, 1), "-1.7976931348623157e+308");
+        assert_eq!(f64s(5e-324, 1), "5e-324");
+        assert_eq!(
+            f64s(-2.2250738585072014e-308, 1),
+            "-2.2250738585072014e-308"
+        );
         assert_eq!(f32s(1.1), "1.1");
         assert_eq!(f32s(1e7), "1e+07");
         assert_eq!(f32s(123456.0), "123456");
