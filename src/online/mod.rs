@@ -32,6 +32,7 @@
 //! publishes, so a fill can never put back a value older than the one
 //! committed.
 
+mod blocks;
 pub mod codec;
 mod pending;
 
@@ -47,6 +48,7 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
+use self::blocks::{BaseLayout, BlockBuilder};
 use self::pending::PendingRows;
 use crate::error::{Error, Result};
 
@@ -86,6 +88,10 @@ pub struct Materialization {
     /// cached). 0 in states written before it existed.
     #[serde(default)]
     pub incarnation: u64,
+    /// How the base table holds its rows ([`blocks`]); states written
+    /// before blocks existed hold one entry per key.
+    #[serde(default)]
+    base_layout: BaseLayout,
     /// The redb tables of the online rows (derived, not stored).
     #[serde(skip)]
     rows_table: Arc<str>,
@@ -120,6 +126,7 @@ impl Materialization {
             online_keys: 0,
             refreshed_at: String::new(),
             incarnation: uuid::Uuid::new_v4().as_u64_pair().0,
+            base_layout: BaseLayout::Blocks,
             rows_table: Arc::from(""),
             delta_table: Arc::from(""),
             cache_id: 0,
@@ -155,34 +162,44 @@ fn cache_key(cache_id: u64, key: &[u8], out: &mut Vec<u8>) {
 type RowsTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
 type RowsTableMut<'txn> = redb::Table<'txn, &'static [u8], &'static [u8]>;
 
-/// A generation's tables that exist, newest rows first: delta, then base.
-fn open_rows_tables(
-    read: &redb::ReadTransaction,
-    state: &Materialization,
-) -> Result<Vec<RowsTable>> {
-    let mut tables = Vec::with_capacity(2);
-    for name in [&state.delta_table, &state.rows_table] {
-        let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
-        match read.open_table(definition) {
-            Ok(table) => tables.push(table),
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(storage("reading")(e)),
-        }
-    }
-    Ok(tables)
+/// A generation's tables that exist, read newest rows first: delta, then
+/// base.
+struct RowsTables {
+    delta: Option<RowsTable>,
+    base: Option<RowsTable>,
+    layout: BaseLayout,
 }
 
-/// The stored value of `key` in the first of `tables` holding it.
-fn find_stored<'a>(
-    tables: &'a [RowsTable],
-    key: &[u8],
-) -> Result<Option<redb::AccessGuard<'a, &'static [u8]>>> {
-    for table in tables {
-        if let Some(stored) = table.get(key).map_err(storage("reading"))? {
-            return Ok(Some(stored));
+impl RowsTables {
+    fn open(read: &redb::ReadTransaction, state: &Materialization) -> Result<Self> {
+        let open = |name: &str| {
+            let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
+            match read.open_table(definition) {
+                Ok(table) => Ok(Some(table)),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                Err(e) => Err(storage("reading")(e)),
+            }
+        };
+        Ok(Self {
+            delta: open(&state.delta_table)?,
+            base: open(&state.rows_table)?,
+            layout: state.base_layout,
+        })
+    }
+
+    /// The stored value of `key`, from the first table holding it, handed
+    /// to `f`.
+    fn find<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> Result<R>) -> Result<Option<R>> {
+        if let Some(delta) = &self.delta
+            && let Some(stored) = delta.get(key).map_err(storage("reading"))?
+        {
+            return f(stored.value()).map(Some);
+        }
+        match &self.base {
+            Some(base) => blocks::find(base, self.layout, key, f),
+            None => Ok(None),
         }
     }
-    Ok(None)
 }
 
 /// A stored row: `[event time: i64][values…]` (see [`codec`]).
@@ -390,11 +407,7 @@ impl OnlineStore {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let read = self.db.begin_read().map_err(storage("reading"))?;
-        let tables = open_rows_tables(&read, state)?;
-        let Some(row) = find_stored(&tables, key)?
-            .map(|stored| stored_row(stored.value()))
-            .transpose()?
-        else {
+        let Some(row) = RowsTables::open(&read, state)?.find(key, stored_row)? else {
             return Ok(None);
         };
         self.cache.insert(Box::from(buffer.as_slice()), row.clone());
@@ -416,6 +429,15 @@ impl OnlineStore {
         let mut changed: Vec<(Vec<u8>, StoredRow)> = Vec::new();
         let base: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.rows_table);
         let delta: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.delta_table);
+        // A new generation takes the layout its state names; the current
+        // one keeps the layout it was written in.
+        if !matches!(change, OnlineChange::Replace(_))
+            && let Some(previous) = previous
+                .as_ref()
+                .filter(|p| p.rows_table == state.rows_table)
+        {
+            state.base_layout = previous.base_layout;
+        }
         match change {
             OnlineChange::None => {}
             OnlineChange::Replace(rows) => {
@@ -424,7 +446,7 @@ impl OnlineStore {
                 let mut table = write.open_table(base).map_err(storage("writing"))?;
                 // A new generation is warmed afterwards, not written
                 // through: nothing to remember per row.
-                state.online_keys = write_generation(&mut table, rows)?;
+                state.online_keys = write_generation(&mut table, rows, state.base_layout)?;
             }
             OnlineChange::Upsert(rows) => {
                 // Which rows win is decided from the committed state (see
@@ -448,13 +470,23 @@ impl OnlineStore {
                 let base_keys = base_table.len().map_err(storage("writing"))?;
                 let delta_keys = delta_table.len().map_err(storage("writing"))?;
                 drop(base_table);
+                // (A blocks base counts blocks: about BLOCK_ROWS keys each.)
+                let base_keys = match state.base_layout {
+                    BaseLayout::PerKey => base_keys,
+                    BaseLayout::Blocks => base_keys * blocks::BLOCK_ROWS as u64,
+                };
                 if delta_keys > (base_keys / 8).max(MIN_DELTA_MERGE) {
                     let mut base_table = write.open_table(base).map_err(storage("writing"))?;
-                    for entry in delta_table.iter().map_err(storage("merging"))? {
-                        let (key, value) = entry.map_err(storage("merging"))?;
-                        base_table
-                            .insert(key.value(), value.value())
-                            .map_err(storage("merging"))?;
+                    match state.base_layout {
+                        BaseLayout::PerKey => {
+                            for entry in delta_table.iter().map_err(storage("merging"))? {
+                                let (key, value) = entry.map_err(storage("merging"))?;
+                                base_table
+                                    .insert(key.value(), value.value())
+                                    .map_err(storage("merging"))?;
+                            }
+                        }
+                        BaseLayout::Blocks => blocks::merge_delta(&mut base_table, &delta_table)?,
                     }
                     drop(delta_table);
                     write.delete_table(delta).map_err(storage("merging"))?;
@@ -507,13 +539,11 @@ impl OnlineStore {
         const CHUNK: usize = 2048;
         let decide = |part: &[RowUpdate], out: &mut dyn FnMut(Vec<Upsert>) -> bool| -> Result<()> {
             let read = self.db.begin_read().map_err(storage("reading"))?;
-            let tables = open_rows_tables(&read, state)?;
+            let tables = RowsTables::open(&read, state)?;
             for chunk in part.chunks(CHUNK) {
                 let mut decisions = Vec::with_capacity(chunk.len());
                 for row in chunk {
-                    let stored_time = find_stored(&tables, &row.key)?
-                        .map(|stored| stored_event_time(stored.value()))
-                        .transpose()?;
+                    let stored_time = tables.find(&row.key, stored_event_time)?;
                     decisions.push(Upsert {
                         new_key: stored_time.is_none(),
                         write: stored_time
@@ -612,12 +642,18 @@ impl OnlineStore {
         };
         let started = std::time::Instant::now();
         let mut warmed = if with_delta {
-            self.warm_table(view, &state, &state.delta_table, None)
+            self.warm_table(view, &state, &state.delta_table, BaseLayout::PerKey, None)
         } else {
             Ok(true)
         };
         if let Ok(true) = warmed {
-            warmed = self.warm_table(view, &state, &state.rows_table, Some(&state.delta_table));
+            warmed = self.warm_table(
+                view,
+                &state,
+                &state.rows_table,
+                state.base_layout,
+                Some(&state.delta_table),
+            );
         }
         match warmed {
             Ok(_) => tracing::debug!(
@@ -640,6 +676,7 @@ impl OnlineStore {
         view: &QualifiedName,
         state: &Materialization,
         table_name: &str,
+        layout: BaseLayout,
         superseded_by: Option<&str>,
     ) -> Result<bool> {
         const CHUNK: usize = 10_000;
@@ -686,21 +723,33 @@ impl OnlineStore {
                 )),
             }
             .map_err(storage("warming"))?;
-            let mut count = 0;
-            for entry in range.take(CHUNK) {
-                let (key, value) = entry.map_err(storage("warming"))?;
-                let value = value.value();
+            let mut cache_row = |key: &[u8], value: &[u8]| -> Result<()> {
                 let superseded = match &newer {
-                    Some(newer) => newer
-                        .get(key.value())
-                        .map_err(storage("warming"))?
-                        .is_some(),
+                    Some(newer) => newer.get(key).map_err(storage("warming"))?.is_some(),
                     None => false,
                 };
                 if value.len() >= 8 && !superseded {
-                    state.cache_key(key.value(), &mut buffer);
+                    state.cache_key(key, &mut buffer);
                     self.cache
                         .insert(Box::from(buffer.as_slice()), StoredRow(Arc::from(value)));
+                }
+                Ok(())
+            };
+            let entries_per_chunk = match layout {
+                BaseLayout::PerKey => CHUNK,
+                BaseLayout::Blocks => CHUNK / blocks::BLOCK_ROWS,
+            };
+            let mut count = 0;
+            for entry in range.take(entries_per_chunk) {
+                let (key, value) = entry.map_err(storage("warming"))?;
+                match layout {
+                    BaseLayout::PerKey => cache_row(key.value(), value.value())?,
+                    BaseLayout::Blocks => {
+                        for row in blocks::rows(value.value()) {
+                            let (key, value) = row?;
+                            cache_row(key, value)?;
+                        }
+                    }
                 }
                 last = Some(key.value().to_vec());
                 count += 1;
@@ -708,7 +757,7 @@ impl OnlineStore {
             // moka applies inserts lazily; settle them so that the weighted
             // size is current.
             self.cache.run_pending_tasks();
-            if count < CHUNK {
+            if count < entries_per_chunk {
                 return Ok(true);
             }
         }
@@ -802,40 +851,59 @@ fn stored_value(row: &RowUpdate) -> Vec<u8> {
 }
 
 /// Writes a new generation's rows (in key order) into its empty `table`
-/// and counts them. Producing the rows — merging a refresh's partitions
-/// and building the stored values — runs on a second thread, a chunk
-/// ahead, so that this one only inserts into the B-tree.
-fn write_generation(table: &mut RowsTableMut<'_>, rows: RowUpdates) -> Result<u64> {
+/// and counts them. Producing the entries — merging a refresh's
+/// partitions, building the stored values and blocks — runs on a second
+/// thread, a chunk ahead, so that this one only inserts into the B-tree.
+fn write_generation(
+    table: &mut RowsTableMut<'_>,
+    rows: RowUpdates,
+    layout: BaseLayout,
+) -> Result<u64> {
     const CHUNK: usize = 4096;
     std::thread::scope(|scope| {
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<(Vec<u8>, Vec<u8>)>>(4);
-        scope.spawn(move || {
+        let producer = scope.spawn(move || {
             let mut chunk = Vec::with_capacity(CHUNK);
+            let mut count = 0u64;
+            let mut builder = BlockBuilder::default();
+            let mut value = Vec::new();
             for row in rows {
-                let mut value = Vec::with_capacity(8 + row.row.len());
-                store_value(&row, &mut value);
-                chunk.push((row.key, value));
+                count += 1;
+                let entry = match layout {
+                    BaseLayout::PerKey => {
+                        let mut value = Vec::with_capacity(8 + row.row.len());
+                        store_value(&row, &mut value);
+                        Some((row.key, value))
+                    }
+                    BaseLayout::Blocks => {
+                        store_value(&row, &mut value);
+                        builder.push(&row.key, &value)
+                    }
+                };
+                chunk.extend(entry);
                 if chunk.len() == CHUNK {
                     let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
                     if sender.send(full).is_err() {
-                        return; // the writer failed
+                        return count; // the writer failed
                     }
                 }
             }
+            chunk.extend(builder.finish());
             if !chunk.is_empty() {
                 let _ = sender.send(chunk);
             }
+            count
         });
-        let mut written = 0u64;
         for chunk in receiver {
             for (key, value) in &chunk {
                 table
                     .insert(key.as_slice(), value.as_slice())
                     .map_err(storage("writing"))?;
             }
-            written += chunk.len() as u64;
         }
-        Ok(written)
+        producer
+            .join()
+            .map_err(|_| Error::internal("a thread building online rows panicked"))
     })
 }
 
@@ -889,16 +957,45 @@ mod tests {
 
     #[test]
     fn upserts_go_to_the_delta_which_merges_into_the_base() {
+        upserts_merge_into_a_base_of(BaseLayout::Blocks);
+    }
+
+    /// Stores written before bases were blocked keep their per-key base
+    /// until their next full refresh; upserts and merges must still work.
+    #[test]
+    fn per_key_bases_of_older_stores_still_take_upserts() {
+        upserts_merge_into_a_base_of(BaseLayout::PerKey);
+    }
+
+    #[test]
+    fn states_written_before_blocks_decode_as_per_key() {
+        let mut text = serde_json::to_value(Materialization::new(
+            "shape".into(),
+            1,
+            1,
+            "t".into(),
+            BTreeMap::new(),
+            true,
+        ))
+        .unwrap();
+        text.as_object_mut().unwrap().remove("base_layout");
+        let state: Materialization = serde_json::from_value(text).unwrap();
+        assert_eq!(state.base_layout, BaseLayout::PerKey);
+    }
+
+    fn upserts_merge_into_a_base_of(layout: BaseLayout) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("online.redb");
         let view = QualifiedName::new("public", "v");
         let state =
             || Materialization::new("shape".into(), 1, 1, "t".into(), BTreeMap::new(), true);
         let store = OnlineStore::open(&path, 1 << 20).unwrap();
+        let mut first = state();
+        first.base_layout = layout;
         store
             .apply(
                 &view,
-                state(),
+                first,
                 OnlineChange::Replace(Box::new((0..100).map(|k| update(k, 10, 1)))),
             )
             .unwrap();
@@ -946,5 +1043,6 @@ mod tests {
         assert_eq!(read(&store, &view, 1), Some((20, 2)));
         assert_eq!(read(&store, &view, 1005), Some((7, 5)));
         assert_eq!(read(&store, &view, 50), Some((10, 1)));
+        assert_eq!(store.materialization(&view).unwrap().base_layout, layout);
     }
 }
