@@ -228,9 +228,14 @@ impl<'a> RowEncoder<'a> {
 /// bigint) encoded as [`encode_scalar`] encodes it; `key` must fit.
 pub fn encode_integer_key(key: i64, width: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + width);
+    encode_integer_key_into(key, width, &mut out);
+    out
+}
+
+/// [`encode_integer_key`], appended to `out`.
+pub fn encode_integer_key_into(key: i64, width: usize, out: &mut Vec<u8>) {
     out.push(1);
     out.extend_from_slice(&key.to_le_bytes()[..width]);
-    out
 }
 
 /// Appends `value`, which must already have the column's type.

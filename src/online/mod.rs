@@ -224,8 +224,48 @@ pub struct RowUpdate {
     pub row: Vec<u8>,
 }
 
-/// A new generation's rows in key order.
-pub type RowUpdates = Box<dyn Iterator<Item = RowUpdate> + Send>;
+/// One row of a new generation, borrowed from whatever produces it.
+pub struct RowRef<'a> {
+    pub key: &'a [u8],
+    pub event_time: i64,
+    pub row: &'a [u8],
+}
+
+/// A new generation's rows in key order, lent one at a time: a full
+/// refresh's million rows are written without allocating (or freeing)
+/// one by one.
+pub trait GenerationRows: Send {
+    fn next_row(&mut self) -> Option<RowRef<'_>>;
+}
+
+/// Owned rows (in key order) as [`GenerationRows`].
+pub struct OwnedRows<I> {
+    rows: I,
+    current: Option<RowUpdate>,
+}
+
+impl<I: Iterator<Item = RowUpdate> + Send> OwnedRows<I> {
+    pub fn new(rows: impl IntoIterator<IntoIter = I>) -> Self {
+        OwnedRows {
+            rows: rows.into_iter(),
+            current: None,
+        }
+    }
+}
+
+impl<I: Iterator<Item = RowUpdate> + Send> GenerationRows for OwnedRows<I> {
+    fn next_row(&mut self) -> Option<RowRef<'_>> {
+        self.current = self.rows.next();
+        self.current.as_ref().map(|row| RowRef {
+            key: &row.key,
+            event_time: row.event_time,
+            row: &row.row,
+        })
+    }
+}
+
+/// A new generation's rows.
+pub type RowUpdates = Box<dyn GenerationRows>;
 
 /// What an upsert does with one row.
 struct Upsert {
@@ -846,7 +886,7 @@ impl OnlineStore {
 
 fn stored_value(row: &RowUpdate) -> Vec<u8> {
     let mut value = Vec::with_capacity(8 + row.row.len());
-    store_value(row, &mut value);
+    store_value(row.event_time, &row.row, &mut value);
     value
 }
 
@@ -856,7 +896,7 @@ fn stored_value(row: &RowUpdate) -> Vec<u8> {
 /// thread, a chunk ahead, so that this one only inserts into the B-tree.
 fn write_generation(
     table: &mut RowsTableMut<'_>,
-    rows: RowUpdates,
+    mut rows: RowUpdates,
     layout: BaseLayout,
 ) -> Result<u64> {
     const CHUNK: usize = 4096;
@@ -867,17 +907,17 @@ fn write_generation(
             let mut count = 0u64;
             let mut builder = BlockBuilder::default();
             let mut value = Vec::new();
-            for row in rows {
+            while let Some(row) = rows.next_row() {
                 count += 1;
                 let entry = match layout {
                     BaseLayout::PerKey => {
                         let mut value = Vec::with_capacity(8 + row.row.len());
-                        store_value(&row, &mut value);
-                        Some((row.key, value))
+                        store_value(row.event_time, row.row, &mut value);
+                        Some((row.key.to_vec(), value))
                     }
                     BaseLayout::Blocks => {
-                        store_value(&row, &mut value);
-                        builder.push(&row.key, &value)
+                        store_value(row.event_time, row.row, &mut value);
+                        builder.push(row.key, &value)
                     }
                 };
                 chunk.extend(entry);
@@ -907,11 +947,11 @@ fn write_generation(
     })
 }
 
-/// Replaces `out` with the stored form of `row`: `[event time][row]`.
-fn store_value(row: &RowUpdate, out: &mut Vec<u8>) {
+/// Replaces `out` with the stored form of a row: `[event time][row]`.
+fn store_value(event_time: i64, row: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    out.extend_from_slice(&row.event_time.to_le_bytes());
-    out.extend_from_slice(&row.row);
+    out.extend_from_slice(&event_time.to_le_bytes());
+    out.extend_from_slice(row);
 }
 
 /// Deletes a generation's online rows (base and delta).
@@ -996,7 +1036,7 @@ mod tests {
             .apply(
                 &view,
                 first,
-                OnlineChange::Replace(Box::new((0..100).map(|k| update(k, 10, 1)))),
+                OnlineChange::Replace(Box::new(OwnedRows::new((0..100).map(|k| update(k, 10, 1))))),
             )
             .unwrap();
         // Newer rows win, older ones do not, ties go to the refresh.

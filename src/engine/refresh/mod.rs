@@ -52,7 +52,9 @@ use crate::offline::TableHandle;
 use crate::offline::write_order::WRITE_ORDER_COLUMN;
 use crate::offline::writer::DataFileWriter;
 use crate::online::codec;
-use crate::online::{Job, MATERIALIZED_SCHEMA, Materialization, OnlineChange, OnlineStore};
+use crate::online::{
+    Job, MATERIALIZED_SCHEMA, Materialization, OnlineChange, OnlineStore, OwnedRows,
+};
 
 /// Snapshot summary property of a view's offline table: the input
 /// sequence numbers its rows cover (JSON object `"schema.table@uuid": n`).
@@ -744,7 +746,7 @@ impl Session {
                 let change = if wants_online {
                     OnlineChange::Replace(Box::new(computed.newest))
                 } else {
-                    OnlineChange::Replace(Box::new(std::iter::empty()))
+                    OnlineChange::Replace(Box::new(OwnedRows::new(std::iter::empty())))
                 };
                 let mut phases = computed.phases;
                 phases.prepare = prepared;

@@ -15,16 +15,26 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 
 use crate::error::Result;
-use crate::online::RowUpdate;
 use crate::online::codec::{self, RowEncoder};
+use crate::online::{GenerationRows, RowRef, RowUpdate};
 
 type Map<K> = HashMap<K, Winner, ahash::RandomState>;
 
+/// The row kept for a key: its order, and where its encoded values sit in
+/// its partition's row arena.
+///
+/// Why an arena rather than a vector per row: a full refresh keeps 1M rows
+/// per partition, each allocated on a partition's thread; merging them on
+/// another thread then spent most of its time in the allocator freeing
+/// them (cross-thread frees), and reading them meant a cache miss each.
+#[derive(Debug, Clone, Copy)]
 pub struct Winner {
     event_time: i64,
     tie: i64,
-    /// The row's values, encoded.
-    row: Vec<u8>,
+    start: usize,
+    len: u32,
+    /// Which run's arena holds the row (set by [`SortedWinners::merge`]).
+    run: u32,
 }
 
 impl Winner {
@@ -33,7 +43,18 @@ impl Winner {
     }
 }
 
-pub enum NewestRows {
+pub struct NewestRows {
+    keys: Keys,
+    /// The kept rows' encoded values; a row that wins over a kept one
+    /// takes its place when it fits, else is appended (rows of fixed-width
+    /// columns always fit).
+    rows: Vec<u8>,
+    /// How many keys the caller expects: the arena is sized for them at
+    /// the first batch (growing 45 MB by doubling copies it all again).
+    expected_keys: usize,
+}
+
+enum Keys {
     /// One integer key column (`key_type` is its type).
     Integer {
         map: Map<i64>,
@@ -45,17 +66,20 @@ pub enum NewestRows {
 impl NewestRows {
     pub fn new(key_types: &[DataType], capacity: usize) -> Self {
         let map_capacity = capacity.min(1 << 24);
-        match key_types {
-            [key_type @ (DataType::Int16 | DataType::Int32 | DataType::Int64)] => {
-                NewestRows::Integer {
-                    map: Map::with_capacity_and_hasher(map_capacity, Default::default()),
-                    key_type: key_type.clone(),
-                }
-            }
-            _ => NewestRows::Encoded(Map::with_capacity_and_hasher(
+        let keys = match key_types {
+            [key_type @ (DataType::Int16 | DataType::Int32 | DataType::Int64)] => Keys::Integer {
+                map: Map::with_capacity_and_hasher(map_capacity, Default::default()),
+                key_type: key_type.clone(),
+            },
+            _ => Keys::Encoded(Map::with_capacity_and_hasher(
                 map_capacity,
                 Default::default(),
             )),
+        };
+        NewestRows {
+            keys,
+            rows: Vec::new(),
+            expected_keys: map_capacity,
         }
     }
 
@@ -71,9 +95,13 @@ impl NewestRows {
         // Event times as plain numbers: timestamps and dates reinterpret.
         let times = cast(batch.column(ts_index), &DataType::Int64)?;
         let times = times.as_primitive::<Int64Type>();
-        let rows = RowEncoder::new(batch.columns());
-        match self {
-            NewestRows::Integer { map, .. } => {
+        let encoder = RowEncoder::new(batch.columns());
+        if self.rows.capacity() == 0 {
+            self.rows.reserve(self.expected_keys * encoder.size_hint());
+        }
+        let arena = &mut self.rows;
+        match &mut self.keys {
+            Keys::Integer { map, .. } => {
                 let keys = cast(batch.column(key_indices[0]), &DataType::Int64)?;
                 let keys = keys.as_primitive::<Int64Type>();
                 for row in 0..batch.num_rows() {
@@ -81,10 +109,16 @@ impl NewestRows {
                         continue;
                     }
                     let (event_time, tie) = (times.value(row), ties.value(row));
-                    offer(map, &keys.value(row), event_time, tie, &rows, row)?;
+                    let offered = Offered {
+                        event_time,
+                        tie,
+                        encoder: &encoder,
+                        row,
+                    };
+                    offered.offer(map, arena, &keys.value(row))?;
                 }
             }
-            NewestRows::Encoded(map) => {
+            Keys::Encoded(map) => {
                 let mut key = Vec::new();
                 'rows: for row in 0..batch.num_rows() {
                     if times.is_null(row) {
@@ -99,7 +133,13 @@ impl NewestRows {
                         codec::encode_array_value(column.as_ref(), row, &mut key)?;
                     }
                     let (event_time, tie) = (times.value(row), ties.value(row));
-                    offer(map, key.as_slice(), event_time, tie, &rows, row)?;
+                    let offered = Offered {
+                        event_time,
+                        tie,
+                        encoder: &encoder,
+                        row,
+                    };
+                    offered.offer(map, arena, key.as_slice())?;
                 }
             }
         }
@@ -109,10 +149,13 @@ impl NewestRows {
     /// The newest rows in encoded key order (redb inserts in key order
     /// touch each page once). Each partition sorts its own rows in its own
     /// task, so the sorting runs in parallel; [`SortedWinners::merge`]
-    /// then only interleaves.
+    /// then only interleaves. The arena is rewritten in key order here
+    /// too (its random reads run in parallel, the merge's are sequential)
+    /// and loses the rows that lost.
     pub fn into_sorted(self) -> SortedWinners {
-        match self {
-            NewestRows::Integer { map, key_type } => {
+        let arena = self.rows;
+        match self.keys {
+            Keys::Integer { map, key_type } => {
                 // Sorted as numbers whose order is the encoded keys' byte
                 // order: no byte comparisons, no casts, and no encoding
                 // until the merge.
@@ -126,15 +169,35 @@ impl NewestRows {
                     .map(|(key, winner)| ((encoded_order(key, width), key), winner))
                     .collect();
                 winners.sort_unstable_by_key(|(order, _)| *order);
-                SortedWinners::Integer { width, winners }
+                let rows = in_key_order(&mut winners, &arena);
+                SortedWinners {
+                    keys: SortedKeys::Integer { width, winners },
+                    rows,
+                }
             }
-            NewestRows::Encoded(map) => {
+            Keys::Encoded(map) => {
                 let mut winners: Vec<(Vec<u8>, Winner)> = map.into_iter().collect();
                 winners.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                SortedWinners::Encoded(winners)
+                let rows = in_key_order(&mut winners, &arena);
+                SortedWinners {
+                    keys: SortedKeys::Encoded(winners),
+                    rows,
+                }
             }
         }
     }
+}
+
+/// A copy of the winners' rows in their (sorted) order; points them at it.
+fn in_key_order<K>(winners: &mut [(K, Winner)], arena: &[u8]) -> Vec<u8> {
+    let total = winners.iter().map(|(_, w)| w.len as usize).sum();
+    let mut rows = Vec::with_capacity(total);
+    for (_, winner) in winners {
+        let start = rows.len();
+        rows.extend_from_slice(&arena[winner.start..][..winner.len as usize]);
+        winner.start = start;
+    }
+    rows
 }
 
 /// The byte order of an integer key's encoding (`width` little-endian
@@ -149,8 +212,13 @@ fn encoded_order(key: i64, width: usize) -> u64 {
     low.swap_bytes() >> (64 - bits)
 }
 
-/// One partition's newest rows, in encoded key order.
-pub enum SortedWinners {
+/// One partition's newest rows, in encoded key order, with their arena.
+pub struct SortedWinners {
+    keys: SortedKeys,
+    rows: Vec<u8>,
+}
+
+enum SortedKeys {
     /// One integer key column of `width` bytes: each key with its
     /// [`encoded_order`], encoded when merged (off the partitions'
     /// threads: a full refresh merges while it writes the online store).
@@ -165,47 +233,61 @@ impl SortedWinners {
     /// Merges the partitions' runs lazily; a key in several keeps its
     /// newest row (tie-breakers compare across partitions).
     pub fn merge(runs: Vec<SortedWinners>) -> MergedWinners {
-        let to_update = |(key, winner): (Vec<u8>, Winner)| RowUpdate {
-            key,
-            event_time: winner.event_time,
-            row: winner.row,
-        };
         // Runs of one view share their key's shape; anything else is
         // merged by encoded key, which is always correct.
-        let integer_width = match runs.first() {
-            Some(SortedWinners::Integer { width, .. }) => Some(*width),
+        let integer_width = match runs.first().map(|run| &run.keys) {
+            Some(SortedKeys::Integer { width, .. }) => Some(*width),
             _ => None,
         };
-        if let Some(width) = integer_width
-            && runs
-                .iter()
-                .all(|run| matches!(run, SortedWinners::Integer { width: w, .. } if *w == width))
-        {
-            let runs = runs
-                .into_iter()
-                .filter_map(|run| match run {
-                    SortedWinners::Integer { winners, .. } => Some(winners),
-                    SortedWinners::Encoded(_) => None,
-                })
-                .collect();
-            return MergedWinners(Box::new(
-                merge_runs(runs)
-                    .map(move |((_, key), winner)| (codec::encode_integer_key(key, width), winner))
-                    .map(to_update),
-            ));
+        let same_width = |run: &SortedWinners| matches!(run.keys, SortedKeys::Integer { width, .. } if Some(width) == integer_width);
+        let mut arenas = Vec::with_capacity(runs.len());
+        let keys = if integer_width.is_some() && runs.iter().all(same_width) {
+            let mut key_runs = Vec::with_capacity(runs.len());
+            for (index, run) in runs.into_iter().enumerate() {
+                if let SortedKeys::Integer { mut winners, .. } = run.keys {
+                    mark_run(&mut winners, index);
+                    key_runs.push(winners);
+                }
+                arenas.push(run.rows);
+            }
+            MergedKeys::Integer {
+                width: integer_width.unwrap_or(8),
+                winners: merge_runs(key_runs),
+            }
+        } else {
+            let mut key_runs = Vec::with_capacity(runs.len());
+            for (index, run) in runs.into_iter().enumerate() {
+                let mut winners = run.keys.into_encoded();
+                mark_run(&mut winners, index);
+                key_runs.push(winners);
+                arenas.push(run.rows);
+            }
+            MergedKeys::Encoded(merge_runs(key_runs))
+        };
+        MergedWinners {
+            keys,
+            arenas,
+            key: Vec::new(),
         }
-        let runs = runs.into_iter().map(SortedWinners::into_encoded).collect();
-        MergedWinners(Box::new(merge_runs(runs).map(to_update)))
     }
+}
 
+impl SortedKeys {
     fn into_encoded(self) -> Vec<(Vec<u8>, Winner)> {
         match self {
-            SortedWinners::Integer { width, winners } => winners
+            SortedKeys::Integer { width, winners } => winners
                 .into_iter()
                 .map(|((_, key), winner)| (codec::encode_integer_key(key, width), winner))
                 .collect(),
-            SortedWinners::Encoded(winners) => winners,
+            SortedKeys::Encoded(winners) => winners,
         }
+    }
+}
+
+fn mark_run<K>(winners: &mut [(K, Winner)], index: usize) {
+    let run = u32::try_from(index).expect("fewer than 2^32 partitions");
+    for (_, winner) in winners {
+        winner.run = run;
     }
 }
 
@@ -234,22 +316,59 @@ fn merge_runs<K: Ord + Send + 'static>(runs: Vec<Vec<(K, Winner)>>) -> Run<K> {
     runs.pop().unwrap_or_else(|| Box::new(std::iter::empty()))
 }
 
+enum MergedKeys {
+    Integer {
+        width: usize,
+        winners: Run<(u64, i64)>,
+    },
+    Encoded(Run<Vec<u8>>),
+}
+
 /// The newest row per key of every partition, in key order, merged as it
 /// is read: a full refresh streams it into the online store's writer
-/// instead of building a merged copy of a million rows first.
-pub struct MergedWinners(Box<dyn Iterator<Item = RowUpdate> + Send>);
+/// instead of building a merged copy of a million rows first. Rows are
+/// lent ([`GenerationRows`]), not allocated one by one.
+pub struct MergedWinners {
+    keys: MergedKeys,
+    arenas: Vec<Vec<u8>>,
+    /// The current row's encoded key.
+    key: Vec<u8>,
+}
 
 impl MergedWinners {
-    pub fn into_updates(self) -> Vec<RowUpdate> {
-        self.collect()
+    pub fn into_updates(mut self) -> Vec<RowUpdate> {
+        let mut updates = Vec::new();
+        while let Some(row) = self.next_row() {
+            updates.push(RowUpdate {
+                key: row.key.to_vec(),
+                event_time: row.event_time,
+                row: row.row.to_vec(),
+            });
+        }
+        updates
     }
 }
 
-impl Iterator for MergedWinners {
-    type Item = RowUpdate;
-
-    fn next(&mut self) -> Option<RowUpdate> {
-        self.0.next()
+impl GenerationRows for MergedWinners {
+    fn next_row(&mut self) -> Option<RowRef<'_>> {
+        let winner = match &mut self.keys {
+            MergedKeys::Integer { width, winners } => {
+                let ((_, key), winner) = winners.next()?;
+                self.key.clear();
+                codec::encode_integer_key_into(key, *width, &mut self.key);
+                winner
+            }
+            MergedKeys::Encoded(winners) => {
+                let (key, winner) = winners.next()?;
+                self.key = key;
+                winner
+            }
+        };
+        Some(RowRef {
+            key: &self.key,
+            event_time: winner.event_time,
+            row: &self.arenas[winner.run as usize][winner.start..][..winner.len as usize],
+        })
     }
 }
 
@@ -289,42 +408,61 @@ where
     }
 }
 
-/// Keeps row `row` of `batch` for `key` if it is newer than the one kept.
-fn offer<K, Q>(
-    map: &mut Map<K>,
-    key: &Q,
+/// One row of a batch, offered for its key.
+struct Offered<'a> {
     event_time: i64,
     tie: i64,
-    rows: &RowEncoder<'_>,
+    encoder: &'a RowEncoder<'a>,
     row: usize,
-) -> Result<()>
-where
-    K: Borrow<Q> + Hash + Eq,
-    Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-{
-    match map.get_mut(key) {
-        Some(winner) if !winner.loses_to(event_time, tie) => {}
-        Some(winner) => {
-            winner.event_time = event_time;
-            winner.tie = tie;
-            winner.row.clear();
-            rows.encode(row, &mut winner.row)?;
+}
+
+impl Offered<'_> {
+    /// Keeps the row for `key` if it is newer than the one kept.
+    fn offer<K, Q>(&self, map: &mut Map<K>, arena: &mut Vec<u8>, key: &Q) -> Result<()>
+    where
+        K: Borrow<Q> + Hash + Eq,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        match map.get_mut(key) {
+            Some(winner) if !winner.loses_to(self.event_time, self.tie) => {}
+            Some(winner) => {
+                let (start, len) = self.encode(arena)?;
+                if len <= winner.len {
+                    // In place: the arena only grows by rows that got longer.
+                    arena.copy_within(start.., winner.start);
+                    arena.truncate(start);
+                } else {
+                    winner.start = start;
+                }
+                winner.len = len;
+                winner.event_time = self.event_time;
+                winner.tie = self.tie;
+            }
+            None => {
+                let (start, len) = self.encode(arena)?;
+                map.insert(
+                    key.to_owned(),
+                    Winner {
+                        event_time: self.event_time,
+                        tie: self.tie,
+                        start,
+                        len,
+                        run: 0,
+                    },
+                );
+            }
         }
-        None => {
-            // Growing a vector value by value reallocates it several times.
-            let mut encoded = Vec::with_capacity(rows.size_hint());
-            rows.encode(row, &mut encoded)?;
-            map.insert(
-                key.to_owned(),
-                Winner {
-                    event_time,
-                    tie,
-                    row: encoded,
-                },
-            );
-        }
+        Ok(())
     }
-    Ok(())
+
+    /// Appends the row's encoded values to `arena`: where, and how long.
+    fn encode(&self, arena: &mut Vec<u8>) -> Result<(usize, u32)> {
+        let start = arena.len();
+        self.encoder.encode(self.row, arena)?;
+        let len = u32::try_from(arena.len() - start)
+            .map_err(|_| crate::error::Error::internal("an online row over 4 GiB"))?;
+        Ok((start, len))
+    }
 }
 
 #[cfg(test)]
@@ -359,36 +497,91 @@ mod tests {
         }
     }
 
-    fn winner(event_time: i64, tie: i64, row: u8) -> Winner {
-        Winner {
-            event_time,
-            tie,
-            row: vec![row],
+    /// A run of (key, event time, tie, one-byte row).
+    fn run(entries: Vec<(u8, i64, i64, u8)>) -> SortedWinners {
+        let rows = entries.iter().map(|e| e.3).collect();
+        let winners = entries
+            .into_iter()
+            .enumerate()
+            .map(|(start, (key, event_time, tie, _))| {
+                let winner = Winner {
+                    event_time,
+                    tie,
+                    start,
+                    len: 1,
+                    run: 0,
+                };
+                (vec![key], winner)
+            })
+            .collect();
+        SortedWinners {
+            keys: SortedKeys::Encoded(winners),
+            rows,
         }
     }
 
     #[test]
     fn merged_runs_keep_the_newest_row_per_key_in_key_order() {
-        let run = |entries: Vec<(u8, Winner)>| {
-            SortedWinners::Encoded(entries.into_iter().map(|(k, w)| (vec![k], w)).collect())
-        };
-        let a = run(vec![
-            (1, winner(10, 1, b'a')),
-            (3, winner(5, 2, b'a')),
-            (7, winner(1, 3, b'a')),
-        ]);
-        let b = run(vec![
-            (2, winner(1, 4, b'b')),
-            (3, winner(5, 9, b'b')),
-            (7, winner(0, 8, b'b')),
-        ]);
-        let c = run(vec![(3, winner(4, 20, b'c')), (9, winner(1, 21, b'c'))]);
+        let a = run(vec![(1, 10, 1, b'a'), (3, 5, 2, b'a'), (7, 1, 3, b'a')]);
+        let b = run(vec![(2, 1, 4, b'b'), (3, 5, 9, b'b'), (7, 0, 8, b'b')]);
+        let c = run(vec![(3, 4, 20, b'c'), (9, 1, 21, b'c')]);
         let merged = SortedWinners::merge(vec![a, b, c]).into_updates();
         let got: Vec<(u8, u8)> = merged.iter().map(|u| (u.key[0], u.row[0])).collect();
         assert_eq!(
             got,
             vec![(1, b'a'), (2, b'b'), (3, b'b'), (7, b'a'), (9, b'c')]
         );
+    }
+
+    #[test]
+    fn newer_rows_of_any_length_replace_kept_ones() {
+        use datafusion::arrow::array::{ArrayRef, StringArray};
+        use std::sync::Arc;
+        // Key 1's rows get shorter (replaced in place), then longer
+        // (appended); key 2's row sits between them in the arena.
+        let batch = |keys: Vec<i64>, times: Vec<i64>, texts: Vec<&str>| {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from(keys)),
+                Arc::new(Int64Array::from(times)),
+                Arc::new(StringArray::from(texts)),
+            ];
+            RecordBatch::try_from_iter(["k", "t", "s"].into_iter().zip(columns)).unwrap()
+        };
+        let mut newest = NewestRows::new(&[DataType::Int64], 0);
+        let offers = [
+            batch(vec![1, 2], vec![1, 1], vec!["aaaa", "x"]),
+            batch(vec![1], vec![2], vec!["bb"]),
+            batch(vec![1, 2], vec![0, 0], vec!["old", "old"]),
+            batch(vec![1], vec![3], vec!["cccccc"]),
+        ];
+        for (tie, b) in offers.iter().enumerate() {
+            let ties = Int64Array::from(vec![tie as i64; b.num_rows()]);
+            newest.offer_batch(b, &[0], 1, &ties).unwrap();
+        }
+        let merged = SortedWinners::merge(vec![newest.into_sorted()]).into_updates();
+        let expected = |b: RecordBatch| {
+            let mut out = Vec::new();
+            RowEncoder::new(b.columns()).encode(0, &mut out).unwrap();
+            out
+        };
+        let rows: Vec<(Vec<u8>, i64, Vec<u8>)> = merged
+            .into_iter()
+            .map(|u| (u.key, u.event_time, u.row))
+            .collect();
+        let mut want = vec![
+            (
+                codec::encode_integer_key(1, 8),
+                3,
+                expected(batch(vec![1], vec![3], vec!["cccccc"])),
+            ),
+            (
+                codec::encode_integer_key(2, 8),
+                1,
+                expected(batch(vec![2], vec![1], vec!["x"])),
+            ),
+        ];
+        want.sort();
+        assert_eq!(rows, want);
     }
 
     #[test]
