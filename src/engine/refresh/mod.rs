@@ -40,6 +40,7 @@ use featuredb_catalog::{
 use featuredb_sql::feature::RefreshFeatureViews;
 use futures::StreamExt;
 
+mod integer_winners;
 mod newest;
 
 use self::newest::{MergedWinners, NewestRows, SortedWinners};

@@ -14,6 +14,7 @@ use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 
+use super::integer_winners::{self, Entry, IntegerWinners};
 use crate::error::Result;
 use crate::online::codec::{self, RowEncoder};
 use crate::online::{GenerationRows, RowRef, RowUpdate};
@@ -29,7 +30,7 @@ type Map<K> = HashMap<K, Winner, ahash::RandomState>;
 /// them (cross-thread frees), and reading them meant a cache miss each.
 #[derive(Debug, Clone, Copy)]
 pub struct Winner {
-    event_time: i64,
+    pub(super) event_time: i64,
     tie: i64,
     start: usize,
     len: u32,
@@ -38,6 +39,15 @@ pub struct Winner {
 }
 
 impl Winner {
+    /// A placeholder (of empty table slots).
+    pub(super) const EMPTY: Winner = Winner {
+        event_time: 0,
+        tie: 0,
+        start: 0,
+        len: 0,
+        run: 0,
+    };
+
     fn loses_to(&self, event_time: i64, tie: i64) -> bool {
         (self.event_time, self.tie) <= (event_time, tie)
     }
@@ -57,7 +67,7 @@ pub struct NewestRows {
 enum Keys {
     /// One integer key column (`key_type` is its type).
     Integer {
-        map: Map<i64>,
+        map: IntegerWinners,
         key_type: DataType,
     },
     Encoded(Map<Vec<u8>>),
@@ -68,7 +78,7 @@ impl NewestRows {
         let map_capacity = capacity.min(1 << 24);
         let keys = match key_types {
             [key_type @ (DataType::Int16 | DataType::Int32 | DataType::Int64)] => Keys::Integer {
-                map: Map::with_capacity_and_hasher(map_capacity, Default::default()),
+                map: IntegerWinners::with_capacity(map_capacity),
                 key_type: key_type.clone(),
             },
             _ => Keys::Encoded(Map::with_capacity_and_hasher(
@@ -104,18 +114,24 @@ impl NewestRows {
             Keys::Integer { map, .. } => {
                 let keys = cast(batch.column(key_indices[0]), &DataType::Int64)?;
                 let keys = keys.as_primitive::<Int64Type>();
+                let positions: Vec<u64> = keys.values().iter().map(|&k| map.position(k)).collect();
                 for row in 0..batch.num_rows() {
+                    if let Some(&ahead) = positions.get(row + integer_winners::PREFETCH_AHEAD) {
+                        map.prefetch(ahead);
+                    }
                     if keys.is_null(row) || times.is_null(row) {
                         continue;
                     }
-                    let (event_time, tie) = (times.value(row), ties.value(row));
                     let offered = Offered {
-                        event_time,
-                        tie,
+                        event_time: times.value(row),
+                        tie: ties.value(row),
                         encoder: &encoder,
                         row,
                     };
-                    offered.offer(map, arena, &keys.value(row))?;
+                    match map.entry(keys.value(row), positions[row]) {
+                        Entry::Kept(winner) => offered.replace(winner, arena)?,
+                        Entry::Vacant(vacant) => vacant.insert(offered.new_winner(arena)?),
+                    }
                 }
             }
             Keys::Encoded(map) => {
@@ -164,11 +180,10 @@ impl NewestRows {
                     DataType::Int32 => 4,
                     _ => 8,
                 };
-                let mut winners: Vec<((u64, i64), Winner)> = map
-                    .into_iter()
-                    .map(|(key, winner)| ((encoded_order(key, width), key), winner))
-                    .collect();
-                winners.sort_unstable_by_key(|(order, _)| *order);
+                // Sorted where the table held them: no copy of a million
+                // entries into fresh memory.
+                let mut winners = map.into_entries();
+                winners.sort_unstable_by_key(|(key, _)| encoded_order(*key, width));
                 let rows = in_key_order(&mut winners, &arena);
                 SortedWinners {
                     keys: SortedKeys::Integer { width, winners },
@@ -219,12 +234,12 @@ pub struct SortedWinners {
 }
 
 enum SortedKeys {
-    /// One integer key column of `width` bytes: each key with its
-    /// [`encoded_order`], encoded when merged (off the partitions'
-    /// threads: a full refresh merges while it writes the online store).
+    /// One integer key column of `width` bytes, in [`encoded_order`];
+    /// encoded when merged (off the partitions' threads: a full refresh
+    /// merges while it writes the online store).
     Integer {
         width: usize,
-        winners: Vec<((u64, i64), Winner)>,
+        winners: Vec<(i64, Winner)>,
     },
     Encoded(Vec<(Vec<u8>, Winner)>),
 }
@@ -241,17 +256,25 @@ impl SortedWinners {
         };
         let same_width = |run: &SortedWinners| matches!(run.keys, SortedKeys::Integer { width, .. } if Some(width) == integer_width);
         let mut arenas = Vec::with_capacity(runs.len());
-        let keys = if integer_width.is_some() && runs.iter().all(same_width) {
+        let keys = if let Some(width) = integer_width
+            && runs.iter().all(same_width)
+        {
             let mut key_runs = Vec::with_capacity(runs.len());
             for (index, run) in runs.into_iter().enumerate() {
                 if let SortedKeys::Integer { mut winners, .. } = run.keys {
                     mark_run(&mut winners, index);
-                    key_runs.push(winners);
+                    // Merged by (order, key): the key breaks no tie, it
+                    // travels along.
+                    key_runs.push(Box::new(
+                        winners
+                            .into_iter()
+                            .map(move |(key, winner)| ((encoded_order(key, width), key), winner)),
+                    ) as Run<(u64, i64)>);
                 }
                 arenas.push(run.rows);
             }
             MergedKeys::Integer {
-                width: integer_width.unwrap_or(8),
+                width,
                 winners: merge_runs(key_runs),
             }
         } else {
@@ -259,7 +282,7 @@ impl SortedWinners {
             for (index, run) in runs.into_iter().enumerate() {
                 let mut winners = run.keys.into_encoded();
                 mark_run(&mut winners, index);
-                key_runs.push(winners);
+                key_runs.push(Box::new(winners.into_iter()) as Run<Vec<u8>>);
                 arenas.push(run.rows);
             }
             MergedKeys::Encoded(merge_runs(key_runs))
@@ -277,7 +300,7 @@ impl SortedKeys {
         match self {
             SortedKeys::Integer { width, winners } => winners
                 .into_iter()
-                .map(|((_, key), winner)| (codec::encode_integer_key(key, width), winner))
+                .map(|(key, winner)| (codec::encode_integer_key(key, width), winner))
                 .collect(),
             SortedKeys::Encoded(winners) => winners,
         }
@@ -294,11 +317,7 @@ fn mark_run<K>(winners: &mut [(K, Winner)], index: usize) {
 type Run<K> = Box<dyn Iterator<Item = (K, Winner)> + Send>;
 
 /// Sorted runs merged pairwise, lazily.
-fn merge_runs<K: Ord + Send + 'static>(runs: Vec<Vec<(K, Winner)>>) -> Run<K> {
-    let mut runs: Vec<Run<K>> = runs
-        .into_iter()
-        .map(|run| Box::new(run.into_iter()) as Run<K>)
-        .collect();
+fn merge_runs<K: Ord + Send + 'static>(mut runs: Vec<Run<K>>) -> Run<K> {
     while runs.len() > 1 {
         let mut next: Vec<Run<K>> = Vec::with_capacity(runs.len().div_ceil(2));
         let mut pairs = runs.into_iter();
@@ -424,35 +443,43 @@ impl Offered<'_> {
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
         match map.get_mut(key) {
-            Some(winner) if !winner.loses_to(self.event_time, self.tie) => {}
-            Some(winner) => {
-                let (start, len) = self.encode(arena)?;
-                if len <= winner.len {
-                    // In place: the arena only grows by rows that got longer.
-                    arena.copy_within(start.., winner.start);
-                    arena.truncate(start);
-                } else {
-                    winner.start = start;
-                }
-                winner.len = len;
-                winner.event_time = self.event_time;
-                winner.tie = self.tie;
-            }
+            Some(winner) => self.replace(winner, arena),
             None => {
-                let (start, len) = self.encode(arena)?;
-                map.insert(
-                    key.to_owned(),
-                    Winner {
-                        event_time: self.event_time,
-                        tie: self.tie,
-                        start,
-                        len,
-                        run: 0,
-                    },
-                );
+                map.insert(key.to_owned(), self.new_winner(arena)?);
+                Ok(())
             }
         }
+    }
+
+    /// Takes `winner`'s place if the row is newer.
+    fn replace(&self, winner: &mut Winner, arena: &mut Vec<u8>) -> Result<()> {
+        if !winner.loses_to(self.event_time, self.tie) {
+            return Ok(());
+        }
+        let (start, len) = self.encode(arena)?;
+        if len <= winner.len {
+            // In place: the arena only grows by rows that got longer.
+            arena.copy_within(start.., winner.start);
+            arena.truncate(start);
+        } else {
+            winner.start = start;
+        }
+        winner.len = len;
+        winner.event_time = self.event_time;
+        winner.tie = self.tie;
         Ok(())
+    }
+
+    /// The winner of a key seen for the first time.
+    fn new_winner(&self, arena: &mut Vec<u8>) -> Result<Winner> {
+        let (start, len) = self.encode(arena)?;
+        Ok(Winner {
+            event_time: self.event_time,
+            tie: self.tie,
+            start,
+            len,
+            run: 0,
+        })
     }
 
     /// Appends the row's encoded values to `arena`: where, and how long.
