@@ -309,20 +309,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn delta_merges_into_blocks_group_by_group() {
+    const BASE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("base");
+
+    /// A database whose blocks base holds `base_keys` (value 1), merged
+    /// with a delta of `delta_keys` (value 2). Keys are big-endian u32s.
+    fn merged(
+        base_keys: impl Iterator<Item = u32>,
+        delta_keys: impl Iterator<Item = u32>,
+    ) -> (tempfile::TempDir, redb::Database) {
         let dir = tempfile::tempdir().unwrap();
         let db = redb::Database::create(dir.path().join("t.redb")).unwrap();
-        let base_def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("base");
         let delta_def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("delta");
         let write = db.begin_write().unwrap();
         {
-            // Base: even keys 10..200_010 (value 1); delta: every third key
-            // from 0 (below the base) to past its end (value 2).
-            let mut base = write.open_table(base_def).unwrap();
+            let mut base = write.open_table(BASE).unwrap();
             let mut builder = BlockBuilder::default();
             let mut blocks = Vec::new();
-            for k in (10..200_010u32).step_by(2) {
+            for k in base_keys {
                 blocks.extend(builder.push(&k.to_be_bytes(), &[1]));
             }
             blocks.extend(builder.finish());
@@ -330,7 +333,7 @@ mod tests {
                 base.insert(key.as_slice(), block.as_slice()).unwrap();
             }
             let mut delta = write.open_table(delta_def).unwrap();
-            for k in (0..210_000u32).step_by(3) {
+            for k in delta_keys {
                 delta
                     .insert(k.to_be_bytes().as_slice(), [2u8].as_slice())
                     .unwrap();
@@ -338,8 +341,16 @@ mod tests {
             merge_delta(&mut base, &delta).unwrap();
         }
         write.commit().unwrap();
+        (dir, db)
+    }
+
+    #[test]
+    fn delta_merges_into_blocks_group_by_group() {
+        // Base: even keys 10..200_010; delta: every third key from 0 (below
+        // the base) to past its end.
+        let (_dir, db) = merged((10..200_010u32).step_by(2), (0..210_000u32).step_by(3));
         let read = db.begin_read().unwrap();
-        let base = read.open_table(base_def).unwrap();
+        let base = read.open_table(BASE).unwrap();
         let get = |k: u32| find(&base, BaseLayout::Blocks, &k.to_be_bytes(), |v| Ok(v[0])).unwrap();
         for k in [
             0, 3, 9, 10, 12, 15, 16, 200_008, 200_010, 209_997, 1_000_000, 11, 13,
@@ -376,35 +387,11 @@ mod tests {
 
     #[test]
     fn a_sparse_delta_leaves_untouched_groups_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = redb::Database::create(dir.path().join("t.redb")).unwrap();
-        let base_def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("base");
-        let delta_def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("delta");
-        let write = db.begin_write().unwrap();
-        {
-            // 200k keys: about three groups of blocks; the delta touches the
-            // last group and adds a key past the end.
-            let mut base = write.open_table(base_def).unwrap();
-            let mut builder = BlockBuilder::default();
-            let mut blocks = Vec::new();
-            for k in 0..200_000u32 {
-                blocks.extend(builder.push(&k.to_be_bytes(), &[1]));
-            }
-            blocks.extend(builder.finish());
-            for (key, block) in &blocks {
-                base.insert(key.as_slice(), block.as_slice()).unwrap();
-            }
-            let mut delta = write.open_table(delta_def).unwrap();
-            for k in [150_000u32, 150_001, 300_000] {
-                delta
-                    .insert(k.to_be_bytes().as_slice(), [2u8].as_slice())
-                    .unwrap();
-            }
-            merge_delta(&mut base, &delta).unwrap();
-        }
-        write.commit().unwrap();
+        // 200k keys: about three groups of blocks; the delta touches the
+        // last group and adds a key past the end.
+        let (_dir, db) = merged(0..200_000u32, [150_000u32, 150_001, 300_000].into_iter());
         let read = db.begin_read().unwrap();
-        let base = read.open_table(base_def).unwrap();
+        let base = read.open_table(BASE).unwrap();
         let get = |k: u32| find(&base, BaseLayout::Blocks, &k.to_be_bytes(), |v| Ok(v[0])).unwrap();
         assert_eq!(get(5), Some(1));
         assert_eq!(get(70_000), Some(1));
