@@ -54,12 +54,16 @@ impl Vacant<'_> {
 
 impl IntegerWinners {
     pub fn with_capacity(keys: usize) -> Self {
+        Self::seeded(keys, ahash::RandomState::new().hash_one(0u64))
+    }
+
+    fn seeded(keys: usize, seed: u64) -> Self {
         let slots = (keys.max(8) * 2).next_power_of_two();
         IntegerWinners {
             slots: vec![EMPTY; slots],
             occupied: vec![0; slots.div_ceil(64)],
             len: 0,
-            seed: ahash::RandomState::new().hash_one(0u64),
+            seed,
         }
     }
 
@@ -118,9 +122,7 @@ impl IntegerWinners {
     }
 
     fn grow(&mut self) {
-        let old = std::mem::replace(self, IntegerWinners::with_capacity(self.slots.len()));
-        let seed = old.seed;
-        self.seed = seed;
+        let old = std::mem::replace(self, Self::seeded(self.slots.len(), self.seed));
         for (key, winner) in old.into_entries() {
             let position = self.position(key);
             match self.entry(key, position) {

@@ -261,13 +261,11 @@ impl SortedWinners {
         {
             let mut key_runs = Vec::with_capacity(runs.len());
             for (index, run) in runs.into_iter().enumerate() {
-                if let SortedKeys::Integer { mut winners, .. } = run.keys {
-                    mark_run(&mut winners, index);
+                if let SortedKeys::Integer { winners, .. } = run.keys {
                     // Merged by (order, key): the key breaks no tie, it
                     // travels along.
                     key_runs.push(Box::new(
-                        winners
-                            .into_iter()
+                        tagged(winners, index)
                             .map(move |(key, winner)| ((encoded_order(key, width), key), winner)),
                     ) as Run<(u64, i64)>);
                 }
@@ -280,9 +278,7 @@ impl SortedWinners {
         } else {
             let mut key_runs = Vec::with_capacity(runs.len());
             for (index, run) in runs.into_iter().enumerate() {
-                let mut winners = run.keys.into_encoded();
-                mark_run(&mut winners, index);
-                key_runs.push(Box::new(winners.into_iter()) as Run<Vec<u8>>);
+                key_runs.push(Box::new(tagged(run.keys.into_encoded(), index)) as Run<Vec<u8>>);
                 arenas.push(run.rows);
             }
             MergedKeys::Encoded(merge_runs(key_runs))
@@ -307,11 +303,14 @@ impl SortedKeys {
     }
 }
 
-fn mark_run<K>(winners: &mut [(K, Winner)], index: usize) {
+/// Run `index`'s winners, each tagged with the run (whose arena holds its
+/// row) as the merge reads it: no separate pass over a million entries.
+fn tagged<K>(winners: Vec<(K, Winner)>, index: usize) -> impl Iterator<Item = (K, Winner)> {
     let run = u32::try_from(index).expect("fewer than 2^32 partitions");
-    for (_, winner) in winners {
+    winners.into_iter().map(move |(key, mut winner)| {
         winner.run = run;
-    }
+        (key, winner)
+    })
 }
 
 type Run<K> = Box<dyn Iterator<Item = (K, Winner)> + Send>;
