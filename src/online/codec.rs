@@ -27,6 +27,7 @@ use datafusion::arrow::datatypes::{
 use datafusion::common::ScalarValue;
 
 use crate::error::{Error, Result};
+use crate::pgtypes::Datum;
 
 /// Whether values of `data_type` can be stored online.
 pub fn supported(data_type: &DataType) -> bool {
@@ -325,6 +326,54 @@ pub fn decode_value(data_type: &DataType, bytes: &[u8], pos: &mut usize) -> Resu
     })
 }
 
+/// Reads one value of `data_type` at `*pos` where it lies, advancing
+/// `*pos`: `None` for NULL. Lists are not read this way (a lookup that
+/// returns them builds Arrow arrays).
+pub fn read_datum<'a>(
+    data_type: &DataType,
+    bytes: &'a [u8],
+    pos: &mut usize,
+) -> Result<Option<Datum<'a>>> {
+    if take(bytes, pos, 1)?[0] == 0 {
+        return Ok(None);
+    }
+    macro_rules! fixed {
+        ($t:ty, $n:expr) => {
+            <$t>::from_le_bytes(take(bytes, pos, $n)?.try_into().expect("length checked"))
+        };
+    }
+    Ok(Some(match data_type {
+        DataType::Boolean => Datum::Bool(take(bytes, pos, 1)?[0] != 0),
+        DataType::Int16 => Datum::Int2(fixed!(i16, 2)),
+        DataType::Int32 => Datum::Int4(fixed!(i32, 4)),
+        DataType::Int64 => Datum::Int8(fixed!(i64, 8)),
+        DataType::Float32 => Datum::Float4(fixed!(f32, 4)),
+        DataType::Float64 => Datum::Float8(fixed!(f64, 8)),
+        DataType::Decimal128(_, scale) => Datum::Numeric(fixed!(i128, 16), *scale),
+        DataType::Date32 => Datum::Date(fixed!(i32, 4)),
+        DataType::Time64(TimeUnit::Microsecond) => Datum::Time(fixed!(i64, 8)),
+        DataType::Timestamp(TimeUnit::Microsecond, None) => Datum::Timestamp(fixed!(i64, 8)),
+        DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => Datum::TimestampTz(fixed!(i64, 8)),
+        DataType::Utf8 => {
+            let len = fixed!(u32, 4) as usize;
+            Datum::Text(
+                std::str::from_utf8(take(bytes, pos, len)?)
+                    .map_err(|_| corrupt("text value is not UTF-8"))?,
+            )
+        }
+        DataType::LargeBinary => {
+            let len = fixed!(u32, 4) as usize;
+            Datum::Bytea(take(bytes, pos, len)?)
+        }
+        other => return Err(unsupported(other)),
+    }))
+}
+
+/// Whether [`read_datum`] reads values of `data_type`.
+pub fn readable_as_datum(data_type: &DataType) -> bool {
+    supported(data_type) && !matches!(data_type, DataType::List(_))
+}
+
 /// Decodes many stored rows into one array per column. `rows[i]` holds
 /// row i's encoded values; `None` makes a row of NULLs.
 pub fn decode_columns(types: &[DataType], rows: &[Option<&[u8]>]) -> Result<Vec<ArrayRef>> {
@@ -528,6 +577,38 @@ mod tests {
             assert_eq!(ScalarValue::try_from_array(&columns[0], 0).unwrap(), value);
             assert!(columns[0].is_null(1));
             assert_eq!(ScalarValue::try_from_array(&columns[0], 2).unwrap(), value);
+        }
+    }
+
+    #[test]
+    fn datums_print_as_arrow_values_do() {
+        use crate::pgtypes::{ColumnEncoder, OutputContext};
+        let ctx = OutputContext::default();
+        for value in samples() {
+            let data_type = value.data_type();
+            let mut stored = Vec::new();
+            encode_scalar(&value, &mut stored).unwrap();
+            let mut pos = 0;
+            if !readable_as_datum(&data_type) {
+                assert!(read_datum(&data_type, &stored, &mut pos).is_err());
+                continue;
+            }
+            let datum = read_datum(&data_type, &stored, &mut pos).unwrap();
+            assert_eq!(pos, stored.len());
+            let array: ArrayRef = value.to_array_of_size(1).unwrap();
+            let Some(datum) = datum else {
+                assert!(value.is_null());
+                continue;
+            };
+            let encoder = ColumnEncoder::new(array.as_ref()).unwrap();
+            let (mut text, mut expected_text) = (Vec::new(), Vec::new());
+            datum.write_text(&ctx, &mut text);
+            encoder.write_text(0, &ctx, &mut expected_text);
+            assert_eq!(text, expected_text, "{value:?}");
+            let (mut binary, mut expected_binary) = (Vec::new(), Vec::new());
+            datum.write_binary(&mut binary);
+            encoder.write_binary(0, &ctx, &mut expected_binary);
+            assert_eq!(binary, expected_binary, "{value:?}");
         }
     }
 

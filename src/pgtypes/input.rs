@@ -523,6 +523,23 @@ pub fn parse_text_param(
     target: &DataType,
     time_zone: &SessionTimeZone,
 ) -> Result<ScalarValue> {
+    // Integers directly: a key lookup's parameter is parsed on every
+    // execution, and an Arrow builder per value cost more than the lookup.
+    let integer = match target {
+        DataType::Int16 => {
+            Some(parse_int::<i16>(text, "smallint").map(|v| ScalarValue::Int16(Some(v))))
+        }
+        DataType::Int32 => {
+            Some(parse_int::<i32>(text, "integer").map(|v| ScalarValue::Int32(Some(v))))
+        }
+        DataType::Int64 => {
+            Some(parse_int::<i64>(text, "bigint").map(|v| ScalarValue::Int64(Some(v))))
+        }
+        _ => None,
+    };
+    if let Some(parsed) = integer {
+        return parsed.map_err(ValueError::into_error);
+    }
     let mut parser = ColumnParser::new(target, time_zone, 1);
     parser.append_text(text).map_err(ValueError::into_error)?;
     let array = parser.finish()?;

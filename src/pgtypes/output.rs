@@ -17,12 +17,7 @@ use datafusion::arrow::datatypes::{
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use pgwire::api::Type;
 
-use super::datetime::{
-    PG_EPOCH_DAYS, PG_EPOCH_MICROS, write_date, write_interval, write_time, write_timestamp,
-    write_timestamptz,
-};
-use super::float::{write_f32, write_f64};
-use super::numeric::{write_decimal, write_decimal_binary};
+use super::datum::Datum;
 use super::oid::pg_type;
 use crate::engine::settings::SessionTimeZone;
 use crate::error::Result;
@@ -196,59 +191,80 @@ impl<'a> ColumnEncoder<'a> {
         })
     }
 
-    /// Appends the text form of a non-NULL value.
-    pub fn write_text(&self, row: usize, ctx: &OutputContext, out: &mut Vec<u8>) {
-        match self {
-            ColumnEncoder::Null => {}
-            ColumnEncoder::Boolean(a) => out.push(if a.value(row) { b't' } else { b'f' }),
-            ColumnEncoder::Int8(a) => write_int(out, a.value(row) as i64),
-            ColumnEncoder::Int16(a) => write_int(out, a.value(row) as i64),
-            ColumnEncoder::Int32(a) => write_int(out, a.value(row) as i64),
-            ColumnEncoder::Int64(a) => write_int(out, a.value(row)),
-            ColumnEncoder::UInt8(a) => write_int(out, a.value(row) as i64),
-            ColumnEncoder::UInt16(a) => write_int(out, a.value(row) as i64),
-            ColumnEncoder::UInt32(a) => write_int(out, a.value(row) as i64),
-            ColumnEncoder::UInt64(a) => out.extend_from_slice(a.value(row).to_string().as_bytes()),
-            ColumnEncoder::Float16(a) => {
-                write_f32(out, a.value(row).to_f32(), ctx.extra_float_digits)
-            }
-            ColumnEncoder::Float32(a) => write_f32(out, a.value(row), ctx.extra_float_digits),
-            ColumnEncoder::Float64(a) => write_f64(out, a.value(row), ctx.extra_float_digits),
-            ColumnEncoder::Decimal128(a, scale) => write_decimal(out, a.value(row), *scale),
-            ColumnEncoder::Utf8(a) => out.extend_from_slice(a.value(row).as_bytes()),
-            ColumnEncoder::LargeUtf8(a) => out.extend_from_slice(a.value(row).as_bytes()),
-            ColumnEncoder::Utf8View(a) => out.extend_from_slice(a.value(row).as_bytes()),
-            ColumnEncoder::Binary(a) => write_bytea_hex(out, a.value(row)),
-            ColumnEncoder::LargeBinary(a) => write_bytea_hex(out, a.value(row)),
-            ColumnEncoder::BinaryView(a) => write_bytea_hex(out, a.value(row)),
-            ColumnEncoder::FixedSizeBinary(a) => write_bytea_hex(out, a.value(row)),
-            ColumnEncoder::Date32(a) => write_date(out, a.value(row)),
-            ColumnEncoder::Date64(a) => {
-                write_date(out, (a.value(row).div_euclid(86_400_000)) as i32)
-            }
-            ColumnEncoder::Time(_, ticks, unit) => {
-                write_time(out, to_micros(ticks.get(row), *unit))
-            }
+    /// The value at `row` as a [`Datum`]; `None` for the columns that
+    /// print themselves (lists, dictionaries, Arrow's display format).
+    fn datum(&self, row: usize) -> Option<Datum<'a>> {
+        Some(match self {
+            ColumnEncoder::Boolean(a) => Datum::Bool(a.value(row)),
+            ColumnEncoder::Int8(a) => Datum::Int2(a.value(row) as i16),
+            ColumnEncoder::Int16(a) => Datum::Int2(a.value(row)),
+            ColumnEncoder::Int32(a) => Datum::Int4(a.value(row)),
+            ColumnEncoder::Int64(a) => Datum::Int8(a.value(row)),
+            ColumnEncoder::UInt8(a) => Datum::Int2(a.value(row) as i16),
+            ColumnEncoder::UInt16(a) => Datum::Int4(a.value(row) as i32),
+            ColumnEncoder::UInt32(a) => Datum::Oid(a.value(row)),
+            ColumnEncoder::UInt64(a) => Datum::Numeric(a.value(row) as i128, 0),
+            ColumnEncoder::Float16(a) => Datum::Float4(a.value(row).to_f32()),
+            ColumnEncoder::Float32(a) => Datum::Float4(a.value(row)),
+            ColumnEncoder::Float64(a) => Datum::Float8(a.value(row)),
+            ColumnEncoder::Decimal128(a, scale) => Datum::Numeric(a.value(row), *scale),
+            ColumnEncoder::Utf8(a) => Datum::Text(a.value(row)),
+            ColumnEncoder::LargeUtf8(a) => Datum::Text(a.value(row)),
+            ColumnEncoder::Utf8View(a) => Datum::Text(a.value(row)),
+            ColumnEncoder::Binary(a) => Datum::Bytea(a.value(row)),
+            ColumnEncoder::LargeBinary(a) => Datum::Bytea(a.value(row)),
+            ColumnEncoder::BinaryView(a) => Datum::Bytea(a.value(row)),
+            ColumnEncoder::FixedSizeBinary(a) => Datum::Bytea(a.value(row)),
+            ColumnEncoder::Date32(a) => Datum::Date(a.value(row)),
+            ColumnEncoder::Date64(a) => Datum::Date(a.value(row).div_euclid(86_400_000) as i32),
+            ColumnEncoder::Time(_, ticks, unit) => Datum::Time(to_micros(ticks.get(row), *unit)),
             ColumnEncoder::Timestamp(_, values, unit, tz) => {
                 let micros = to_micros(values[row], *unit);
                 if *tz {
-                    write_timestamptz(out, micros, &ctx.time_zone)
+                    Datum::TimestampTz(micros)
                 } else {
-                    write_timestamp(out, micros)
+                    Datum::Timestamp(micros)
                 }
             }
-            ColumnEncoder::Duration(_, values, unit) => {
-                write_interval(out, 0, 0, to_micros(values[row], *unit))
-            }
-            ColumnEncoder::IntervalYearMonth(a) => write_interval(out, a.value(row), 0, 0),
+            ColumnEncoder::Duration(_, values, unit) => Datum::Interval {
+                months: 0,
+                days: 0,
+                micros: to_micros(values[row], *unit),
+            },
+            ColumnEncoder::IntervalYearMonth(a) => Datum::Interval {
+                months: a.value(row),
+                days: 0,
+                micros: 0,
+            },
             ColumnEncoder::IntervalDayTime(a) => {
                 let v = a.value(row);
-                write_interval(out, 0, v.days, v.milliseconds as i64 * 1000)
+                Datum::Interval {
+                    months: 0,
+                    days: v.days,
+                    micros: v.milliseconds as i64 * 1000,
+                }
             }
             ColumnEncoder::IntervalMonthDayNano(a) => {
                 let v = a.value(row);
-                write_interval(out, v.months, v.days, v.nanoseconds / 1000)
+                Datum::Interval {
+                    months: v.months,
+                    days: v.days,
+                    micros: v.nanoseconds / 1000,
+                }
             }
+            ColumnEncoder::Null
+            | ColumnEncoder::List(_)
+            | ColumnEncoder::Dictionary(_, _)
+            | ColumnEncoder::Display(_) => return None,
+        })
+    }
+
+    /// Appends the text form of a non-NULL value.
+    pub fn write_text(&self, row: usize, ctx: &OutputContext, out: &mut Vec<u8>) {
+        if let Some(datum) = self.datum(row) {
+            return datum.write_text(ctx, out);
+        }
+        match self {
             ColumnEncoder::List(list) => list.write_text(row, ctx, out),
             ColumnEncoder::Dictionary(keys, values) => {
                 if let Some(index) = dictionary_index(*keys, row) {
@@ -258,62 +274,17 @@ impl<'a> ColumnEncoder<'a> {
             ColumnEncoder::Display(formatter) => {
                 out.extend_from_slice(formatter.value(row).to_string().as_bytes())
             }
+            _ => {}
         }
     }
 
     /// Appends the binary form of a non-NULL value, as PostgreSQL's
     /// `typsend` for the type [`pg_type`] reports.
     pub fn write_binary(&self, row: usize, ctx: &OutputContext, out: &mut Vec<u8>) {
+        if let Some(datum) = self.datum(row) {
+            return datum.write_binary(out);
+        }
         match self {
-            ColumnEncoder::Null => {}
-            ColumnEncoder::Boolean(a) => out.push(a.value(row) as u8),
-            ColumnEncoder::Int8(a) => out.extend_from_slice(&(a.value(row) as i16).to_be_bytes()),
-            ColumnEncoder::Int16(a) => out.extend_from_slice(&a.value(row).to_be_bytes()),
-            ColumnEncoder::Int32(a) => out.extend_from_slice(&a.value(row).to_be_bytes()),
-            ColumnEncoder::Int64(a) => out.extend_from_slice(&a.value(row).to_be_bytes()),
-            ColumnEncoder::UInt8(a) => out.extend_from_slice(&(a.value(row) as i16).to_be_bytes()),
-            ColumnEncoder::UInt16(a) => out.extend_from_slice(&(a.value(row) as i32).to_be_bytes()),
-            ColumnEncoder::UInt32(a) => out.extend_from_slice(&a.value(row).to_be_bytes()),
-            ColumnEncoder::UInt64(a) => write_decimal_binary(out, a.value(row) as i128, 0),
-            ColumnEncoder::Float16(a) => {
-                out.extend_from_slice(&a.value(row).to_f32().to_be_bytes())
-            }
-            ColumnEncoder::Float32(a) => out.extend_from_slice(&a.value(row).to_be_bytes()),
-            ColumnEncoder::Float64(a) => out.extend_from_slice(&a.value(row).to_be_bytes()),
-            ColumnEncoder::Decimal128(a, scale) => write_decimal_binary(out, a.value(row), *scale),
-            ColumnEncoder::Utf8(a) => out.extend_from_slice(a.value(row).as_bytes()),
-            ColumnEncoder::LargeUtf8(a) => out.extend_from_slice(a.value(row).as_bytes()),
-            ColumnEncoder::Utf8View(a) => out.extend_from_slice(a.value(row).as_bytes()),
-            ColumnEncoder::Binary(a) => out.extend_from_slice(a.value(row)),
-            ColumnEncoder::LargeBinary(a) => out.extend_from_slice(a.value(row)),
-            ColumnEncoder::BinaryView(a) => out.extend_from_slice(a.value(row)),
-            ColumnEncoder::FixedSizeBinary(a) => out.extend_from_slice(a.value(row)),
-            ColumnEncoder::Date32(a) => {
-                out.extend_from_slice(&(a.value(row) - PG_EPOCH_DAYS).to_be_bytes())
-            }
-            ColumnEncoder::Date64(a) => {
-                let days = a.value(row).div_euclid(86_400_000) as i32;
-                out.extend_from_slice(&(days - PG_EPOCH_DAYS).to_be_bytes())
-            }
-            ColumnEncoder::Time(_, ticks, unit) => {
-                out.extend_from_slice(&to_micros(ticks.get(row), *unit).to_be_bytes())
-            }
-            ColumnEncoder::Timestamp(_, values, unit, _) => {
-                let micros = to_micros(values[row], *unit);
-                out.extend_from_slice(&(micros - PG_EPOCH_MICROS).to_be_bytes())
-            }
-            ColumnEncoder::Duration(_, values, unit) => {
-                write_interval_binary(out, 0, 0, to_micros(values[row], *unit))
-            }
-            ColumnEncoder::IntervalYearMonth(a) => write_interval_binary(out, a.value(row), 0, 0),
-            ColumnEncoder::IntervalDayTime(a) => {
-                let v = a.value(row);
-                write_interval_binary(out, 0, v.days, v.milliseconds as i64 * 1000)
-            }
-            ColumnEncoder::IntervalMonthDayNano(a) => {
-                let v = a.value(row);
-                write_interval_binary(out, v.months, v.days, v.nanoseconds / 1000)
-            }
             ColumnEncoder::List(list) => list.write_binary(row, ctx, out),
             ColumnEncoder::Dictionary(keys, values) => {
                 if let Some(index) = dictionary_index(*keys, row) {
@@ -323,6 +294,7 @@ impl<'a> ColumnEncoder<'a> {
             ColumnEncoder::Display(formatter) => {
                 out.extend_from_slice(formatter.value(row).to_string().as_bytes())
             }
+            _ => {}
         }
     }
 
@@ -491,27 +463,6 @@ fn dictionary_index(keys: &dyn Array, row: usize) -> Option<usize> {
         DataType::UInt64 => keys.as_primitive::<UInt64Type>().value(row) as usize,
         _ => return None,
     })
-}
-
-fn write_int(out: &mut Vec<u8>, value: i64) {
-    let mut buffer = itoa::Buffer::new();
-    out.extend_from_slice(buffer.format(value).as_bytes());
-}
-
-fn write_bytea_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(2 + bytes.len() * 2);
-    out.extend_from_slice(b"\\x");
-    for byte in bytes {
-        out.push(HEX[(byte >> 4) as usize]);
-        out.push(HEX[(byte & 0xf) as usize]);
-    }
-}
-
-fn write_interval_binary(out: &mut Vec<u8>, months: i32, days: i32, micros: i64) {
-    out.extend_from_slice(&micros.to_be_bytes());
-    out.extend_from_slice(&days.to_be_bytes());
-    out.extend_from_slice(&months.to_be_bytes());
 }
 
 /// Raw time-of-day values: Time32 units are 32-bit, Time64 units 64-bit.
