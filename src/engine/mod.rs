@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use featuredb_catalog::Registry;
 
+pub use lookup::LookupRows;
 pub use outcome::{CommandTag, Notice, Outcome};
 pub use plan::Prepared;
 pub use session::{Session, TransactionState};

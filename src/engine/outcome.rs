@@ -6,6 +6,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::SendableRecordBatchStream;
 use featuredb_sql::copy::CopyFormat;
 
+use super::lookup::LookupRows;
 use crate::copy::{CopyEncoder, CopyFromStdin};
 
 pub enum Outcome {
@@ -16,6 +17,8 @@ pub enum Outcome {
         /// Command tag name: `SELECT`, `EXPLAIN`, `SHOW`.
         tag: &'static str,
     },
+    /// An online lookup's rows, read straight from the online store.
+    Lookup(LookupRows),
     /// A statement without rows.
     Command(CommandTag),
     /// `COPY … FROM STDIN`: the client now sends the data.

@@ -70,6 +70,19 @@ impl Prepared {
             lookup: None,
         }
     }
+
+    /// Whether executing this statement is an online lookup answered
+    /// straight from the stored rows: no query runs, whatever the
+    /// parameters (unless the view changed since, see `execute`).
+    pub fn is_direct_lookup(&self) -> bool {
+        self.lookup
+            .as_ref()
+            .is_some_and(|lookup| lookup.is_direct())
+    }
+
+    pub(crate) fn lookup(&self) -> Option<&Arc<super::lookup::LookupPlan>> {
+        self.lookup.as_ref()
+    }
 }
 
 /// The schema with PostgreSQL's column names applied.

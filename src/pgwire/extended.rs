@@ -21,9 +21,9 @@ use pgwire::messages::response::EmptyQueryResponse;
 use super::connection::{Connection, Reply};
 use super::copy::CopyInProgress;
 use super::portal::{Fetched, Portal, PortalState, RowStream};
-use super::rows::{BINARY, TEXT, result_formats, row_description};
+use super::rows::{BINARY, TEXT, result_formats, write_lookup_rows, write_row_description};
 use crate::engine::plan::Description;
-use crate::engine::{Outcome, TransactionState};
+use crate::engine::{LookupRows, Outcome, TransactionState};
 use crate::error::{Error, Result};
 use crate::pgtypes::{data_type_of_oid, parse_binary_param, parse_text_param, pg_type};
 
@@ -121,25 +121,26 @@ impl Connection {
                 types.len()
             )));
         }
-        let formats: Vec<i16> = match bind.parameter_format_codes.as_slice() {
-            [] => vec![TEXT; types.len()],
-            [code] => vec![*code; types.len()],
-            codes if codes.len() == types.len() => codes.to_vec(),
-            codes => {
-                return Err(Error::Protocol(format!(
-                    "bind message has {} parameter formats but {} parameters",
-                    codes.len(),
-                    types.len()
-                )));
-            }
+        let codes = &bind.parameter_format_codes;
+        let format = |index: usize| match codes.as_slice() {
+            [] => TEXT,
+            [code] => *code,
+            codes => codes[index],
         };
+        if codes.len() > 1 && codes.len() != types.len() {
+            return Err(Error::Protocol(format!(
+                "bind message has {} parameter formats but {} parameters",
+                codes.len(),
+                types.len()
+            )));
+        }
         let time_zone = self.session().settings().time_zone().clone();
         bind.parameters
             .iter()
             .zip(types)
-            .zip(formats)
             .enumerate()
-            .map(|(index, ((value, data_type), format))| {
+            .map(|(index, (value, data_type))| {
+                let format = format(index);
                 let Some(bytes) = value else {
                     return Ok(ScalarValue::try_from(data_type)?);
                 };
@@ -223,11 +224,7 @@ impl Connection {
             Description::Rows(schema) => {
                 let formats = result_formats(codes, schema.fields().len())
                     .unwrap_or_else(|_| vec![TEXT; schema.fields().len()]);
-                self.framed
-                    .feed(PgWireBackendMessage::RowDescription(row_description(
-                        schema, &formats,
-                    )))
-                    .await?;
+                write_row_description(self.framed.write_buffer_mut(), schema, &formats);
             }
         }
         Ok(())
@@ -239,6 +236,23 @@ impl Connection {
         let Some(mut portal) = self.portals.remove(&name) else {
             return self.extended_error(Error::UndefinedPortal(name)).await;
         };
+        if matches!(portal.state, PortalState::Ready)
+            && max_rows == 0
+            && portal.statement.is_direct_lookup()
+        {
+            // The request path: no statement future, no cancel/timeout
+            // guard (nothing here waits), rows written as stored.
+            let looked_up = {
+                let (statement, params) = (portal.statement.clone(), &portal.params);
+                self.session().look_up(&statement, params)
+            };
+            match looked_up {
+                Ok(Some(rows)) => return self.send_lookup_rows(name, portal, rows).await,
+                // The view changed since Parse: the general path plans again.
+                Ok(None) => {}
+                Err(e) => return self.extended_error(e).await,
+            }
+        }
         let guard = self.start_statement();
         if matches!(portal.state, PortalState::Ready) {
             let discard_all = matches!(portal.statement.statement, Some(Statement::DiscardAll));
@@ -270,6 +284,26 @@ impl Connection {
                     let context = self.session().output_context();
                     portal.state = PortalState::Streaming(RowStream::new(
                         schema, stream, formats, tag, context,
+                    ));
+                }
+                Outcome::Lookup(rows) if max_rows == 0 => {
+                    return self.send_lookup_rows(name, portal, rows).await;
+                }
+                Outcome::Lookup(rows) => {
+                    // Row-limited: through the stream a portal suspends.
+                    let schema = rows.schema().clone();
+                    let stream = match rows.into_stream(&portal.params) {
+                        Ok(stream) => stream,
+                        Err(e) => return self.extended_error(e).await,
+                    };
+                    let formats =
+                        match result_formats(&portal.result_format_codes, schema.fields().len()) {
+                            Ok(formats) => formats,
+                            Err(e) => return self.extended_error(e).await,
+                        };
+                    let context = self.session().output_context();
+                    portal.state = PortalState::Streaming(RowStream::new(
+                        schema, stream, formats, "SELECT", context,
                     ));
                 }
                 Outcome::Command(tag) => {
@@ -342,6 +376,28 @@ impl Connection {
             }
             PortalState::Ready => unreachable!("started above"),
         }
+    }
+
+    /// Sends all of a lookup's rows and completes its portal.
+    async fn send_lookup_rows(
+        &mut self,
+        name: String,
+        mut portal: Portal,
+        rows: LookupRows,
+    ) -> Reply {
+        let formats =
+            match result_formats(&portal.result_format_codes, rows.schema().fields().len()) {
+                Ok(formats) => formats,
+                Err(e) => return self.extended_error(e).await,
+            };
+        let context = self.session().output_context();
+        match write_lookup_rows(self.framed.write_buffer_mut(), &rows, &formats, &context) {
+            Ok(count) => self.rows_complete("SELECT", count).await?,
+            Err(e) => return self.extended_error(e).await,
+        }
+        portal.state = PortalState::Done;
+        self.portals.insert(name, portal);
+        Ok(())
     }
 
     pub(super) async fn close(&mut self, close: Close) -> Reply {

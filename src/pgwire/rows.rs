@@ -1,11 +1,13 @@
 //! Result rows on the wire: RowDescription from an Arrow schema, DataRow
-//! messages from Arrow batches, in text or binary per column.
+//! messages from Arrow batches or from an online lookup's stored rows, in
+//! text or binary per column.
 
 use bytes::BytesMut;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
-use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
+use pgwire::messages::data::DataRow;
 
+use crate::engine::LookupRows;
 use crate::error::{Error, Result};
 use crate::pgtypes::{ColumnEncoder, OutputContext, pg_type, type_size};
 
@@ -32,25 +34,26 @@ pub fn result_formats(codes: &[i16], columns: usize) -> Result<Vec<i16>> {
     Ok(formats)
 }
 
-pub fn row_description(schema: &Schema, formats: &[i16]) -> RowDescription {
-    let fields = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(index, field)| {
-            let ty = pg_type(field.data_type());
-            FieldDescription::new(
-                field.name().clone(),
-                0,
-                0,
-                ty.oid(),
-                type_size(&ty),
-                -1,
-                formats.get(index).copied().unwrap_or(TEXT),
-            )
-        })
-        .collect();
-    RowDescription::new(fields)
+/// Appends a RowDescription of `schema`'s columns in `formats` to `out`
+/// (written directly: it is sent before every lookup's rows).
+pub fn write_row_description(out: &mut BytesMut, schema: &Schema, formats: &[i16]) {
+    let start = out.len();
+    out.extend_from_slice(b"T\0\0\0\0");
+    out.extend_from_slice(&(schema.fields().len() as i16).to_be_bytes());
+    for (index, field) in schema.fields().iter().enumerate() {
+        let ty = pg_type(field.data_type());
+        out.extend_from_slice(field.name().as_bytes());
+        out.extend_from_slice(&[0]);
+        out.extend_from_slice(&0i32.to_be_bytes()); // table oid
+        out.extend_from_slice(&0i16.to_be_bytes()); // column number
+        out.extend_from_slice(&ty.oid().to_be_bytes());
+        out.extend_from_slice(&type_size(&ty).to_be_bytes());
+        out.extend_from_slice(&(-1i32).to_be_bytes()); // type modifier
+        out.extend_from_slice(&formats.get(index).copied().unwrap_or(TEXT).to_be_bytes());
+    }
+    // The length counts itself but not the type byte.
+    let length = (out.len() - start - 1) as i32;
+    out[start + 1..start + 5].copy_from_slice(&length.to_be_bytes());
 }
 
 /// Encodes `batch` rows `from..to` as DataRow messages.
@@ -87,4 +90,44 @@ pub fn data_rows(
         rows.push(DataRow::new(buffer.split(), columns.len() as i16));
     }
     Ok(rows)
+}
+
+/// Appends a lookup's rows to `out` as DataRow messages, encoded straight
+/// from the stored rows. Returns how many rows were written.
+pub fn write_lookup_rows(
+    out: &mut BytesMut,
+    rows: &LookupRows,
+    formats: &[i16],
+    context: &OutputContext,
+) -> Result<usize> {
+    let mut reader = rows.reader();
+    let mut message = Vec::with_capacity(128);
+    let mut count = 0;
+    while let Some(values) = reader.next_row()? {
+        message.clear();
+        message.push(b'D');
+        message.extend_from_slice(&[0; 4]);
+        message.extend_from_slice(&(values.len() as i16).to_be_bytes());
+        for (index, value) in values.iter().enumerate() {
+            let Some(datum) = value else {
+                message.extend_from_slice(&(-1i32).to_be_bytes());
+                continue;
+            };
+            let at = message.len();
+            message.extend_from_slice(&[0; 4]);
+            if formats.get(index).copied().unwrap_or(TEXT) == BINARY {
+                datum.write_binary(&mut message);
+            } else {
+                datum.write_text(context, &mut message);
+            }
+            let length = (message.len() - at - 4) as i32;
+            message[at..at + 4].copy_from_slice(&length.to_be_bytes());
+        }
+        // The length counts itself but not the type byte.
+        let length = (message.len() - 1) as i32;
+        message[1..5].copy_from_slice(&length.to_be_bytes());
+        out.extend_from_slice(&message);
+        count += 1;
+    }
+    Ok(count)
 }

@@ -10,7 +10,7 @@ use super::connection::{Connection, Reply};
 use super::copy::CopyInProgress;
 use super::errors::notice_response;
 use super::portal::{Fetched, RowStream};
-use super::rows::{TEXT, row_description};
+use super::rows::{TEXT, write_lookup_rows, write_row_description};
 use crate::engine::Outcome;
 use crate::error::Error;
 
@@ -154,11 +154,7 @@ impl Connection {
                 tag,
             } => {
                 let formats = vec![TEXT; schema.fields().len()];
-                self.framed
-                    .feed(PgWireBackendMessage::RowDescription(row_description(
-                        &schema, &formats,
-                    )))
-                    .await?;
+                write_row_description(self.framed.write_buffer_mut(), &schema, &formats);
                 let context = self.session().output_context();
                 let mut rows = RowStream::new(schema, stream, formats, tag, context);
                 match self.fetch_rows(&mut rows, 0, guard).await? {
@@ -167,6 +163,18 @@ impl Connection {
                         Ok(Ok(()))
                     }
                     Ok(Fetched::Suspended) => unreachable!("no row limit"),
+                    Err(e) => Ok(Err(e)),
+                }
+            }
+            Outcome::Lookup(rows) => {
+                let formats = vec![TEXT; rows.schema().fields().len()];
+                write_row_description(self.framed.write_buffer_mut(), rows.schema(), &formats);
+                let context = self.session().output_context();
+                match write_lookup_rows(self.framed.write_buffer_mut(), &rows, &formats, &context) {
+                    Ok(count) => {
+                        self.rows_complete("SELECT", count).await?;
+                        Ok(Ok(()))
+                    }
                     Err(e) => Ok(Err(e)),
                 }
             }

@@ -20,32 +20,35 @@
 //! Result semantics are those of `SELECT … FROM fv` (as of now): a key
 //! with no row, or whose newest row is older than the view's TTL, has no
 //! row in the result. Keys are returned in the order given, each once.
+//!
+//! This module plans; [`execute`] finds the rows and hands them to the
+//! wire layer as they are stored ([`LookupRows`]): a select list of plain
+//! columns is printed straight from the stored bytes, with no Arrow arrays
+//! in between (a single-key lookup is a few microseconds of work, and
+//! building a batch for one row cost more than finding it).
+
+mod execute;
+
+pub use execute::{LookupRows, RowReader};
 
 use std::sync::Arc;
 
-use chrono::{Duration, Months, NaiveDateTime};
-use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, IntervalMonthDayNano, Schema, SchemaRef};
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{DFSchemaRef, ScalarValue};
-use datafusion::execution::context::ExecutionProps;
-use datafusion::logical_expr::{Expr as LogicalExpr, LogicalPlan, expr::Placeholder};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::logical_expr::{Expr as LogicalExpr, LogicalPlan};
 use datafusion::sql::sqlparser::ast::{
     self, BinaryOperator, Expr, GroupByExpr, Query, SelectItem, SetExpr, TableFactor, Value,
 };
 use featuredb_catalog::names::quote_ident;
 use featuredb_catalog::{ColumnType, FeatureViewVersion, QualifiedName};
 use featuredb_sql::names::normalize_ident;
-use futures::StreamExt;
 
-use super::outcome::Outcome;
 use super::refresh::shape_of;
 use super::resolve::{NameResolver, Relation, ResolveMode};
 use super::session::Session;
 use crate::error::{Error, Result};
-use crate::online::{Materialization, StoredRow, codec};
+use crate::online::codec;
 
 /// Where a key value comes from.
 #[derive(Debug, Clone)]
@@ -82,6 +85,8 @@ struct ViewPart {
     key_positions: Vec<usize>,
     /// (row column, view column): where the view's values go.
     mapping: Vec<(usize, usize)>,
+    /// The inverse of `mapping`: for each view column, its row column.
+    targets: Vec<Option<usize>>,
     ttl: Option<Ttl>,
 }
 
@@ -127,8 +132,18 @@ pub struct LookupPlan {
     row_schema: SchemaRef,
     keys: KeyMatch,
     projection: Projection,
+    /// Whether results are read straight from the stored rows: a plain
+    /// column projection over types [`codec::read_datum`] reads.
+    direct: bool,
     pub output: SchemaRef,
     pub param_types: Vec<DataType>,
+}
+
+impl LookupPlan {
+    /// Whether results are read straight from the stored rows.
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
 }
 
 fn column_name(expr: &Expr, qualifiers: &[String]) -> Option<String> {
@@ -353,16 +368,6 @@ fn parse_interval_text(sql: &str) -> Option<String> {
     })
 }
 
-fn minus_interval(time: NaiveDateTime, interval: IntervalMonthDayNano) -> Option<NaiveDateTime> {
-    let time = if interval.months >= 0 {
-        time.checked_sub_months(Months::new(interval.months as u32))?
-    } else {
-        time.checked_add_months(Months::new(interval.months.unsigned_abs()))?
-    };
-    time.checked_sub_signed(Duration::days(interval.days as i64))?
-        .checked_sub_signed(Duration::nanoseconds(interval.nanoseconds))
-}
-
 impl Session {
     /// A lookup plan for `statement`, if it is an online lookup.
     pub(crate) async fn plan_lookup(
@@ -437,6 +442,7 @@ impl Session {
                 types,
                 key_positions,
                 mapping: Vec::new(),
+                targets: Vec::new(),
                 ttl: ttl_of(view)?,
             }))
         };
@@ -647,9 +653,22 @@ impl Session {
         if param_types.len() < param_count {
             return Ok(None);
         }
+        let mut view_parts = view_parts;
+        for part in &mut view_parts {
+            part.targets = vec![None; part.types.len()];
+            for &(to, from) in &part.mapping {
+                part.targets[from] = Some(to);
+            }
+        }
+        let direct = matches!(projection, Projection::Columns(_))
+            && key_types
+                .iter()
+                .chain(view_parts.iter().flat_map(|p| &p.types))
+                .all(codec::readable_as_datum);
         Ok(Some(LookupPlan {
             service,
             parts: view_parts,
+            direct,
             key_types,
             row_schema,
             keys,
@@ -732,241 +751,6 @@ impl Session {
             param_types,
         ))
     }
-
-    /// Runs a lookup. `None` when the plan no longer matches the registry
-    /// or the online store (the caller plans the statement again).
-    pub(crate) fn execute_lookup(
-        &mut self,
-        plan: &LookupPlan,
-        params: &[ScalarValue],
-    ) -> Result<Option<Outcome>> {
-        let registry = self.engine.registry.snapshot();
-        if let Some((name, version)) = &plan.service
-            && registry.services.get(name).map(|s| s.current().version) != Some(*version)
-        {
-            return Ok(None);
-        }
-        let online = self.engine.online.clone();
-        let mut states: Vec<Arc<Materialization>> = Vec::with_capacity(plan.parts.len());
-        for part in &plan.parts {
-            let current = registry.views.get(&part.name).map(|v| v.current());
-            if current.map(|v| (v.version, v.online)) != Some((part.version, true)) {
-                return Ok(None);
-            }
-            match online.materialization(&part.name) {
-                Some(state)
-                    if state.online
-                        && (state.version == part.version
-                            || part.shape.as_ref() == Some(&state.shape)) =>
-                {
-                    states.push(state)
-                }
-                _ => return Ok(None),
-            }
-        }
-
-        // The keys, cast to the key columns' types and encoded.
-        let resolve = |v: &ValueRef| -> Result<ScalarValue> {
-            match v {
-                ValueRef::Param(n) => params
-                    .get(*n)
-                    .cloned()
-                    .ok_or_else(|| Error::Protocol(format!("there is no parameter ${}", n + 1))),
-                ValueRef::Literal(value) => Ok(value.clone()),
-            }
-        };
-        let mut key_values: Vec<Vec<ScalarValue>> = Vec::new();
-        match &plan.keys {
-            KeyMatch::One(values) => {
-                key_values.push(values.iter().map(resolve).collect::<Result<_>>()?);
-            }
-            KeyMatch::List(values) => {
-                for v in values {
-                    key_values.push(vec![resolve(v)?]);
-                }
-            }
-            KeyMatch::Array(n) => match resolve(&ValueRef::Param(*n))? {
-                ScalarValue::List(list) if !list.is_null(0) => {
-                    let values = list.value(0);
-                    for i in 0..values.len() {
-                        key_values.push(vec![ScalarValue::try_from_array(&values, i)?]);
-                    }
-                }
-                value if value.is_null() => {}
-                other => {
-                    return Err(Error::DatatypeMismatch(format!(
-                        "= ANY needs an array, got {}",
-                        other.data_type()
-                    )));
-                }
-            },
-        }
-        let mut encoded: Vec<(Vec<ScalarValue>, Vec<u8>)> = Vec::with_capacity(key_values.len());
-        // Each key once; a single key needs no set.
-        let mut seen: std::collections::HashSet<Vec<u8>, ahash::RandomState> = Default::default();
-        let many = key_values.len() > 1;
-        'keys: for values in key_values {
-            let mut typed = Vec::with_capacity(values.len());
-            let mut bytes = Vec::new();
-            for (value, data_type) in values.into_iter().zip(&plan.key_types) {
-                if value.is_null() {
-                    continue 'keys;
-                }
-                let value = if value.data_type() == *data_type {
-                    value
-                } else {
-                    match key_value(value, data_type)? {
-                        Some(value) => value,
-                        // A number no key of this type can equal (1.5 for
-                        // a bigint key, 2^40 for an integer one).
-                        None => continue 'keys,
-                    }
-                };
-                codec::encode_scalar(&value, &mut bytes)?;
-                typed.push(value);
-            }
-            if !many || seen.insert(bytes.clone()) {
-                encoded.push((typed, bytes));
-            }
-        }
-
-        // Each part's stored row per key; keys no part holds have no row.
-        let now = chrono::Utc::now();
-        let mut buffer = Vec::with_capacity(64);
-        let mut kept: Vec<usize> = Vec::with_capacity(encoded.len());
-        let mut found: Vec<Vec<Option<StoredRow>>> =
-            vec![Vec::with_capacity(encoded.len()); plan.parts.len()];
-        let mut for_key: Vec<Option<StoredRow>> = Vec::with_capacity(plan.parts.len());
-        for (index, (_, bytes)) in encoded.iter().enumerate() {
-            for_key.clear();
-            for (part, state) in plan.parts.iter().zip(&states) {
-                let row = online
-                    .get(state, bytes, &mut buffer)?
-                    .filter(|row| self.alive(row.event_time(), part.ttl, now));
-                for_key.push(row);
-            }
-            if for_key.iter().any(Option::is_some) {
-                kept.push(index);
-                for (rows, row) in found.iter_mut().zip(for_key.drain(..)) {
-                    rows.push(row);
-                }
-            }
-        }
-        let mut columns: Vec<Option<ArrayRef>> = vec![None; plan.row_schema.fields().len()];
-        if plan.service.is_some() {
-            for (i, column) in columns.iter_mut().take(plan.key_types.len()).enumerate() {
-                *column = Some(if kept.is_empty() {
-                    new_null_array(&plan.key_types[i], 0)
-                } else {
-                    ScalarValue::iter_to_array(kept.iter().map(|&k| encoded[k].0[i].clone()))?
-                });
-            }
-        }
-        for (part, rows) in plan.parts.iter().zip(&found) {
-            let slices: Vec<Option<&[u8]>> = rows
-                .iter()
-                .map(|row| row.as_ref().map(StoredRow::values))
-                .collect();
-            let arrays = codec::decode_columns(&part.types, &slices)?;
-            for &(to, from) in &part.mapping {
-                columns[to] = Some(arrays[from].clone());
-            }
-        }
-        let arrays = columns
-            .into_iter()
-            .zip(plan.row_schema.fields())
-            .map(|(column, field)| {
-                let array = column.unwrap_or_else(|| new_null_array(field.data_type(), kept.len()));
-                if array.data_type() == field.data_type() {
-                    Ok(array)
-                } else {
-                    cast(&array, field.data_type())
-                }
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let batch = RecordBatch::try_new_with_options(
-            plan.row_schema.clone(),
-            arrays,
-            &RecordBatchOptions::new().with_row_count(Some(kept.len())),
-        )?;
-        let batch = match &plan.projection {
-            Projection::Columns(columns) => {
-                let arrays = columns.iter().map(|&i| batch.column(i).clone()).collect();
-                RecordBatch::try_new_with_options(
-                    plan.output.clone(),
-                    arrays,
-                    &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-                )?
-            }
-            Projection::Exprs { exprs, input } => evaluate(
-                exprs,
-                input,
-                &batch,
-                params,
-                &plan.param_types,
-                &plan.output,
-            )?,
-        };
-        let schema = plan.output.clone();
-        let stream = RecordBatchStreamAdapter::new(
-            schema.clone(),
-            futures::stream::once(async move { Ok(batch) }).boxed(),
-        );
-        Ok(Some(Outcome::Rows {
-            schema,
-            stream: Box::pin(stream),
-            tag: "SELECT",
-        }))
-    }
-
-    /// Whether a stored row is within its view's TTL at `now`.
-    fn alive(&self, event_time: i64, ttl: Option<Ttl>, now: chrono::DateTime<chrono::Utc>) -> bool {
-        let Some(ttl) = ttl else {
-            return true;
-        };
-        let wall = |time: chrono::DateTime<chrono::Utc>| match self.settings.time_zone() {
-            super::settings::SessionTimeZone::Named(zone) => time.with_timezone(zone).naive_local(),
-            super::settings::SessionTimeZone::Fixed(offset) => {
-                time.with_timezone(offset).naive_local()
-            }
-        };
-        let cutoff = match ttl.unit {
-            EventTimeUnit::InstantMicros => minus_interval(now.naive_utc(), ttl.interval)
-                .map(|t| t.and_utc().timestamp_micros()),
-            EventTimeUnit::WallMicros => {
-                minus_interval(wall(now), ttl.interval).map(|t| t.and_utc().timestamp_micros())
-            }
-            EventTimeUnit::Days => {
-                let midnight = wall(now)
-                    .date()
-                    .and_hms_opt(0, 0, 0)
-                    .expect("midnight exists");
-                return minus_interval(midnight, ttl.interval).is_none_or(|cutoff| {
-                    event_time * 86_400_000_000 >= cutoff.and_utc().timestamp_micros()
-                });
-            }
-            EventTimeUnit::Integer => return true,
-        };
-        cutoff.is_none_or(|cutoff| event_time >= cutoff)
-    }
-}
-
-/// `value` as a key of `data_type`: numbers compare by value, as in
-/// PostgreSQL (`None` when no key can equal it); text must parse.
-fn key_value(value: ScalarValue, data_type: &DataType) -> Result<Option<ScalarValue>> {
-    let original = value.data_type();
-    if original.is_numeric() {
-        return Ok(value
-            .cast_to(data_type)
-            .ok()
-            .filter(|cast| cast.cast_to(&original).ok().as_ref() == Some(&value)));
-    }
-    value
-        .cast_to(data_type)
-        .map(Some)
-        .map_err(|e| Error::InvalidTextRepresentation {
-            message: format!("invalid key value: {}", e.strip_backtrace()),
-        })
 }
 
 /// `*` or `relation.*` without options.
@@ -991,83 +775,4 @@ fn options_empty(options: &ast::WildcardAdditionalOptions) -> bool {
         && options.opt_except.is_none()
         && options.opt_replace.is_none()
         && options.opt_rename.is_none()
-}
-
-/// Evaluates planned select items on the looked-up rows, with the
-/// parameters substituted.
-fn evaluate(
-    exprs: &[LogicalExpr],
-    input: &DFSchemaRef,
-    rows: &RecordBatch,
-    params: &[ScalarValue],
-    param_types: &[DataType],
-    output: &SchemaRef,
-) -> Result<RecordBatch> {
-    // The rows in the types DataFusion gave the empty relation's columns.
-    let input_arrow = input.as_arrow();
-    let columns = input_arrow
-        .fields()
-        .iter()
-        .zip(rows.columns())
-        .map(|(field, column)| {
-            if column.data_type() == field.data_type() {
-                Ok(column.clone())
-            } else {
-                cast(column, field.data_type())
-            }
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let batch = RecordBatch::try_new_with_options(
-        Arc::new(input_arrow.clone()),
-        columns,
-        &RecordBatchOptions::new().with_row_count(Some(rows.num_rows())),
-    )?;
-    let props = ExecutionProps::new();
-    let mut arrays = Vec::with_capacity(exprs.len());
-    for expr in exprs {
-        let bound = expr
-            .clone()
-            .transform(|e| {
-                if let LogicalExpr::Placeholder(Placeholder { id, .. }) = &e
-                    && let Some(n) = id.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
-                    && n >= 1
-                    && let Some(value) = params.get(n - 1)
-                {
-                    let value = match param_types.get(n - 1) {
-                        Some(t) if value.data_type() != *t && !value.is_null() => {
-                            value.cast_to(t)?
-                        }
-                        _ => value.clone(),
-                    };
-                    return Ok(Transformed::yes(LogicalExpr::Literal(value, None)));
-                }
-                Ok(Transformed::no(e))
-            })
-            .map_err(Error::from_datafusion)?
-            .data;
-        let physical = datafusion::physical_expr::create_physical_expr(&bound, input, &props)
-            .map_err(Error::from_datafusion)?;
-        let value = physical.evaluate(&batch).map_err(Error::from_datafusion)?;
-        arrays.push(
-            value
-                .into_array(batch.num_rows())
-                .map_err(Error::from_datafusion)?,
-        );
-    }
-    let arrays = arrays
-        .into_iter()
-        .zip(output.fields())
-        .map(|(array, field)| {
-            if array.data_type() == field.data_type() {
-                Ok(array)
-            } else {
-                cast(&array, field.data_type())
-            }
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new_with_options(
-        output.clone(),
-        arrays,
-        &RecordBatchOptions::new().with_row_count(Some(rows.num_rows())),
-    )?)
 }
