@@ -34,6 +34,10 @@ pub struct ServerConfig {
     /// Memory for the online store's row cache (e.g. "1GiB"; default
     /// 256MiB). Rows beyond it are read from redb.
     pub online_cache_size: Option<String>,
+    /// Threads that serve connections' protocol and online lookups, each
+    /// its own event loop (queries run on the query runtime); the number
+    /// of CPUs if unset, 0 to serve connections on the query runtime.
+    pub protocol_threads: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +53,7 @@ impl Default for ServerConfig {
             shutdown_timeout_secs: 30,
             flush_interval_ms: None,
             online_cache_size: None,
+            protocol_threads: None,
         }
     }
 }
@@ -123,6 +128,13 @@ impl ServerConfig {
             config.target_partitions = Some(v.parse().map_err(|_| {
                 Error::InvalidParameterValue(format!(
                     "FEATUREDB_TARGET_PARTITIONS: not a number: {v}"
+                ))
+            })?);
+        }
+        if let Some(v) = env("FEATUREDB_PROTOCOL_THREADS") {
+            config.protocol_threads = Some(v.parse().map_err(|_| {
+                Error::InvalidParameterValue(format!(
+                    "FEATUREDB_PROTOCOL_THREADS: not a number: {v}"
                 ))
             })?);
         }

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::listeners::Listeners;
-use crate::pgwire::{self, CancelRegistry, ServerContext};
+use crate::pgwire::{self, CancelRegistry, Runtimes, ServerContext};
 
 /// Holds an exclusive lock on the data directory for the process lifetime:
 /// two servers writing the same catalog would corrupt it.
@@ -75,28 +75,31 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     tracing::info!(%address, %unix_socket, data_dir = %data_dir.display(), "featuredb is ready for connections");
 
     let (stop, shutdown) = watch::channel(false);
+    let protocol_threads = config.protocol_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     let server = Arc::new(ServerContext {
         engine,
         cancels: Arc::new(CancelRegistry::default()),
         max_message_size: config.max_message_size,
         shutdown,
+        runtimes: Runtimes::start(protocol_threads)?,
+        tasks: TaskTracker::new(),
     });
-    let mut connections = JoinSet::new();
     let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
         tokio::select! {
             accepted = listeners.accept() => match accepted {
-                Ok(stream) => {
-                    connections.spawn(pgwire::serve(stream, server.clone()));
-                }
+                Ok(stream) => pgwire::serve(stream, server.clone()),
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = &mut signal => break,
         }
     }
@@ -105,13 +108,11 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     drop(listeners);
     let _ = stop.send(true);
     let timeout = Duration::from_secs(config.shutdown_timeout_secs);
-    let drained = tokio::time::timeout(timeout, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
+    server.tasks.close();
+    let drained = tokio::time::timeout(timeout, server.tasks.wait()).await;
     if drained.is_err() {
+        // Returning ends the process, and with it what still runs.
         tracing::warn!("statements still running after {timeout:?}; exiting anyway");
-        connections.abort_all();
     }
     // Logged writes are durable already; committing them now just spares
     // the next start a replay.

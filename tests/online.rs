@@ -672,3 +672,105 @@ async fn a_crash_between_the_offline_and_online_commits_is_repaired() {
         ]
     );
 }
+
+/// Lookups are answered on protocol threads, everything else on the query
+/// runtime, and a connection moves between them by message. A client that
+/// pipelines lookups, queries, COPY and errors on one connection (sending
+/// without waiting, so that moves happen with the next messages already
+/// read) gets every answer in order — with protocol threads and without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_and_queries_interleave_on_one_connection() {
+    for threads in ["2", "0"] {
+        let temp = tempfile::tempdir().unwrap();
+        let server = TestServer::start_with(
+            &temp.path().join("data"),
+            &[("FEATUREDB_PROTOCOL_THREADS", threads)],
+        );
+        let client = server.client().await;
+        client
+            .batch_execute(
+                "CREATE TABLE events (user_id bigint, ts timestamptz, amount double precision);
+                 INSERT INTO events SELECT v, TIMESTAMPTZ '2024-01-01 00:00:00+00', v * 1.5
+                   FROM generate_series(1, 200) AS t(v);
+                 CREATE FEATURE VIEW user_features KEY (user_id) TIMESTAMP ts ONLINE
+                   AS SELECT user_id, ts, amount FROM events;
+                 REFRESH FEATURE VIEW user_features;",
+            )
+            .await
+            .unwrap();
+        let lookup = client
+            .prepare("SELECT amount FROM user_features WHERE user_id = $1")
+            .await
+            .unwrap();
+        let count = client
+            .prepare("SELECT count(*) FROM events WHERE user_id <= $1")
+            .await
+            .unwrap();
+        let mut expected = Vec::new();
+        let mut requests = Vec::new();
+        for i in 1..=60i64 {
+            let (client, lookup, count) = (&client, &lookup, &count);
+            requests.push(Box::pin(async move {
+                match i % 4 {
+                    0 => client
+                        .query_one(count, &[&i])
+                        .await
+                        .map(|row| row.get::<_, i64>(0) as f64),
+                    1 => client
+                        .query_one(lookup, &[&i])
+                        .await
+                        .map(|row| row.get::<_, f64>(0)),
+                    2 => client
+                        .query_one(
+                            "SELECT amount FROM user_features WHERE user_id = $1 + 0",
+                            &[&i],
+                        )
+                        .await
+                        .map(|row| row.get::<_, f64>(0)),
+                    _ => client
+                        .query_one("SELECT 1 / ($1::bigint - $1::bigint)", &[&i])
+                        .await
+                        .map(|_| 0.0),
+                }
+            })
+                as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>);
+            expected.push(match i % 4 {
+                0 => Some(i as f64),
+                1 | 2 => Some(i as f64 * 1.5),
+                _ => None,
+            });
+        }
+        let answers = futures::future::join_all(requests).await;
+        for (i, (answer, expected)) in answers.into_iter().zip(expected).enumerate() {
+            match (answer, expected) {
+                (Ok(value), Some(expected)) => assert_eq!(value, expected, "request {i}"),
+                (Err(e), None) => assert_eq!(sqlstate(&e), "22012", "request {i}"),
+                (answer, expected) => panic!("request {i}: {answer:?}, expected {expected:?}"),
+            }
+        }
+        // COPY on the same connection, then a lookup again.
+        let copied = client
+            .copy_out("COPY (SELECT user_id FROM events WHERE user_id <= 3) TO STDOUT")
+            .await
+            .unwrap();
+        use futures::TryStreamExt;
+        let copied: Vec<bytes::Bytes> = copied.try_collect().await.unwrap();
+        assert_eq!(copied.concat(), b"1\n2\n3\n");
+        let value: f64 = client.query_one(&lookup, &[&7i64]).await.unwrap().get(0);
+        assert_eq!(value, 10.5);
+        // Many connections at once: they are spread over the threads.
+        let mut clients = Vec::new();
+        for _ in 0..6 {
+            clients.push(server.client().await);
+        }
+        for (i, other) in clients.iter().enumerate() {
+            let statement = other
+                .prepare("SELECT amount FROM user_features WHERE user_id = $1")
+                .await
+                .unwrap();
+            let key = i as i64 + 1;
+            let value: f64 = other.query_one(&statement, &[&key]).await.unwrap().get(0);
+            assert_eq!(value, key as f64 * 1.5);
+        }
+    }
+}

@@ -5,10 +5,16 @@
 //! cancellation token (CancelRequest) and the session's statement_timeout;
 //! the row stream is checked between batches, so cancel also stops a query
 //! that is already sending rows.
+//!
+//! A connection runs on its protocol thread or on the query runtime and
+//! moves between them by message (see `runtimes`): the loop hands the
+//! message that needs the other runtime back to [`drive`], which detaches
+//! the socket and carries on from that message over there.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,14 +25,16 @@ use pgwire::messages::startup::{
 };
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage, SslNegotiationMetaMessage};
 use tokio::sync::watch;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Framed, FramedParts};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::cancel::{CancelHandle, CancelRegistry};
 use super::codec::{CodecError, Phase, ServerCodec};
 use super::copy::CopyInProgress;
 use super::errors::{ClientError, client_error, notice_response};
 use super::portal::Portal;
+use super::runtimes::{Home, Runtime, Runtimes};
 use super::stream::ClientStream;
 use crate::engine::{Engine, Prepared, Session, TransactionState};
 use crate::error::Error;
@@ -39,6 +47,9 @@ pub struct ServerContext {
     pub max_message_size: usize,
     /// Flips to true when the server shuts down.
     pub shutdown: watch::Receiver<bool>,
+    pub runtimes: Runtimes,
+    /// Every connection's tasks, wherever they run (shutdown waits for them).
+    pub tasks: TaskTracker,
 }
 
 /// The socket failed or the client went away: the connection ends.
@@ -56,6 +67,11 @@ pub type Reply<T = ()> = std::result::Result<T, Disconnected>;
 pub struct Connection {
     pub(super) framed: Framed<ClientStream, ServerCodec>,
     pub(super) server: Arc<ServerContext>,
+    home: Home,
+    /// The runtime the connection runs on now.
+    runtime: Runtime,
+    /// Syncs handled on protocol threads (see `move_for`).
+    syncs: u32,
     pub(super) session: Option<Session>,
     cancel: Option<CancelHandle>,
     pub(super) statements: HashMap<String, Arc<Prepared>>,
@@ -66,13 +82,20 @@ pub struct Connection {
     pub(super) copy_in: Option<CopyInProgress>,
 }
 
-pub async fn serve(stream: ClientStream, server: Arc<ServerContext>) {
+/// Serves a new client: it starts on its home runtime.
+pub fn serve(stream: ClientStream, server: Arc<ServerContext>) {
     stream.set_nodelay();
     let peer = stream.describe_peer();
+    let home = server.runtimes.assign(stream.incoming_cpu());
+    let runtime = home.first_runtime();
     let framed = Framed::new(stream, ServerCodec::new(server.max_message_size));
-    let mut connection = Connection {
+    let connection = Connection {
         framed,
         server,
+        home,
+        // Accepted on the query runtime: moved to its home if that differs.
+        runtime: Runtime::Query,
+        syncs: 0,
         session: None,
         cancel: None,
         statements: HashMap::new(),
@@ -81,18 +104,145 @@ pub async fn serve(stream: ClientStream, server: Arc<ServerContext>) {
         copy_in: None,
     };
     tracing::debug!(%peer, "connection opened");
-    connection.run().await;
-    tracing::debug!(%peer, "connection closed");
+    connection.continue_on(runtime, None);
+}
+
+/// Runs `connection` until it closes or needs the other runtime.
+async fn drive(mut connection: Connection, first: Option<PgWireFrontendMessage>) {
+    match connection.run(first).await {
+        Ended::Closed => tracing::debug!("connection closed"),
+        Ended::Move(runtime, message) => connection.continue_on(runtime, Some(message)),
+    }
+}
+
+/// `framed` with its stream changed by `change`, buffers and codec kept.
+fn with_stream(
+    framed: Framed<ClientStream, ServerCodec>,
+    change: impl FnOnce(ClientStream) -> std::io::Result<ClientStream>,
+) -> std::io::Result<Framed<ClientStream, ServerCodec>> {
+    let parts = framed.into_parts();
+    let mut changed = FramedParts::new::<PgWireBackendMessage>(change(parts.io)?, parts.codec);
+    changed.read_buf = parts.read_buf;
+    changed.write_buf = parts.write_buf;
+    Ok(Framed::from_parts(changed))
+}
+
+/// How often (in Syncs) a connection on a protocol thread checks that its
+/// client still runs on the thread's CPU: a getsockopt per check.
+const CPU_CHECK_INTERVAL: u32 = 64;
+
+/// Why the message loop stopped.
+enum Ended {
+    Closed,
+    /// This message is for the other runtime.
+    Move(Runtime, PgWireFrontendMessage),
 }
 
 impl Connection {
-    async fn run(&mut self) {
+    /// Carries on on `runtime`, starting with `first`.
+    fn continue_on(mut self, runtime: Runtime, first: Option<PgWireFrontendMessage>) {
+        let server = self.server.clone();
+        let thread = self.home.thread();
+        if runtime == Runtime::Protocol {
+            // The thread on the client's CPU, which may differ from its
+            // last visit's.
+            self.home = server.runtimes.assign(self.framed.get_ref().incoming_cpu());
+        }
+        let stays =
+            runtime == self.runtime && (runtime == Runtime::Query || thread == self.home.thread());
+        if stays {
+            let task: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(drive(self, first));
+            server.tasks.spawn(task);
+            return;
+        }
+        // Replies already queued travel with the connection, as do bytes
+        // read but not yet decoded.
+        self.framed = match with_stream(self.framed, ClientStream::detach) {
+            Ok(framed) => framed,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot move a connection: closing it");
+                return;
+            }
+        };
+        self.runtime = runtime;
+        let handle = server.runtimes.handle(&self.home, runtime);
+        let task: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
+            match with_stream(self.framed, ClientStream::attach) {
+                Ok(framed) => {
+                    self.framed = framed;
+                    drive(self, first).await
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot move a connection: closing it"),
+            }
+        });
+        handle.spawn(server.tasks.track_future(task));
+    }
+
+    /// The runtime `message` should be handled on, if not this one:
+    /// lookups on the protocol thread, anything that may run a query on the
+    /// query runtime. Cheap messages (Describe, Sync, Close, Flush) stay,
+    /// but every [`CPU_CHECK_INTERVAL`]th Sync on a protocol thread checks
+    /// that the client still runs on this thread's CPU (clients migrate).
+    fn move_for(&mut self, message: &PgWireFrontendMessage) -> Option<Runtime> {
+        if !self.home.has_protocol_thread() || self.framed.codec().phase != Phase::Normal {
+            return None;
+        }
+        let lookup =
+            |statement: Option<&Arc<Prepared>>| statement.is_some_and(|s| s.is_direct_lookup());
+        let wanted = match message {
+            PgWireFrontendMessage::Sync(_) if self.runtime == Runtime::Protocol => {
+                self.syncs = self.syncs.wrapping_add(1);
+                let moved = self.syncs.is_multiple_of(CPU_CHECK_INTERVAL)
+                    && self
+                        .server
+                        .runtimes
+                        .thread_for_cpu(self.framed.get_ref().incoming_cpu())
+                        .is_some_and(|thread| Some(thread) != self.home.thread());
+                return moved.then_some(Runtime::Protocol);
+            }
+            PgWireFrontendMessage::Describe(_)
+            | PgWireFrontendMessage::Sync(_)
+            | PgWireFrontendMessage::Flush(_)
+            | PgWireFrontendMessage::Close(_)
+            | PgWireFrontendMessage::Terminate(_) => return None,
+            _ if self.skip_until_sync => return None,
+            PgWireFrontendMessage::Bind(bind)
+                if self.copy_in.is_none()
+                    && lookup(
+                        self.statements
+                            .get(bind.statement_name.as_deref().unwrap_or("")),
+                    ) =>
+            {
+                Runtime::Protocol
+            }
+            // A lookup portal is executed where its Bind was handled.
+            PgWireFrontendMessage::Execute(execute)
+                if self.copy_in.is_none()
+                    && lookup(
+                        self.portals
+                            .get(execute.name.as_deref().unwrap_or(""))
+                            .map(|portal| &portal.statement),
+                    ) =>
+            {
+                return None;
+            }
+            _ => Runtime::Query,
+        };
+        (wanted != self.runtime).then_some(wanted)
+    }
+
+    async fn run(&mut self, mut first: Option<PgWireFrontendMessage>) -> Ended {
         let mut shutdown = self.server.shutdown.clone();
         loop {
-            let stopping = async { shutdown.wait_for(|stop| *stop).await.is_ok() };
-            let message = tokio::select! {
-                message = self.framed.next() => Some(message),
-                true = stopping => None,
+            let message = if let Some(message) = first.take() {
+                Some(Some(Ok(message)))
+            } else {
+                let stopping = async { shutdown.wait_for(|stop| *stop).await.is_ok() };
+                tokio::select! {
+                    biased;
+                    message = self.framed.next() => Some(message),
+                    true = stopping => None,
+                }
             };
             let Some(message) = message else {
                 let _ = self
@@ -102,12 +252,12 @@ impl Connection {
                     ))
                     .await;
                 let _ = self.framed.flush().await;
-                return;
+                return Ended::Closed;
             };
             let message = match message {
-                None => return,
+                None => return Ended::Closed,
                 Some(Ok(message)) => message,
-                Some(Err(CodecError::Io(_))) => return,
+                Some(Err(CodecError::Io(_))) => return Ended::Closed,
                 Some(Err(e)) => {
                     let code = match e {
                         CodecError::TooLarge { .. } => "54000",
@@ -117,17 +267,20 @@ impl Connection {
                         .send_error(ClientError::fatal(code, e.to_string()))
                         .await;
                     let _ = self.framed.flush().await;
-                    return;
+                    return Ended::Closed;
                 }
             };
             if matches!(message, PgWireFrontendMessage::Terminate(_)) {
-                return;
+                return Ended::Closed;
+            }
+            if let Some(runtime) = self.move_for(&message) {
+                return Ended::Move(runtime, message);
             }
             let is_query = matches!(message, PgWireFrontendMessage::Query(_));
             let handled = AssertUnwindSafe(self.handle(message)).catch_unwind().await;
             match handled {
                 Ok(Ok(Continue::Yes)) => {}
-                Ok(Ok(Continue::No)) | Ok(Err(Disconnected)) => return,
+                Ok(Ok(Continue::No)) | Ok(Err(Disconnected)) => return Ended::Closed,
                 Err(panic) => {
                     let detail = panic
                         .downcast_ref::<String>()
@@ -143,11 +296,11 @@ impl Connection {
                         ..client_error(&Error::internal(format!("unexpected failure: {detail}")))
                     };
                     if self.send_error(error).await.is_err() {
-                        return;
+                        return Ended::Closed;
                     }
                     if is_query {
                         if self.ready_for_query().await.is_err() {
-                            return;
+                            return Ended::Closed;
                         }
                     } else {
                         self.skip_until_sync = true;

@@ -10,9 +10,11 @@ pub mod errors;
 pub mod extended;
 pub mod portal;
 pub mod rows;
+pub mod runtimes;
 pub mod simple;
 pub mod stream;
 
 pub use cancel::CancelRegistry;
 pub use connection::{ServerContext, serve};
+pub use runtimes::Runtimes;
 pub use stream::ClientStream;

@@ -1,5 +1,10 @@
 //! A client's byte stream: TCP or, on Unix, a Unix-domain socket. The
 //! protocol is the same on both; only how bytes move differs.
+//!
+//! A socket belongs to the event loop of the runtime that registered it. A
+//! connection moving to another runtime (see `runtimes`) detaches its
+//! socket from one ([`ClientStream::detach`]) and attaches it to the other
+//! ([`ClientStream::attach`], inside the target runtime).
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -14,6 +19,19 @@ pub enum ClientStream {
     Tcp(TcpStream),
     #[cfg(unix)]
     Unix(UnixStream),
+    /// Between two event loops: not readable or writable until attached.
+    Detached(DetachedStream),
+}
+
+/// A client socket registered with no runtime (non-blocking).
+pub enum DetachedStream {
+    Tcp(std::net::TcpStream),
+    #[cfg(unix)]
+    Unix(std::os::unix::net::UnixStream),
+}
+
+fn detached_error() -> std::io::Error {
+    std::io::Error::other("client socket used while detached from its event loop")
 }
 
 impl ClientStream {
@@ -26,7 +44,55 @@ impl ClientStream {
                 .unwrap_or_else(|_| "unknown".to_string()),
             #[cfg(unix)]
             ClientStream::Unix(_) => "[local]".to_string(),
+            ClientStream::Detached(_) => "unknown".to_string(),
         }
+    }
+
+    /// The CPU that last received packets for this socket (on loopback,
+    /// the CPU the client runs on), where the system reports it.
+    pub fn incoming_cpu(&self) -> Option<usize> {
+        #[cfg(target_os = "linux")]
+        if let ClientStream::Tcp(stream) = self {
+            use std::os::fd::AsRawFd;
+            let mut cpu: libc::c_int = -1;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: getsockopt writes at most `len` bytes into `cpu`.
+            let result = unsafe {
+                libc::getsockopt(
+                    stream.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_INCOMING_CPU,
+                    (&mut cpu as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            return (result == 0 && cpu >= 0).then_some(cpu as usize);
+        }
+        None
+    }
+
+    /// Deregisters the socket from the current runtime's event loop.
+    pub fn detach(self) -> std::io::Result<ClientStream> {
+        Ok(ClientStream::Detached(match self {
+            ClientStream::Tcp(stream) => DetachedStream::Tcp(stream.into_std()?),
+            #[cfg(unix)]
+            ClientStream::Unix(stream) => DetachedStream::Unix(stream.into_std()?),
+            ClientStream::Detached(stream) => stream,
+        }))
+    }
+
+    /// Registers a detached socket with the current runtime's event loop.
+    pub fn attach(self) -> std::io::Result<ClientStream> {
+        Ok(match self {
+            ClientStream::Detached(DetachedStream::Tcp(stream)) => {
+                ClientStream::Tcp(TcpStream::from_std(stream)?)
+            }
+            #[cfg(unix)]
+            ClientStream::Detached(DetachedStream::Unix(stream)) => {
+                ClientStream::Unix(UnixStream::from_std(stream)?)
+            }
+            attached => attached,
+        })
     }
 
     /// Sends small replies at once (TCP would otherwise hold them back
@@ -48,6 +114,7 @@ impl AsyncRead for ClientStream {
             ClientStream::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
             #[cfg(unix)]
             ClientStream::Unix(stream) => Pin::new(stream).poll_read(cx, buf),
+            ClientStream::Detached(_) => Poll::Ready(Err(detached_error())),
         }
     }
 }
@@ -62,6 +129,7 @@ impl AsyncWrite for ClientStream {
             ClientStream::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
             #[cfg(unix)]
             ClientStream::Unix(stream) => Pin::new(stream).poll_write(cx, buf),
+            ClientStream::Detached(_) => Poll::Ready(Err(detached_error())),
         }
     }
 
@@ -74,6 +142,7 @@ impl AsyncWrite for ClientStream {
             ClientStream::Tcp(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
             #[cfg(unix)]
             ClientStream::Unix(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            ClientStream::Detached(_) => Poll::Ready(Err(detached_error())),
         }
     }
 
@@ -82,6 +151,7 @@ impl AsyncWrite for ClientStream {
             ClientStream::Tcp(stream) => stream.is_write_vectored(),
             #[cfg(unix)]
             ClientStream::Unix(stream) => stream.is_write_vectored(),
+            ClientStream::Detached(_) => false,
         }
     }
 
@@ -90,6 +160,7 @@ impl AsyncWrite for ClientStream {
             ClientStream::Tcp(stream) => Pin::new(stream).poll_flush(cx),
             #[cfg(unix)]
             ClientStream::Unix(stream) => Pin::new(stream).poll_flush(cx),
+            ClientStream::Detached(_) => Poll::Ready(Err(detached_error())),
         }
     }
 
@@ -98,6 +169,7 @@ impl AsyncWrite for ClientStream {
             ClientStream::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
             #[cfg(unix)]
             ClientStream::Unix(stream) => Pin::new(stream).poll_shutdown(cx),
+            ClientStream::Detached(_) => Poll::Ready(Err(detached_error())),
         }
     }
 }
