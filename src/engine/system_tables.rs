@@ -497,18 +497,21 @@ fn materializations(state: &RegistryState, online: &OnlineStore) -> Built {
     table.finish()
 }
 
-/// One row: how much of the online store's row cache is in use.
+/// One row: how much of the online store's row cache is in use, and how
+/// many of its entries are base blocks (the others are single rows).
 fn online_cache(online: &OnlineStore) -> Built {
     let usage = online.cache_usage();
     let mut table = TableBuilder::new(&[
         ("capacity_bytes", DataType::Int64),
         ("used_bytes", DataType::Int64),
         ("entries", DataType::Int64),
+        ("blocks", DataType::Int64),
     ]);
     table.row(vec![
         Value::BigInt(Some(usage.capacity_bytes as i64)),
         Value::BigInt(Some(usage.used_bytes as i64)),
         Value::BigInt(Some(usage.entries as i64)),
+        Value::BigInt(Some(usage.blocks as i64)),
     ]);
     table.finish()
 }

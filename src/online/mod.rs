@@ -21,9 +21,12 @@
 //! exactly the last completed refresh. A full refresh writes a new
 //! generation and deletes the old one in that same transaction.
 //!
-//! In front of redb sits a moka cache of stored rows (encoded: decoding a
-//! row into Arrow columns is cheaper than the memory decoded values take),
-//! bounded by bytes with a weigher. A refresh publishes the rows it changed
+//! In front of redb sits a moka cache, bounded by bytes with a weigher,
+//! of base blocks (a block base's rows, 64 keys an entry, found through an
+//! in-memory index of the blocks' first keys: [`index`]) and of delta rows
+//! (one entry per key; a lookup asks the delta's key filter first). Values
+//! stay encoded: printing from the stored bytes is cheaper than the memory
+//! decoded values take. A refresh publishes the rows it changed
 //! as pending ([`pending`]) with its commit, and a background thread moves
 //! them into the cache, so lookups after a refresh do not touch redb and
 //! the refresh does not wait for the cache; a lookup that misses (after a
@@ -34,6 +37,7 @@
 
 mod blocks;
 pub mod codec;
+mod index;
 mod pending;
 
 use std::collections::{BTreeMap, HashMap};
@@ -48,7 +52,8 @@ use redb::{
 };
 use serde::{Deserialize, Serialize};
 
-use self::blocks::{BaseLayout, BlockBuilder};
+use self::blocks::{BaseLayout, BlockBuilder, CachedBlock};
+use self::index::{BlockIndex, DeltaKeys};
 use self::pending::PendingRows;
 use crate::error::{Error, Result};
 
@@ -62,7 +67,7 @@ const PARALLEL_UPSERT_READS: usize = 16_384;
 const MIN_DELTA_MERGE: u64 = 65_536;
 
 /// What the last completed refresh of a feature view applied.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Materialization {
     /// The definition materialized: query, keys, time and columns. A
     /// version that changes only TTL, ONLINE or descriptions keeps it.
@@ -100,6 +105,37 @@ pub struct Materialization {
     /// Identifies the rows table in cache keys (derived, not stored).
     #[serde(skip)]
     cache_id: u64,
+    /// The view (derived, not stored).
+    #[serde(skip)]
+    view: Option<QualifiedName>,
+    /// How lookups find rows in memory (derived: built when the state is
+    /// loaded or applied).
+    #[serde(skip)]
+    index: Arc<RowsIndex>,
+}
+
+/// What lookups keep in memory for a generation's rows (see [`index`]).
+#[derive(Debug, Default)]
+struct RowsIndex {
+    /// The base's blocks; `None` for a per-key base, whose rows are cached
+    /// one by one.
+    blocks: Option<Arc<BlockIndex>>,
+    /// The keys the delta may hold: shared by the generation's states until
+    /// a merge empties the delta (the states before it keep theirs).
+    delta: Arc<DeltaKeys>,
+    /// Names this base's blocks in the cache: a merge rewrites blocks, and
+    /// cached blocks of the base before it must not be found after it.
+    block_cache_id: u64,
+}
+
+impl RowsIndex {
+    fn new(blocks: Option<BlockIndex>) -> Self {
+        Self {
+            blocks: blocks.map(Arc::new),
+            delta: Arc::default(),
+            block_cache_id: uuid::Uuid::new_v4().as_u64_pair().0,
+        }
+    }
 }
 
 /// The schema holding the offline history of materialized views.
@@ -130,6 +166,8 @@ impl Materialization {
             rows_table: Arc::from(""),
             delta_table: Arc::from(""),
             cache_id: 0,
+            view: None,
+            index: Arc::default(),
         }
     }
 
@@ -144,6 +182,7 @@ impl Materialization {
             ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one((&name, self.incarnation));
         self.rows_table = Arc::from(name);
         self.delta_table = Arc::from(format!("delta:{view}:{}", self.generation));
+        self.view = Some(view.clone());
         self
     }
 
@@ -157,6 +196,31 @@ fn cache_key(cache_id: u64, key: &[u8], out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&cache_id.to_le_bytes());
     out.extend_from_slice(key);
+}
+
+/// Replaces `out` with the cache key of block `block` of the base
+/// `block_cache_id` names.
+fn block_cache_key(block_cache_id: u64, block: usize, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&block_cache_id.to_le_bytes());
+    out.extend_from_slice(&(block as u32).to_le_bytes());
+}
+
+/// A row cache entry.
+#[derive(Debug, Clone)]
+enum Cached {
+    /// A delta row (or a row of a per-key base).
+    Row(StoredRow),
+    /// A base block.
+    Block(Arc<CachedBlock>),
+}
+
+/// What probing one state found.
+enum Probe {
+    Found(Option<StoredRow>),
+    /// The state is no longer current and redb was about to be read: the
+    /// probe must start again from the current state.
+    Stale,
 }
 
 type RowsTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
@@ -202,18 +266,46 @@ impl RowsTables {
     }
 }
 
-/// A stored row: `[event time: i64][values…]` (see [`codec`]).
+/// A stored row: `[event time: i64][values…]` (see [`codec`]), alone or
+/// within a cached block.
 #[derive(Debug, Clone)]
-pub struct StoredRow(Arc<[u8]>);
+pub struct StoredRow {
+    data: Arc<[u8]>,
+    start: u32,
+    end: u32,
+}
 
 impl StoredRow {
+    /// A row that is all of `data` (at least 8 bytes: checked when read).
+    fn new(data: Arc<[u8]>) -> Self {
+        let end = data.len() as u32;
+        Self {
+            data,
+            start: 0,
+            end,
+        }
+    }
+
+    /// The row at `range` of `data` (at least 8 bytes: checked when read).
+    fn within(data: Arc<[u8]>, range: std::ops::Range<usize>) -> Self {
+        Self {
+            data,
+            start: range.start as u32,
+            end: range.end as u32,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.data[self.start as usize..self.end as usize]
+    }
+
     pub fn event_time(&self) -> i64 {
-        i64::from_le_bytes(self.0[..8].try_into().expect("checked when read"))
+        i64::from_le_bytes(self.bytes()[..8].try_into().expect("checked when read"))
     }
 
     /// The encoded values.
     pub fn values(&self) -> &[u8] {
-        &self.0[8..]
+        &self.bytes()[8..]
     }
 }
 
@@ -294,6 +386,8 @@ pub struct CacheUsage {
     pub capacity_bytes: u64,
     pub used_bytes: u64,
     pub entries: u64,
+    /// Entries that are base blocks (the others are rows).
+    pub blocks: u64,
 }
 
 /// One REFRESH of one view, as `featuredb.jobs` shows it.
@@ -321,7 +415,7 @@ type CacheKey = Box<[u8]>;
 
 pub struct OnlineStore {
     db: Database,
-    cache: Cache<CacheKey, StoredRow, ahash::RandomState>,
+    cache: Cache<CacheKey, Cached, ahash::RandomState>,
     states: RwLock<HashMap<QualifiedName, Arc<Materialization>>>,
     /// Rows committed by a refresh that are not in `cache` yet.
     pending: Arc<PendingRows>,
@@ -390,10 +484,19 @@ impl OnlineStore {
                 .commit()
                 .map_err(storage("opening the online store"))?;
         }
+        for state in states.values_mut() {
+            let mut loaded = (**state).clone();
+            loaded.index = Arc::new(load_index(&db, &loaded)?);
+            *state = Arc::new(loaded);
+        }
         let cache = Cache::builder()
             .max_capacity(cache_bytes)
-            .weigher(|key: &CacheKey, row: &StoredRow| {
-                (key.len() + row.0.len() + 64).min(u32::MAX as usize) as u32
+            .weigher(|key: &CacheKey, value: &Cached| {
+                let size = match value {
+                    Cached::Row(row) => row.data.len(),
+                    Cached::Block(block) => block.size(),
+                };
+                (key.len() + size + 64).min(u32::MAX as usize) as u32
             })
             .build_with_hasher(ahash::RandomState::new());
         Ok(Self {
@@ -427,43 +530,143 @@ impl OnlineStore {
         locks.entry(view.clone()).or_default().clone()
     }
 
-    /// The stored row for `key` (encoded), if any. `buffer` is scratch
-    /// space for the cache key.
+    /// The stored row for `key` (encoded), if any, in `state` or, if a
+    /// refresh replaced it meanwhile, in the view's current state. `buffer`
+    /// is scratch space for cache keys.
     pub fn get(
         &self,
         state: &Materialization,
         key: &[u8],
         buffer: &mut Vec<u8>,
     ) -> Result<Option<StoredRow>> {
-        if let Some(row) = self.pending.get(state.cache_id, key) {
-            return Ok(Some(row));
+        let mut fresh: Option<Arc<Materialization>> = None;
+        loop {
+            let current = fresh.as_deref().unwrap_or(state);
+            match self.probe(current, key, buffer)? {
+                Probe::Found(row) => return Ok(row),
+                Probe::Stale => match current.view.as_ref().and_then(|v| self.materialization(v)) {
+                    Some(next) => fresh = Some(next),
+                    None => return Ok(None),
+                },
+            }
         }
-        state.cache_key(key, buffer);
-        if let Some(row) = self.cache.get(buffer.as_slice()) {
-            return Ok(Some(row));
+    }
+
+    /// Looks `key` up in `state`: rows a refresh just published, then the
+    /// delta (if its filter may hold the key), then the base block that
+    /// would hold it — each from the cache, or from redb under the fill
+    /// lock (which a refresh holds exclusively while it commits and
+    /// publishes), then cached.
+    fn probe(&self, state: &Materialization, key: &[u8], buffer: &mut Vec<u8>) -> Result<Probe> {
+        if let Some(row) = self.pending.get(state.cache_id, key) {
+            return Ok(Probe::Found(Some(row)));
+        }
+        let index = &state.index;
+        let Some(blocks) = &index.blocks else {
+            // A per-key base: every row is cached by itself.
+            return self.probe_row(state, key, buffer, true);
+        };
+        if index.delta.may_hold(key) {
+            match self.probe_row(state, key, buffer, false)? {
+                Probe::Found(None) => {}
+                found => return Ok(found),
+            }
+        }
+        let Some(block) = blocks.block_of(key) else {
+            return Ok(Probe::Found(None));
+        };
+        block_cache_key(index.block_cache_id, block, buffer);
+        if let Some(Cached::Block(cached)) = self.cache.get(buffer.as_slice()) {
+            return Ok(Probe::Found(cached.find(key)));
         }
         let _fill = self
             .fill_lock
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Under the fill lock a current state's index is redb's base.
+        if !self.is_current(state) {
+            return Ok(Probe::Stale);
+        }
         let read = self.db.begin_read().map_err(storage("reading"))?;
-        let Some(row) = RowsTables::open(&read, state)?.find(key, stored_row)? else {
-            return Ok(None);
+        let Some(base) = RowsTables::open(&read, state)?.base else {
+            return Ok(Probe::Found(None));
         };
-        self.cache.insert(Box::from(buffer.as_slice()), row.clone());
-        Ok(Some(row))
+        let Some(stored) = base
+            .get(blocks.first_key(block))
+            .map_err(storage("reading"))?
+        else {
+            return Err(Error::OnlineStore(
+                "corrupt online store: a block its index names is missing".into(),
+            ));
+        };
+        let cached = Arc::new(CachedBlock::parse(stored.value())?);
+        let row = cached.find(key);
+        self.cache
+            .insert(Box::from(buffer.as_slice()), Cached::Block(cached));
+        Ok(Probe::Found(row))
+    }
+
+    /// A row cached by itself: from the cache, or from redb's delta (and,
+    /// with `per_key_base`, its per-key base).
+    fn probe_row(
+        &self,
+        state: &Materialization,
+        key: &[u8],
+        buffer: &mut Vec<u8>,
+        per_key_base: bool,
+    ) -> Result<Probe> {
+        state.cache_key(key, buffer);
+        if let Some(Cached::Row(row)) = self.cache.get(buffer.as_slice()) {
+            return Ok(Probe::Found(Some(row)));
+        }
+        let _fill = self
+            .fill_lock
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !self.is_current(state) {
+            return Ok(Probe::Stale);
+        }
+        let read = self.db.begin_read().map_err(storage("reading"))?;
+        let mut tables = RowsTables::open(&read, state)?;
+        if !per_key_base {
+            tables.base = None;
+        }
+        let Some(row) = tables.find(key, stored_row)? else {
+            return Ok(Probe::Found(None));
+        };
+        self.cache
+            .insert(Box::from(buffer.as_slice()), Cached::Row(row.clone()));
+        Ok(Probe::Found(Some(row)))
+    }
+
+    /// Whether `state` holds the same rows as its view's current state
+    /// (the same generation and base).
+    fn is_current(&self, state: &Materialization) -> bool {
+        let Some(view) = &state.view else {
+            return true;
+        };
+        self.materialization(view).is_some_and(|current| {
+            current.cache_id == state.cache_id
+                && current.index.block_cache_id == state.index.block_cache_id
+        })
     }
 
     /// Applies a refresh: its online rows and its new state, atomically
     /// and durably.
     pub fn apply(
-        &self,
+        self: &Arc<Self>,
         view: &QualifiedName,
         state: Materialization,
         change: OnlineChange,
     ) -> Result<Arc<Materialization>> {
         let mut state = state.derive(view);
         let previous = self.materialization(view);
+        // The same generation keeps its index unless its base is rewritten.
+        state.index = match &previous {
+            Some(previous) if previous.rows_table == state.rows_table => previous.index.clone(),
+            _ => Arc::new(RowsIndex::new(None)),
+        };
+        let mut rewrote_base = false;
         let name_key = serde_json::to_string(view).map_err(storage("encoding a view name"))?;
         let (_commit, write) = self.begin_state_change()?;
         let mut changed: Vec<(Vec<u8>, StoredRow)> = Vec::new();
@@ -486,7 +689,12 @@ impl OnlineStore {
                 let mut table = write.open_table(base).map_err(storage("writing"))?;
                 // A new generation is warmed afterwards, not written
                 // through: nothing to remember per row.
-                state.online_keys = write_generation(&mut table, rows, state.base_layout)?;
+                let (keys, blocks) = write_generation(&mut table, rows, state.base_layout)?;
+                state.online_keys = keys;
+                state.index = Arc::new(RowsIndex::new(
+                    (state.base_layout == BaseLayout::Blocks).then_some(blocks),
+                ));
+                rewrote_base = true;
             }
             OnlineChange::Upsert(rows) => {
                 // Which rows win is decided from the committed state (see
@@ -498,7 +706,7 @@ impl OnlineStore {
                     new_keys += u64::from(decision.new_key);
                     if let Some((key, stored)) = decision.write {
                         delta_table
-                            .insert(key.as_slice(), &*stored.0)
+                            .insert(key.as_slice(), stored.bytes())
                             .map_err(storage("writing"))?;
                         changed.push((key, stored));
                     }
@@ -517,7 +725,7 @@ impl OnlineStore {
                 };
                 if delta_keys > (base_keys / 8).max(MIN_DELTA_MERGE) {
                     let mut base_table = write.open_table(base).map_err(storage("writing"))?;
-                    match state.base_layout {
+                    let blocks = match state.base_layout {
                         BaseLayout::PerKey => {
                             for entry in delta_table.iter().map_err(storage("merging"))? {
                                 let (key, value) = entry.map_err(storage("merging"))?;
@@ -525,11 +733,26 @@ impl OnlineStore {
                                     .insert(key.value(), value.value())
                                     .map_err(storage("merging"))?;
                             }
+                            None
                         }
-                        BaseLayout::Blocks => blocks::merge_delta(&mut base_table, &delta_table)?,
-                    }
+                        BaseLayout::Blocks => {
+                            Some(blocks::merge_delta(&mut base_table, &delta_table)?)
+                        }
+                    };
                     drop(delta_table);
                     write.delete_table(delta).map_err(storage("merging"))?;
+                    // A new base and an empty delta; states before this one
+                    // keep theirs (lookups holding them stay consistent).
+                    state.index = Arc::new(RowsIndex::new(blocks));
+                    rewrote_base = true;
+                } else {
+                    // Before the rows are published (and can be moved out
+                    // of `pending` into the cache), so that no lookup holding
+                    // a state of this generation passes over them.
+                    state
+                        .index
+                        .delta
+                        .insert(changed.iter().map(|(key, _)| key.as_slice()));
                 }
             }
         }
@@ -558,6 +781,9 @@ impl OnlineStore {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(view.clone(), state.clone());
+        if rewrote_base && state.online {
+            self.warm(view);
+        }
         Ok(state)
     }
 
@@ -586,9 +812,12 @@ impl OnlineStore {
                     let stored_time = tables.find(&row.key, stored_event_time)?;
                     decisions.push(Upsert {
                         new_key: stored_time.is_none(),
-                        write: stored_time
-                            .is_none_or(|t| t <= row.event_time)
-                            .then(|| (row.key.clone(), StoredRow(Arc::from(stored_value(row))))),
+                        write: stored_time.is_none_or(|t| t <= row.event_time).then(|| {
+                            (
+                                row.key.clone(),
+                                StoredRow::new(Arc::from(stored_value(row))),
+                            )
+                        }),
                     });
                 }
                 if !out(decisions) {
@@ -643,6 +872,11 @@ impl OnlineStore {
             capacity_bytes: self.cache.policy().max_capacity().unwrap_or(u64::MAX),
             used_bytes: self.cache.weighted_size(),
             entries: self.cache.entry_count(),
+            blocks: self
+                .cache
+                .iter()
+                .filter(|(_, value)| matches!(value, Cached::Block(_)))
+                .count() as u64,
         }
     }
 
@@ -709,8 +943,9 @@ impl OnlineStore {
     }
 
     /// Caches the rows of one of `state`'s tables, in key order, a chunk at
-    /// a time, skipping keys `superseded_by` holds. Stops early (false) when
-    /// the cache is 80% full or the view's rows change generation.
+    /// a time: a blocks base as blocks, other tables row by row, skipping
+    /// keys `superseded_by` holds. Stops early (false) when the cache is 80%
+    /// full or the view's rows change generation or base.
     fn warm_table(
         &self,
         view: &QualifiedName,
@@ -721,7 +956,12 @@ impl OnlineStore {
     ) -> Result<bool> {
         const CHUNK: usize = 10_000;
         let budget = self.cache.policy().max_capacity().unwrap_or(u64::MAX) / 10 * 8;
+        let blocks = match layout {
+            BaseLayout::Blocks => state.index.blocks.as_deref(),
+            BaseLayout::PerKey => None,
+        };
         let mut last: Option<Vec<u8>> = None;
+        let mut next_block = 0usize;
         let mut buffer = Vec::new();
         loop {
             // A chunk at a time under the fill lock: a refresh committing
@@ -731,7 +971,9 @@ impl OnlineStore {
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             match self.materialization(view) {
-                Some(current) if current.cache_id == state.cache_id => {}
+                Some(current)
+                    if current.cache_id == state.cache_id
+                        && current.index.block_cache_id == state.index.block_cache_id => {}
                 _ => return Ok(false),
             }
             if self.cache.weighted_size() >= budget {
@@ -763,18 +1005,6 @@ impl OnlineStore {
                 )),
             }
             .map_err(storage("warming"))?;
-            let mut cache_row = |key: &[u8], value: &[u8]| -> Result<()> {
-                let superseded = match &newer {
-                    Some(newer) => newer.get(key).map_err(storage("warming"))?.is_some(),
-                    None => false,
-                };
-                if value.len() >= 8 && !superseded {
-                    state.cache_key(key, &mut buffer);
-                    self.cache
-                        .insert(Box::from(buffer.as_slice()), StoredRow(Arc::from(value)));
-                }
-                Ok(())
-            };
             let entries_per_chunk = match layout {
                 BaseLayout::PerKey => CHUNK,
                 BaseLayout::Blocks => CHUNK / blocks::BLOCK_ROWS,
@@ -782,16 +1012,34 @@ impl OnlineStore {
             let mut count = 0;
             for entry in range.take(entries_per_chunk) {
                 let (key, value) = entry.map_err(storage("warming"))?;
-                match layout {
-                    BaseLayout::PerKey => cache_row(key.value(), value.value())?,
-                    BaseLayout::Blocks => {
-                        for row in blocks::rows(value.value()) {
-                            let (key, value) = row?;
-                            cache_row(key, value)?;
+                let (key, value) = (key.value(), value.value());
+                match blocks {
+                    Some(blocks) => {
+                        // The index and the table must agree block for block.
+                        if next_block >= blocks.len() || blocks.first_key(next_block) != key {
+                            return Ok(false);
+                        }
+                        block_cache_key(state.index.block_cache_id, next_block, &mut buffer);
+                        let block = Arc::new(CachedBlock::parse(value)?);
+                        self.cache
+                            .insert(Box::from(buffer.as_slice()), Cached::Block(block));
+                        next_block += 1;
+                    }
+                    None => {
+                        let superseded = match &newer {
+                            Some(newer) => newer.get(key).map_err(storage("warming"))?.is_some(),
+                            None => false,
+                        };
+                        if !superseded {
+                            state.cache_key(key, &mut buffer);
+                            self.cache.insert(
+                                Box::from(buffer.as_slice()),
+                                Cached::Row(stored_row(value)?),
+                            );
                         }
                     }
                 }
-                last = Some(key.value().to_vec());
+                last = Some(key.to_vec());
                 count += 1;
             }
             // moka applies inserts lazily; settle them so that the weighted
@@ -884,28 +1132,55 @@ impl OnlineStore {
     }
 }
 
+/// The in-memory index of `state`'s rows as redb holds them: the blocks'
+/// first keys, the delta's keys.
+fn load_index(db: &Database, state: &Materialization) -> Result<RowsIndex> {
+    if !state.online || state.base_layout != BaseLayout::Blocks {
+        return Ok(RowsIndex::new(None));
+    }
+    let read = db.begin_read().map_err(storage("reading"))?;
+    let tables = RowsTables::open(&read, state)?;
+    let mut blocks = BlockIndex::default();
+    if let Some(base) = &tables.base {
+        for entry in base.iter().map_err(storage("reading"))? {
+            blocks.push(entry.map_err(storage("reading"))?.0.value());
+        }
+    }
+    let index = RowsIndex::new(Some(blocks));
+    if let Some(delta) = &tables.delta {
+        let mut keys = Vec::new();
+        for entry in delta.iter().map_err(storage("reading"))? {
+            keys.push(entry.map_err(storage("reading"))?.0.value().to_vec());
+        }
+        index.delta.insert(keys.iter().map(Vec::as_slice));
+    }
+    Ok(index)
+}
+
 fn stored_value(row: &RowUpdate) -> Vec<u8> {
     let mut value = Vec::with_capacity(8 + row.row.len());
     store_value(row.event_time, &row.row, &mut value);
     value
 }
 
-/// Writes a new generation's rows (in key order) into its empty `table`
-/// and counts them. Producing the entries — merging a refresh's
-/// partitions, building the stored values and blocks — runs on a second
-/// thread, a chunk ahead, so that this one only inserts into the B-tree.
+/// Writes a new generation's rows (in key order) into its empty `table`;
+/// returns how many there are and (for blocks) the blocks' index.
+/// Producing the entries — merging a refresh's partitions, building the
+/// stored values and blocks — runs on a second thread, a chunk ahead, so
+/// that this one only inserts into the B-tree.
 fn write_generation(
     table: &mut RowsTableMut<'_>,
     mut rows: RowUpdates,
     layout: BaseLayout,
-) -> Result<u64> {
+) -> Result<(u64, BlockIndex)> {
     const CHUNK: usize = 4096;
     std::thread::scope(|scope| {
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<(Vec<u8>, Vec<u8>)>>(4);
         let producer = scope.spawn(move || {
-            let mut chunk = Vec::with_capacity(CHUNK);
+            let mut chunk: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(CHUNK);
             let mut count = 0u64;
             let mut builder = BlockBuilder::default();
+            let mut index = BlockIndex::default();
             let mut value = Vec::new();
             while let Some(row) = rows.next_row() {
                 count += 1;
@@ -917,22 +1192,29 @@ fn write_generation(
                     }
                     BaseLayout::Blocks => {
                         store_value(row.event_time, row.row, &mut value);
-                        builder.push(row.key, &value)
+                        let block = builder.push(row.key, &value);
+                        if let Some((first_key, _)) = &block {
+                            index.push(first_key);
+                        }
+                        block
                     }
                 };
                 chunk.extend(entry);
                 if chunk.len() == CHUNK {
                     let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
                     if sender.send(full).is_err() {
-                        return count; // the writer failed
+                        return (count, index); // the writer failed
                     }
                 }
             }
-            chunk.extend(builder.finish());
+            if let Some((first_key, block)) = builder.finish() {
+                index.push(&first_key);
+                chunk.push((first_key, block));
+            }
             if !chunk.is_empty() {
                 let _ = sender.send(chunk);
             }
-            count
+            (count, index)
         });
         for chunk in receiver {
             for (key, value) in &chunk {
@@ -965,7 +1247,7 @@ fn delete_rows_tables(write: &redb::WriteTransaction, state: &Materialization) -
 
 fn stored_row(value: &[u8]) -> Result<StoredRow> {
     stored_event_time(value)?;
-    Ok(StoredRow(Arc::from(value)))
+    Ok(StoredRow::new(Arc::from(value)))
 }
 
 fn stored_event_time(value: &[u8]) -> Result<i64> {
@@ -1023,13 +1305,23 @@ mod tests {
         assert_eq!(state.base_layout, BaseLayout::PerKey);
     }
 
+    /// Drops `store` once no background thread (a cache warm) holds it, so
+    /// that the database can be opened again.
+    fn close(store: Arc<OnlineStore>) {
+        let started = std::time::Instant::now();
+        while Arc::strong_count(&store) > 1 {
+            assert!(started.elapsed().as_secs() < 30, "the store is still held");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     fn upserts_merge_into_a_base_of(layout: BaseLayout) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("online.redb");
         let view = QualifiedName::new("public", "v");
         let state =
             || Materialization::new("shape".into(), 1, 1, "t".into(), BTreeMap::new(), true);
-        let store = OnlineStore::open(&path, 1 << 20).unwrap();
+        let store = Arc::new(OnlineStore::open(&path, 1 << 20).unwrap());
         let mut first = state();
         first.base_layout = layout;
         store
@@ -1058,18 +1350,33 @@ mod tests {
         assert_eq!(read(&store, &view, 3), Some((10, 3)));
         assert_eq!(read(&store, &view, 500), Some((1, 4)));
         assert_eq!(read(&store, &view, 9999), None);
-        drop(store);
+        close(store);
 
         // After a restart (cold cache) the delta still wins over the base;
         // a large upsert merges the delta into the base.
-        let store = OnlineStore::open(&path, 1 << 20).unwrap();
+        let store = Arc::new(OnlineStore::open(&path, 1 << 20).unwrap());
         assert_eq!(read(&store, &view, 1), Some((20, 2)));
         let many: Vec<RowUpdate> = (1000..1000 + MIN_DELTA_MERGE as u32 + 10)
             .map(|k| update(k, 7, 5))
             .collect();
+        let before = store.materialization(&view).unwrap();
         let applied = store
             .apply(&view, state(), OnlineChange::Upsert(many))
             .unwrap();
+        // A lookup that took its state before the merge still reads what
+        // the store holds now.
+        for (key, expected) in [
+            (1u32, Some((20, 2))),
+            (1005, Some((7, 5))),
+            (50, Some((10, 1))),
+            (99_999, None),
+        ] {
+            let row = store
+                .get(&before, &key.to_be_bytes(), &mut Vec::new())
+                .unwrap()
+                .map(|row| (row.event_time(), row.values()[0]));
+            assert_eq!(row, expected, "key {key}");
+        }
         assert_eq!(applied.online_keys, 101 + MIN_DELTA_MERGE + 10);
         let read_txn = store.db.begin_read().unwrap();
         let delta: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&applied.delta_table);
@@ -1078,8 +1385,8 @@ mod tests {
             Err(redb::TableError::TableDoesNotExist(_))
         ));
         drop(read_txn);
-        drop(store);
-        let store = OnlineStore::open(&path, 1 << 20).unwrap();
+        close(store);
+        let store = Arc::new(OnlineStore::open(&path, 1 << 20).unwrap());
         assert_eq!(read(&store, &view, 1), Some((20, 2)));
         assert_eq!(read(&store, &view, 1005), Some((7, 5)));
         assert_eq!(read(&store, &view, 50), Some((10, 1)));

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use moka::sync::Cache;
 
-use super::{CacheKey, StoredRow, cache_key};
+use super::{CacheKey, Cached, StoredRow, cache_key};
 
 /// Batches of at least this many rows are moved into the cache on two
 /// threads (moka takes inserts concurrently).
@@ -77,7 +77,7 @@ impl PendingRows {
     /// and has committed them) and starts moving them into `cache`.
     pub fn publish(
         self: &Arc<Self>,
-        cache: &Cache<CacheKey, StoredRow, ahash::RandomState>,
+        cache: &Cache<CacheKey, Cached, ahash::RandomState>,
         cache_id: u64,
         mut rows: Vec<(Vec<u8>, StoredRow)>,
     ) {
@@ -109,7 +109,7 @@ impl PendingRows {
     }
 
     /// Moves every batch into the cache, oldest first.
-    fn move_into(&self, cache: &Cache<CacheKey, StoredRow, ahash::RandomState>) {
+    fn move_into(&self, cache: &Cache<CacheKey, Cached, ahash::RandomState>) {
         let _mover = self
             .mover
             .lock()
@@ -128,7 +128,7 @@ impl PendingRows {
                 let mut buffer = Vec::new();
                 for (key, row) in rows {
                     cache_key(batch.cache_id, key, &mut buffer);
-                    cache.insert(Box::from(buffer.as_slice()), row.clone());
+                    cache.insert(Box::from(buffer.as_slice()), Cached::Row(row.clone()));
                 }
             };
             if batch.rows.len() >= PARALLEL_MOVE {
@@ -157,7 +157,7 @@ mod tests {
     fn row(value: u8) -> StoredRow {
         let mut bytes = 7i64.to_le_bytes().to_vec();
         bytes.push(value);
-        StoredRow(Arc::from(bytes))
+        StoredRow::new(Arc::from(bytes))
     }
 
     fn key_in(cache_id: u64, key: &[u8]) -> Vec<u8> {
@@ -204,9 +204,10 @@ mod tests {
         wait_until_moved(&pending);
         assert_eq!(pending.get(1, &[1]).map(|r| r.values()[0]), None);
         let cached = |id: u64, key: u8| {
-            cache
-                .get(key_in(id, &[key]).as_slice())
-                .map(|r| r.values()[0])
+            cache.get(key_in(id, &[key]).as_slice()).map(|r| match r {
+                Cached::Row(row) => row.values()[0],
+                Cached::Block(_) => unreachable!("rows are cached as rows"),
+            })
         };
         assert_eq!(cached(1, 1), Some(10));
         assert_eq!(cached(1, 2), Some(21));
@@ -225,7 +226,11 @@ mod tests {
         wait_until_moved(&pending);
         for k in [0u32, 1, PARALLEL_MOVE as u32 + 4] {
             let cached = cache.get(key_in(5, &k.to_be_bytes()).as_slice());
-            assert_eq!(cached.map(|r| r.values()[0]), Some((k % 251) as u8));
+            let value = cached.map(|r| match r {
+                Cached::Row(row) => row.values()[0],
+                Cached::Block(_) => unreachable!("rows are cached as rows"),
+            });
+            assert_eq!(value, Some((k % 251) as u8));
         }
     }
 }

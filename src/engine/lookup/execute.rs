@@ -240,8 +240,14 @@ fn keys_of(plan: &LookupPlan, params: &[ScalarValue]) -> Result<Vec<(Vec<ScalarV
     }
     let mut encoded: Vec<(Vec<ScalarValue>, Vec<u8>)> = Vec::with_capacity(key_values.len());
     // Each key once; a single key needs no set.
-    let mut seen: std::collections::HashSet<Vec<u8>, ahash::RandomState> = Default::default();
     let many = key_values.len() > 1;
+    let mut seen: std::collections::HashSet<Vec<u8>, ahash::RandomState> = match many {
+        true => std::collections::HashSet::with_capacity_and_hasher(
+            key_values.len(),
+            ahash::RandomState::new(),
+        ),
+        false => std::collections::HashSet::with_hasher(ahash::RandomState::with_seeds(0, 0, 0, 0)),
+    };
     'keys: for values in key_values {
         let mut typed = Vec::with_capacity(values.len());
         let mut bytes = Vec::with_capacity(16);

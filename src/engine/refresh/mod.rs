@@ -123,7 +123,7 @@ impl Phases {
     /// The pass's last phase, [`apply_online`], timed; then logs them all.
     fn apply_online(
         mut self,
-        store: &OnlineStore,
+        store: &Arc<OnlineStore>,
         view: &QualifiedName,
         kind: RefreshKind,
         state: Materialization,
@@ -751,11 +751,10 @@ impl Session {
                 };
                 let mut phases = computed.phases;
                 phases.prepare = prepared;
+                // (Applying a new generation also warms its rows in the
+                // background.)
                 let applied = phases.apply_online(&online_store, name, kind, next, change)?;
                 job.online_keys = applied.online_keys;
-                if applied.online {
-                    online_store.warm(name);
-                }
                 if let Some(previous) = previous
                     && previous.offline_table != applied.offline_table
                 {
@@ -960,7 +959,7 @@ fn upsert(online: bool, newest: MergedWinners) -> OnlineChange {
 
 /// Commits a refresh's online change and state (blocking: redb fsyncs).
 fn apply_online(
-    store: &OnlineStore,
+    store: &Arc<OnlineStore>,
     view: &QualifiedName,
     state: Materialization,
     change: OnlineChange,
