@@ -559,6 +559,29 @@ impl Connection {
                 status,
             )))
             .await?;
+        // On a protocol thread the reply goes out with the others of this
+        // turn of its event loop (see `outbox`). The socket stays open until
+        // the send is done: nothing cancels a connection at this await (it
+        // is outside every select), and the thread's sender runs in the
+        // same turn of the same event loop.
+        #[cfg(target_os = "linux")]
+        if let (Some(outbox), Some(fd)) = (super::outbox::current(), self.framed.get_ref().raw_fd())
+        {
+            let reply = self.framed.write_buffer_mut().split().freeze();
+            let sent = outbox.queue(fd, reply.clone()).await.unwrap_or(-libc::EIO);
+            if sent == reply.len() as i32 {
+                return Ok(());
+            }
+            if sent < 0 && sent != -libc::EAGAIN {
+                return Err(Disconnected);
+            }
+            // The socket's buffer is full: the rest is written as usual.
+            let sent = sent.max(0) as usize;
+            let write_buffer = self.framed.write_buffer_mut();
+            let unsent = write_buffer.split();
+            write_buffer.extend_from_slice(&reply[sent..]);
+            write_buffer.extend_from_slice(&unsent);
+        }
         self.framed.flush().await?;
         Ok(())
     }

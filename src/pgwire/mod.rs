@@ -8,6 +8,8 @@ pub mod connection;
 pub mod copy;
 pub mod errors;
 pub mod extended;
+#[cfg(target_os = "linux")]
+pub mod outbox;
 pub mod portal;
 pub mod rows;
 pub mod runtimes;

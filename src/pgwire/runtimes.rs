@@ -80,8 +80,12 @@ impl Runtimes {
                         if let Some(cpu) = cpu {
                             pin_current_thread(cpu);
                         }
-                        // The thread's event loop runs until the process exits.
-                        runtime.block_on(std::future::pending::<()>())
+                        // The thread's event loop runs until the process
+                        // exits, sending its connections' replies.
+                        #[cfg(target_os = "linux")]
+                        runtime.block_on(super::outbox::serve());
+                        #[cfg(not(target_os = "linux"))]
+                        runtime.block_on(std::future::pending::<()>());
                     })
                     .map_err(|e| Error::io("starting a protocol thread", e))?;
                 Ok(ProtocolThread {

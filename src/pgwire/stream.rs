@@ -71,6 +71,17 @@ impl ClientStream {
         None
     }
 
+    /// The socket's file descriptor, while attached.
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        match self {
+            ClientStream::Tcp(stream) => Some(stream.as_raw_fd()),
+            #[cfg(unix)]
+            ClientStream::Unix(stream) => Some(stream.as_raw_fd()),
+            ClientStream::Detached(_) => None,
+        }
+    }
+
     /// Deregisters the socket from the current runtime's event loop.
     pub fn detach(self) -> std::io::Result<ClientStream> {
         Ok(ClientStream::Detached(match self {
