@@ -212,7 +212,7 @@ enum Cached {
     /// A delta row (or a row of a per-key base).
     Row(StoredRow),
     /// A base block.
-    Block(Arc<CachedBlock>),
+    Block(CachedBlock),
 }
 
 /// What probing one state found.
@@ -599,7 +599,7 @@ impl OnlineStore {
                 "corrupt online store: a block its index names is missing".into(),
             ));
         };
-        let cached = Arc::new(CachedBlock::parse(stored.value())?);
+        let cached = CachedBlock::parse(stored.value())?;
         let row = cached.find(key);
         self.cache
             .insert(Box::from(buffer.as_slice()), Cached::Block(cached));
@@ -1020,7 +1020,7 @@ impl OnlineStore {
                             return Ok(false);
                         }
                         block_cache_key(state.index.block_cache_id, next_block, &mut buffer);
-                        let block = Arc::new(CachedBlock::parse(value)?);
+                        let block = CachedBlock::parse(value)?;
                         self.cache
                             .insert(Box::from(buffer.as_slice()), Cached::Block(block));
                         next_block += 1;
