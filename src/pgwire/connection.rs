@@ -568,15 +568,20 @@ impl Connection {
         if let (Some(outbox), Some(fd)) = (super::outbox::current(), self.framed.get_ref().raw_fd())
         {
             let reply = self.framed.write_buffer_mut().split().freeze();
-            let sent = outbox.queue(fd, reply.clone()).await.unwrap_or(-libc::EIO);
-            if sent == reply.len() as i32 {
+            let sent = match outbox.queue(fd, reply.clone()).await {
+                Ok(super::outbox::Sent::Bytes(sent)) => sent.min(reply.len()),
+                // Part of the reply may be on the wire: sending it again
+                // would corrupt the stream.
+                Ok(super::outbox::Sent::Lost) => return Err(Disconnected),
+                // The outbox dropped the reply unsent (it cannot: it runs
+                // as long as the thread); write it here.
+                Err(_) => 0,
+            };
+            if sent == reply.len() {
                 return Ok(());
             }
-            if sent < 0 && sent != -libc::EAGAIN {
-                return Err(Disconnected);
-            }
-            // The socket's buffer is full: the rest is written as usual.
-            let sent = sent.max(0) as usize;
+            // The socket's buffer was full or the send failed: the rest is
+            // written as usual (a broken socket fails there).
             let write_buffer = self.framed.write_buffer_mut();
             let unsent = write_buffer.split();
             write_buffer.extend_from_slice(&reply[sent..]);

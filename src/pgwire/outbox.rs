@@ -16,13 +16,15 @@
 //! yields once, so that the other connections made ready in this turn
 //! queue theirs, then submits every queued reply as a non-blocking send
 //! and wakes each connection with the send's result. What a send did not
-//! take (the socket's buffer was full) the connection writes itself, as
-//! before. Without io_uring (an old kernel, a seccomp profile that forbids
+//! take (the socket's buffer was full, or the send failed) the connection
+//! writes itself, as before: a broken socket's error comes from that
+//! write. Without io_uring (an old kernel, a seccomp profile that forbids
 //! it) there is no outbox and every connection writes its own replies.
 
 use std::cell::Cell;
 use std::os::fd::RawFd;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use io_uring::{IoUring, opcode, types};
@@ -35,29 +37,53 @@ pub struct Outbox {
     ring: Mutex<IoUring>,
     queue: Mutex<Vec<Queued>>,
     queued: Notify,
+    /// Set when a submission failed: the ring may still hold sends whose
+    /// completions would be taken for later ones', so it is never used
+    /// again (the thread's connections write their own replies).
+    retired: AtomicBool,
 }
 
 struct Queued {
     fd: RawFd,
     data: Bytes,
-    /// Bytes sent, or -errno.
-    done: oneshot::Sender<i32>,
+    done: oneshot::Sender<Sent>,
+}
+
+/// What became of a queued reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// This many of its first bytes were sent (all, or as many as the
+    /// socket's buffer took; none when the send failed): the connection
+    /// writes the rest itself.
+    Bytes(usize),
+    /// Unknown: the send may still be in the kernel's hands. Writing the
+    /// reply again could send it twice, so the connection must close.
+    Lost,
 }
 
 thread_local! {
     static OUTBOX: Cell<Option<&'static Outbox>> = const { Cell::new(None) };
 }
 
-/// This thread's outbox, if it is a protocol thread with io_uring.
+/// This thread's outbox, if it is a protocol thread with a working
+/// io_uring.
 pub fn current() -> Option<&'static Outbox> {
-    OUTBOX.with(Cell::get)
+    OUTBOX
+        .with(Cell::get)
+        .filter(|outbox| !outbox.retired.load(Ordering::Relaxed))
 }
 
 /// Gives this thread an outbox and sends its replies, forever: the future
 /// a protocol thread's event loop runs. Without io_uring it only waits.
 pub async fn serve() {
     let ring = match IoUring::new(RING_ENTRIES) {
-        Ok(ring) => ring,
+        Ok(ring) if supports_send(&ring) => ring,
+        Ok(_) => {
+            tracing::info!(
+                "io_uring cannot send (kernel before 5.6): replies are written one by one"
+            );
+            return std::future::pending().await;
+        }
         Err(e) => {
             tracing::info!(error = %e, "io_uring unavailable: replies are written one by one");
             return std::future::pending().await;
@@ -68,6 +94,7 @@ pub async fn serve() {
         ring: Mutex::new(ring),
         queue: Mutex::new(Vec::new()),
         queued: Notify::new(),
+        retired: AtomicBool::new(false),
     }));
     OUTBOX.with(|cell| cell.set(Some(outbox)));
     loop {
@@ -78,10 +105,16 @@ pub async fn serve() {
     }
 }
 
+/// Whether the kernel knows the send operation (io_uring predates it).
+fn supports_send(ring: &IoUring) -> bool {
+    let mut probe = io_uring::Probe::new();
+    ring.submitter().register_probe(&mut probe).is_ok() && probe.is_supported(opcode::Send::CODE)
+}
+
 impl Outbox {
-    /// Queues `data` for the socket `fd`; the receiver gets how many bytes
-    /// were sent (or -errno). The socket must stay open until then.
-    pub fn queue(&self, fd: RawFd, data: Bytes) -> oneshot::Receiver<i32> {
+    /// Queues `data` for the socket `fd`; the receiver learns what was sent.
+    /// The socket must stay open until then.
+    pub fn queue(&self, fd: RawFd, data: Bytes) -> oneshot::Receiver<Sent> {
         let (done, sent) = oneshot::channel();
         lock(&self.queue).push(Queued { fd, data, done });
         self.queued.notify_one();
@@ -93,15 +126,24 @@ impl Outbox {
         let mut ring = lock(&self.ring);
         while !queued.is_empty() {
             let rest = queued.split_off(queued.len().min(RING_ENTRIES as usize));
-            send_all(&mut ring, queued);
+            if self.retired.load(Ordering::Relaxed) {
+                for entry in queued {
+                    let _ = entry.done.send(Sent::Bytes(0));
+                }
+            } else if let Err(e) = send_all(&mut ring, queued) {
+                tracing::error!(error = %e, "io_uring submission failed: replies are written one by one");
+                self.retired.store(true, Ordering::Relaxed);
+            }
             queued = rest;
         }
     }
 }
 
 /// Submits one send per entry (at most the ring's size), waits for all of
-/// them and hands each its result.
-fn send_all(ring: &mut IoUring, queued: Vec<Queued>) {
+/// them and hands each its result. On a failed submission the sends not
+/// known to be complete are `Lost` and their bytes leaked: the kernel may
+/// still read them.
+fn send_all(ring: &mut IoUring, queued: Vec<Queued>) -> std::io::Result<()> {
     let (data, done): (Vec<_>, Vec<_>) = queued
         .into_iter()
         .map(|entry| ((entry.fd, entry.data), entry.done))
@@ -121,40 +163,111 @@ fn send_all(ring: &mut IoUring, queued: Vec<Queued>) {
         }
         submitted += 1;
     }
-    let mut results = vec![-libc::EAGAIN; data.len()];
+    // Sends never submitted (the ring was full) took nothing.
+    let mut results: Vec<Option<Sent>> = (0..data.len())
+        .map(|index| (index >= submitted).then_some(Sent::Bytes(0)))
+        .collect();
     let mut completed = 0;
+    let mut failed = None;
     while completed < submitted {
         match ring.submit_and_wait(submitted - completed) {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
             Err(e) => {
-                // The kernel may still read the bytes of the sends not
-                // completed: never free them. Their connections fail.
-                tracing::error!(error = %e, "io_uring submission failed");
-                for (index, result) in results.iter_mut().enumerate() {
-                    if *result == -libc::EAGAIN && index < submitted {
-                        *result = -libc::EIO;
-                    }
-                }
-                std::mem::forget(data);
-                for (sender, result) in done.into_iter().zip(results) {
-                    let _ = sender.send(result);
-                }
-                return;
+                failed = Some(e);
+                break;
             }
         }
         for completion in ring.completion() {
-            results[completion.user_data() as usize] = completion.result();
+            // A failed send took nothing; its connection's own write
+            // reports the socket's error.
+            let sent = usize::try_from(completion.result()).unwrap_or(0);
+            results[completion.user_data() as usize] = Some(Sent::Bytes(sent));
             completed += 1;
         }
     }
-    for (sender, result) in done.into_iter().zip(results) {
-        let _ = sender.send(result);
+    if failed.is_some() {
+        std::mem::forget(data);
     }
+    for (sender, result) in done.into_iter().zip(results) {
+        let _ = sender.send(result.unwrap_or(Sent::Lost));
+    }
+    failed.map_or(Ok(()), Err)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    /// Runs `test` on a protocol-thread-like event loop with an outbox.
+    fn on_outbox_thread(test: impl AsyncFnOnce(&'static Outbox)) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let local = tokio::task::LocalSet::new();
+            local
+                .run_until(async {
+                    tokio::task::spawn_local(serve());
+                    tokio::task::yield_now().await;
+                    match current() {
+                        Some(outbox) => test(outbox).await,
+                        // No io_uring here (seccomp, old kernel): nothing to test.
+                        None => eprintln!("io_uring unavailable; outbox not tested"),
+                    }
+                })
+                .await
+        });
+    }
+
+    #[test]
+    fn queued_replies_reach_their_sockets() {
+        on_outbox_thread(async |outbox| {
+            let pairs: Vec<_> = (0..3).map(|_| UnixStream::pair().unwrap()).collect();
+            let waits: Vec<_> = pairs
+                .iter()
+                .enumerate()
+                .map(|(i, (ours, _))| {
+                    outbox.queue(ours.as_raw_fd(), Bytes::from(format!("reply {i}")))
+                })
+                .collect();
+            for (i, wait) in waits.into_iter().enumerate() {
+                assert_eq!(wait.await.unwrap(), Sent::Bytes(7));
+                let mut got = [0u8; 7];
+                (&pairs[i].1).read_exact(&mut got).unwrap();
+                assert_eq!(got, format!("reply {i}").as_bytes());
+            }
+        });
+    }
+
+    #[test]
+    fn what_a_socket_does_not_take_is_left_to_the_connection() {
+        on_outbox_thread(async |outbox| {
+            // A peer that has gone: the send fails and takes nothing.
+            let (ours, theirs) = UnixStream::pair().unwrap();
+            drop(theirs);
+            let sent = outbox
+                .queue(ours.as_raw_fd(), Bytes::from_static(b"x"))
+                .await;
+            assert_eq!(sent.unwrap(), Sent::Bytes(0));
+            // A peer that does not read: the buffer takes only part of it.
+            let (ours, _theirs) = UnixStream::pair().unwrap();
+            let big = Bytes::from(vec![7u8; 64 << 20]);
+            let sent = outbox.queue(ours.as_raw_fd(), big.clone()).await;
+            match sent.unwrap() {
+                Sent::Bytes(n) => assert!(n < big.len(), "{n} bytes sent"),
+                Sent::Lost => panic!("a completed send is never lost"),
+            }
+        });
+    }
 }
