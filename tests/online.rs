@@ -777,3 +777,111 @@ async fn lookups_and_queries_interleave_on_one_connection() {
         }
     }
 }
+
+/// Replies a socket does not take at once are left to the connection's own
+/// write (`pgwire/outbox.rs`): the bytes must arrive whole and in order. A
+/// raw client pipelines many lookups without reading, so the socket fills
+/// up (checked by hand: the fallback is taken), then reads every reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_replies_a_socket_cannot_take_at_once_arrive_whole() {
+    use std::io::Write;
+
+    let temp = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(
+        &temp.path().join("data"),
+        &[("FEATUREDB_PROTOCOL_THREADS", "2")],
+    );
+    let setup = server.client().await;
+    setup
+        .batch_execute(
+            "CREATE TABLE docs (id bigint, ts timestamptz, body text);
+             INSERT INTO docs SELECT v, TIMESTAMPTZ '2024-01-01 00:00:00+00',
+                 repeat(chr(65 + (v % 26)::int), 3000)
+               FROM generate_series(1, 100) AS t(v);
+             CREATE FEATURE VIEW doc_features KEY (id) TIMESTAMP ts ONLINE
+               AS SELECT id, ts, body FROM docs;
+             REFRESH FEATURE VIEW doc_features;",
+        )
+        .await
+        .unwrap();
+    let port = server.port;
+    tokio::task::spawn_blocking(move || {
+        let message = |tag: u8, body: &[u8]| {
+            let mut out = vec![tag];
+            out.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+            out.extend_from_slice(body);
+            out
+        };
+        let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut startup = 196608i32.to_be_bytes().to_vec();
+        startup.extend_from_slice(b"user\0test\0database\0featuredb\0\0");
+        let mut first = ((startup.len() + 4) as i32).to_be_bytes().to_vec();
+        first.extend_from_slice(&startup);
+        first.extend(message(
+            b'P',
+            b"s\0SELECT body FROM doc_features WHERE id = $1\0\0\0",
+        ));
+        first.extend(message(b'S', b""));
+        socket.write_all(&first).unwrap();
+        let mut replies = Replies::new(socket.try_clone().unwrap());
+        replies.until_ready();
+        replies.until_ready();
+        // 2000 lookups (~6 MB of replies) written before any is read.
+        let mut requests = Vec::new();
+        for i in 0..2000 {
+            let id = (i % 100 + 1).to_string();
+            let mut bind = b"\0s\0\0\0\0\x01".to_vec();
+            bind.extend_from_slice(&(id.len() as i32).to_be_bytes());
+            bind.extend_from_slice(id.as_bytes());
+            bind.extend_from_slice(b"\0\0");
+            requests.extend(message(b'B', &bind));
+            requests.extend(message(b'E', b"\0\0\0\0\0"));
+            requests.extend(message(b'S', b""));
+        }
+        let mut writer = socket;
+        let writing = std::thread::spawn(move || writer.write_all(&requests).unwrap());
+        std::thread::sleep(Duration::from_millis(500));
+        for i in 0..2000 {
+            let rows = replies.until_ready();
+            let letter = char::from(b'A' + ((i % 100 + 1) % 26) as u8);
+            assert_eq!(rows, vec![letter.to_string().repeat(3000)], "reply {i}");
+        }
+        writing.join().unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+/// Reads backend messages from a raw connection.
+struct Replies {
+    socket: std::net::TcpStream,
+}
+
+impl Replies {
+    fn new(socket: std::net::TcpStream) -> Self {
+        Self { socket }
+    }
+
+    /// The text of each DataRow's first column until ReadyForQuery; an
+    /// ErrorResponse fails the test.
+    fn until_ready(&mut self) -> Vec<String> {
+        use std::io::Read;
+        let mut rows = Vec::new();
+        loop {
+            let mut header = [0u8; 5];
+            self.socket.read_exact(&mut header).unwrap();
+            let len = i32::from_be_bytes(header[1..].try_into().unwrap()) as usize - 4;
+            let mut body = vec![0u8; len];
+            self.socket.read_exact(&mut body).unwrap();
+            match header[0] {
+                b'Z' => return rows,
+                b'E' => panic!("error: {}", String::from_utf8_lossy(&body)),
+                b'D' => {
+                    let value_len = i32::from_be_bytes(body[2..6].try_into().unwrap()) as usize;
+                    rows.push(String::from_utf8(body[6..6 + value_len].to_vec()).unwrap());
+                }
+                _ => {}
+            }
+        }
+    }
+}
