@@ -71,6 +71,19 @@ impl Prepared {
         }
     }
 
+    /// Fails when a Bind supplies another number of parameters than the
+    /// statement has.
+    pub fn check_param_count(&self, params: &[ScalarValue]) -> Result<()> {
+        if params.len() != self.param_types.len() {
+            return Err(Error::Protocol(format!(
+                "bind message supplies {} parameters, but prepared statement requires {}",
+                params.len(),
+                self.param_types.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether executing this statement is an online lookup answered
     /// straight from the stored rows: no query runs, whatever the
     /// parameters (unless the view changed since, see `execute`).
@@ -450,13 +463,7 @@ impl Session {
             return Ok(Outcome::Empty);
         };
         self.check_transaction(statement)?;
-        if params.len() != prepared.param_types.len() {
-            return Err(Error::Protocol(format!(
-                "bind message supplies {} parameters, but prepared statement requires {}",
-                params.len(),
-                prepared.param_types.len()
-            )));
-        }
+        prepared.check_param_count(&params)?;
         if let Some(lookup) = &prepared.lookup {
             if let Some(outcome) = self.execute_lookup(lookup, &params)? {
                 return Ok(outcome);

@@ -579,15 +579,9 @@ impl OnlineStore {
         if let Some(Cached::Block(cached)) = self.cache.get(buffer.as_slice()) {
             return Ok(Probe::Found(cached.find(key)));
         }
-        let _fill = self
-            .fill_lock
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Under the fill lock a current state's index is redb's base.
-        if !self.is_current(state) {
+        let Some((_fill, read)) = self.read_to_fill(state)? else {
             return Ok(Probe::Stale);
-        }
-        let read = self.db.begin_read().map_err(storage("reading"))?;
+        };
         let Some(base) = RowsTables::open(&read, state)?.base else {
             return Ok(Probe::Found(None));
         };
@@ -619,14 +613,9 @@ impl OnlineStore {
         if let Some(Cached::Row(row)) = self.cache.get(buffer.as_slice()) {
             return Ok(Probe::Found(Some(row)));
         }
-        let _fill = self
-            .fill_lock
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !self.is_current(state) {
+        let Some((_fill, read)) = self.read_to_fill(state)? else {
             return Ok(Probe::Stale);
-        }
-        let read = self.db.begin_read().map_err(storage("reading"))?;
+        };
         let mut tables = RowsTables::open(&read, state)?;
         if !per_key_base {
             tables.base = None;
@@ -637,6 +626,26 @@ impl OnlineStore {
         self.cache
             .insert(Box::from(buffer.as_slice()), Cached::Row(row.clone()));
         Ok(Probe::Found(Some(row)))
+    }
+
+    /// A read of redb whose rows may be cached: under the fill lock (which
+    /// a refresh holds exclusively while it commits and publishes), and
+    /// only while `state` is its view's current state, whose index then
+    /// describes what redb holds. `None` when it is not current: the
+    /// lookup starts again from the current state.
+    fn read_to_fill(
+        &self,
+        state: &Materialization,
+    ) -> Result<Option<(std::sync::RwLockReadGuard<'_, ()>, redb::ReadTransaction)>> {
+        let fill = self
+            .fill_lock
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !self.is_current(state) {
+            return Ok(None);
+        }
+        let read = self.db.begin_read().map_err(storage("reading"))?;
+        Ok(Some((fill, read)))
     }
 
     /// Whether `state` holds the same rows as its view's current state

@@ -270,41 +270,22 @@ impl Connection {
                 self.statements.clear();
                 self.portals.clear();
             }
-            match outcome {
+            let (schema, stream, tag) = match outcome {
                 Outcome::Rows {
                     schema,
                     stream,
                     tag,
-                } => {
-                    let formats =
-                        match result_formats(&portal.result_format_codes, schema.fields().len()) {
-                            Ok(formats) => formats,
-                            Err(e) => return self.extended_error(e).await,
-                        };
-                    let context = self.session().output_context();
-                    portal.state = PortalState::Streaming(RowStream::new(
-                        schema, stream, formats, tag, context,
-                    ));
-                }
+                } => (schema, stream, tag),
                 Outcome::Lookup(rows) if max_rows == 0 => {
                     return self.send_lookup_rows(name, portal, rows).await;
                 }
                 Outcome::Lookup(rows) => {
                     // Row-limited: through the stream a portal suspends.
                     let schema = rows.schema().clone();
-                    let stream = match rows.into_stream(&portal.params) {
-                        Ok(stream) => stream,
+                    match rows.into_stream(&portal.params) {
+                        Ok(stream) => (schema, stream, "SELECT"),
                         Err(e) => return self.extended_error(e).await,
-                    };
-                    let formats =
-                        match result_formats(&portal.result_format_codes, schema.fields().len()) {
-                            Ok(formats) => formats,
-                            Err(e) => return self.extended_error(e).await,
-                        };
-                    let context = self.session().output_context();
-                    portal.state = PortalState::Streaming(RowStream::new(
-                        schema, stream, formats, "SELECT", context,
-                    ));
+                    }
                 }
                 Outcome::Command(tag) => {
                     self.send_session_messages().await?;
@@ -346,7 +327,14 @@ impl Connection {
                         Err(e) => self.extended_error(e).await,
                     };
                 }
-            }
+            };
+            let formats = match result_formats(&portal.result_format_codes, schema.fields().len()) {
+                Ok(formats) => formats,
+                Err(e) => return self.extended_error(e).await,
+            };
+            let context = self.session().output_context();
+            portal.state =
+                PortalState::Streaming(RowStream::new(schema, stream, formats, tag, context));
         }
         match &mut portal.state {
             PortalState::Streaming(rows) => {

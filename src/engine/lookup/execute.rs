@@ -53,13 +53,7 @@ impl Session {
             return Ok(None);
         }
         self.check_transaction(statement)?;
-        if params.len() != prepared.param_types.len() {
-            return Err(Error::Protocol(format!(
-                "bind message supplies {} parameters, but prepared statement requires {}",
-                params.len(),
-                prepared.param_types.len()
-            )));
-        }
+        prepared.check_param_count(params)?;
         self.find_rows(plan, params)
     }
 
