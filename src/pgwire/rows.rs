@@ -37,8 +37,7 @@ pub fn result_formats(codes: &[i16], columns: usize) -> Result<Vec<i16>> {
 /// Appends a RowDescription of `schema`'s columns in `formats` to `out`
 /// (written directly: it is sent before every lookup's rows).
 pub fn write_row_description(out: &mut BytesMut, schema: &Schema, formats: &[i16]) {
-    let start = out.len();
-    out.extend_from_slice(b"T\0\0\0\0");
+    let start = start_message(out, b'T');
     out.extend_from_slice(&(schema.fields().len() as i16).to_be_bytes());
     for (index, field) in schema.fields().iter().enumerate() {
         let ty = pg_type(field.data_type());
@@ -51,7 +50,20 @@ pub fn write_row_description(out: &mut BytesMut, schema: &Schema, formats: &[i16
         out.extend_from_slice(&(-1i32).to_be_bytes()); // type modifier
         out.extend_from_slice(&formats.get(index).copied().unwrap_or(TEXT).to_be_bytes());
     }
-    // The length counts itself but not the type byte.
+    finish_message(out, start);
+}
+
+/// Starts a backend message of type `tag` in `out`, its length left to
+/// [`finish_message`]; returns where it starts.
+fn start_message(out: &mut BytesMut, tag: u8) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[tag, 0, 0, 0, 0]);
+    start
+}
+
+/// Writes the length of the message started at `start`, now complete (the
+/// length counts itself but not the type byte).
+fn finish_message(out: &mut BytesMut, start: usize) {
     let length = (out.len() - start - 1) as i32;
     out[start + 1..start + 5].copy_from_slice(&length.to_be_bytes());
 }
@@ -101,32 +113,28 @@ pub fn write_lookup_rows(
     context: &OutputContext,
 ) -> Result<usize> {
     let mut reader = rows.reader();
-    let mut message = Vec::with_capacity(128);
+    // The values' writers append to a Vec: each value is written there,
+    // then copied after its length.
+    let mut value = Vec::with_capacity(64);
     let mut count = 0;
     while let Some(values) = reader.next_row()? {
-        message.clear();
-        message.push(b'D');
-        message.extend_from_slice(&[0; 4]);
-        message.extend_from_slice(&(values.len() as i16).to_be_bytes());
-        for (index, value) in values.iter().enumerate() {
-            let Some(datum) = value else {
-                message.extend_from_slice(&(-1i32).to_be_bytes());
+        let start = start_message(out, b'D');
+        out.extend_from_slice(&(values.len() as i16).to_be_bytes());
+        for (index, datum) in values.iter().enumerate() {
+            let Some(datum) = datum else {
+                out.extend_from_slice(&(-1i32).to_be_bytes());
                 continue;
             };
-            let at = message.len();
-            message.extend_from_slice(&[0; 4]);
+            value.clear();
             if formats.get(index).copied().unwrap_or(TEXT) == BINARY {
-                datum.write_binary(&mut message);
+                datum.write_binary(&mut value);
             } else {
-                datum.write_text(context, &mut message);
+                datum.write_text(context, &mut value);
             }
-            let length = (message.len() - at - 4) as i32;
-            message[at..at + 4].copy_from_slice(&length.to_be_bytes());
+            out.extend_from_slice(&(value.len() as i32).to_be_bytes());
+            out.extend_from_slice(&value);
         }
-        // The length counts itself but not the type byte.
-        let length = (message.len() - 1) as i32;
-        message[1..5].copy_from_slice(&length.to_be_bytes());
-        out.extend_from_slice(&message);
+        finish_message(out, start);
         count += 1;
     }
     Ok(count)
