@@ -224,6 +224,25 @@ impl CachedBlock {
 
     /// `key`'s stored row, if the block holds it.
     pub fn find(&self, key: &[u8]) -> Option<StoredRow> {
+        self.locate(key)
+            .map(|value| StoredRow::within(self.data.clone(), value))
+    }
+
+    /// The event time of `key`'s stored row, if the block holds it (without
+    /// taking a reference to the block, as [`Self::find`] does: threads
+    /// deciding a refresh's upserts share blocks).
+    pub fn event_time(&self, key: &[u8]) -> Option<i64> {
+        self.locate(key).map(|value| {
+            i64::from_le_bytes(
+                self.data[value.start..value.start + 8]
+                    .try_into()
+                    .expect("checked when parsed"),
+            )
+        })
+    }
+
+    /// Where `key`'s stored row is in `data`, if the block holds it.
+    fn locate(&self, key: &[u8]) -> Option<std::ops::Range<usize>> {
         let mask = self.slots as usize - 1;
         let mut slot = slot_hash(key) & mask;
         loop {
@@ -233,7 +252,7 @@ impl CachedBlock {
             }
             let (row_key, value) = self.row(row as usize - 1);
             if row_key == key {
-                return Some(StoredRow::within(self.data.clone(), value));
+                return Some(value);
             }
             slot = (slot + 1) & mask;
         }
@@ -266,32 +285,38 @@ where
                 return Ok(None);
             };
             let (_, block) = entry.map_err(reading)?;
-            for row in rows(block.value()) {
-                let (row_key, value) = row?;
-                match row_key.cmp(key) {
-                    std::cmp::Ordering::Less => {}
-                    std::cmp::Ordering::Equal => return f(value).map(Some),
-                    std::cmp::Ordering::Greater => break,
-                }
-            }
-            Ok(None)
+            find_in_block(block.value(), key)?.map(f).transpose()
         }
     }
 }
 
-/// Merges `delta`'s rows into a blocks base table: delta rows replace base
-/// rows of the same key (the delta only ever holds winners). A group of
+/// `key`'s value in `block`, if the block holds it.
+pub fn find_in_block<'b>(block: &'b [u8], key: &[u8]) -> Result<Option<&'b [u8]>> {
+    for row in rows(block) {
+        let (row_key, value) = row?;
+        match row_key.cmp(key) {
+            std::cmp::Ordering::Less => {}
+            std::cmp::Ordering::Equal => return Ok(Some(value)),
+            std::cmp::Ordering::Greater => break,
+        }
+    }
+    Ok(None)
+}
+
+/// Merges the delta's rows (in key order, one per key) into a blocks base
+/// table: delta rows replace base rows of the same key (the delta only
+/// ever holds winners). A group of
 /// blocks at a time is read, merged and written back, so memory stays
 /// bounded whatever the table's size; groups no delta key falls into are
 /// left alone. Returns the merged base's block index.
 pub fn merge_delta(
     base: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
-    delta: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    delta: Vec<(Vec<u8>, Vec<u8>)>,
 ) -> Result<BlockIndex> {
     let mut index = BlockIndex::default();
     const GROUP: usize = 1024;
     let merging = |e: redb::StorageError| Error::OnlineStore(format!("merging: {e}"));
-    let mut delta_rows = delta.iter().map_err(merging)?.peekable();
+    let mut delta_rows = delta.into_iter().peekable();
     // The first key of the next group's first block (None: the start).
     let mut from: Option<Vec<u8>> = None;
     loop {
@@ -319,11 +344,9 @@ pub fn merge_delta(
             }
         }
         // A group no delta key falls into stays as it is.
-        let touched = match delta_rows.peek() {
-            Some(Ok((key, _))) => next.as_deref().is_none_or(|n| key.value() < n),
-            Some(Err(_)) => true, // reported below
-            None => false,
-        };
+        let touched = delta_rows
+            .peek()
+            .is_some_and(|(key, _)| next.as_deref().is_none_or(|n| key.as_slice() < n));
         if !touched {
             for key in &old_keys {
                 index.push(key);
@@ -341,35 +364,22 @@ pub fn merge_delta(
         let mut blocks = Vec::new();
         let mut base_rows = rows_in_group.into_iter().peekable();
         loop {
-            let delta_key = match delta_rows.peek() {
-                Some(Ok((key, _))) if next.as_deref().is_none_or(|n| key.value() < n) => {
-                    Some(key.value().to_vec())
-                }
-                Some(Err(_)) => {
-                    let Some(Err(e)) = delta_rows.next() else {
-                        unreachable!("peeked an error")
-                    };
-                    return Err(merging(e));
-                }
-                _ => None,
-            };
-            let take_delta = match (&delta_key, base_rows.peek()) {
+            let delta_key = delta_rows
+                .peek()
+                .map(|(key, _)| key)
+                .filter(|key| next.as_deref().is_none_or(|n| key.as_slice() < n));
+            let take_delta = match (delta_key, base_rows.peek()) {
                 (None, None) => break,
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
                 (Some(d), Some((b, _))) => d <= b,
             };
             let full = if take_delta {
-                let Some(Ok((key, value))) = delta_rows.next() else {
-                    unreachable!("peeked a row")
-                };
-                if base_rows
-                    .peek()
-                    .is_some_and(|(b, _)| b.as_slice() == key.value())
-                {
+                let (key, value) = delta_rows.next().expect("peeked a row");
+                if base_rows.peek().is_some_and(|(b, _)| *b == key) {
                     base_rows.next(); // replaced
                 }
-                builder.push(key.value(), value.value())
+                builder.push(&key, &value)
             } else {
                 let (key, value) = base_rows.next().expect("peeked a row");
                 builder.push(&key, &value)
@@ -469,7 +479,6 @@ mod tests {
     ) -> (tempfile::TempDir, redb::Database) {
         let dir = tempfile::tempdir().unwrap();
         let db = redb::Database::create(dir.path().join("t.redb")).unwrap();
-        let delta_def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("delta");
         let write = db.begin_write().unwrap();
         {
             let mut base = write.open_table(BASE).unwrap();
@@ -482,14 +491,11 @@ mod tests {
             for (key, block) in &blocks {
                 base.insert(key.as_slice(), block.as_slice()).unwrap();
             }
-            let mut delta = write.open_table(delta_def).unwrap();
-            for k in delta_keys {
-                delta
-                    .insert(k.to_be_bytes().as_slice(), [2u8].as_slice())
-                    .unwrap();
-            }
+            let delta = delta_keys
+                .map(|k| (k.to_be_bytes().to_vec(), vec![2u8]))
+                .collect();
             // The index it returns names the blocks the base now has.
-            let index = merge_delta(&mut base, &delta).unwrap();
+            let index = merge_delta(&mut base, delta).unwrap();
             let first_keys: Vec<Vec<u8>> = base
                 .iter()
                 .unwrap()

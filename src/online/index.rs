@@ -1,6 +1,6 @@
 //! What a lookup keeps in memory to find a key's row with one cache probe:
-//! the first key of each base block ([`BlockIndex`]) and which keys the
-//! delta may hold ([`DeltaKeys`]).
+//! the first key of each base block ([`BlockIndex`]); which keys the delta
+//! may hold is [`super::delta::DeltaRuns`].
 //!
 //! Why: the row cache used to hold one entry per key. With a million keys
 //! read at random, a probe missed the CPU caches at every step of moka's
@@ -12,13 +12,10 @@
 //! refresh and a merge produce as they write the blocks (and opening the
 //! store reads back).
 //!
-//! Rows an incremental refresh upserts live in the delta, one per key, and
-//! are cached per key. A lookup must know whether the delta has its key
-//! before it reads the base: [`DeltaKeys`] answers "certainly not" or
-//! "maybe" from the keys' hashes, in a few nanoseconds.
-
-use std::collections::HashSet;
-use std::sync::RwLock;
+//! Rows an incremental refresh upserts live in the delta and are cached
+//! per key. A lookup must know whether the delta has its key before it
+//! reads the base: `DeltaRuns` answers "certainly not" or "maybe" from the
+//! keys' hashes, in a few nanoseconds.
 
 /// The first keys of a base table's blocks, ascending.
 #[derive(Debug, Default)]
@@ -71,47 +68,6 @@ impl BlockIndex {
     }
 }
 
-/// The keys a generation's delta holds, as hashes: shared by every state of
-/// the generation until a merge empties the delta. Keys are added before a
-/// refresh publishes its rows, so a lookup holding any state of the
-/// generation never misses a key the delta has.
-#[derive(Debug, Default)]
-pub struct DeltaKeys {
-    hashes: RwLock<HashSet<u64, ahash::RandomState>>,
-}
-
-/// Hashes are compared across threads and restarts: fixed seeds.
-fn key_hash(key: &[u8]) -> u64 {
-    ahash::RandomState::with_seeds(7, 11, 13, 17).hash_one(key)
-}
-
-impl DeltaKeys {
-    /// Whether the delta may hold `key` (false: it certainly does not).
-    pub fn may_hold(&self, key: &[u8]) -> bool {
-        let hashes = self
-            .hashes
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        !hashes.is_empty() && hashes.contains(&key_hash(key))
-    }
-
-    pub fn insert<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) {
-        let mut hashes = self
-            .hashes
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        hashes.extend(keys.into_iter().map(key_hash));
-    }
-
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.hashes
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,15 +88,5 @@ mod tests {
         assert_eq!(index.block_of(b"z"), Some(3));
         assert_eq!(index.first_key(2), b"dd");
         assert_eq!(BlockIndex::default().block_of(b"a"), None);
-    }
-
-    #[test]
-    fn delta_keys_never_miss_a_key_they_hold() {
-        let delta = DeltaKeys::default();
-        assert!(!delta.may_hold(b"k"));
-        let keys: Vec<Vec<u8>> = (0..10_000u32).map(|k| k.to_le_bytes().to_vec()).collect();
-        delta.insert(keys.iter().map(Vec::as_slice));
-        assert!(keys.iter().all(|k| delta.may_hold(k)));
-        assert_eq!(delta.len(), 10_000);
     }
 }

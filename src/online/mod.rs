@@ -6,14 +6,14 @@
 //!   ([`Materialization`]: the input snapshots, the offline table, the
 //!   generation of its online rows);
 //! - per view and generation, a base table (`rows:<view>:<generation>`)
-//!   and a delta table (`delta:…`), both encoded key → `[event time][row]`
-//!   (see [`codec`]). A full refresh writes the base; incremental refreshes
-//!   write the delta, which a lookup reads first. Random keys spread over a
-//!   large base touch nearly every page of its copy-on-write B-tree, so an
-//!   upsert of 1% of the keys would rewrite all of it; into the small delta
-//!   it writes about as many pages as it has rows. The delta is merged into
-//!   the base (in the refresh's transaction) once it holds an eighth as
-//!   many keys;
+//!   and a delta table (`delta-runs:…`), both holding blocks of rows in
+//!   key order, encoded key → `[event time][row]` (see [`codec`],
+//!   [`blocks`]). A full refresh writes the base; each incremental refresh
+//!   adds a run of blocks to the delta ([`delta`]), which a lookup reads
+//!   first. Random keys spread over a large base touch nearly every block,
+//!   so an upsert of 1% of the keys would rewrite all of it; a run costs
+//!   about as much as it has rows. The delta is merged into the base (in
+//!   the refresh's transaction) once it holds an eighth as many keys;
 //! - `jobs`: the history of refreshes ([`Job`]).
 //!
 //! A refresh writes its online rows and its new [`Materialization`] in one
@@ -37,6 +37,7 @@
 
 mod blocks;
 pub mod codec;
+mod delta;
 mod index;
 mod pending;
 
@@ -53,7 +54,8 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 use self::blocks::{BaseLayout, BlockBuilder, CachedBlock};
-use self::index::{BlockIndex, DeltaKeys};
+use self::delta::DeltaRuns;
+use self::index::BlockIndex;
 use self::pending::PendingRows;
 use crate::error::{Error, Result};
 
@@ -120,9 +122,9 @@ struct RowsIndex {
     /// The base's blocks; `None` for a per-key base, whose rows are cached
     /// one by one.
     blocks: Option<Arc<BlockIndex>>,
-    /// The keys the delta may hold: shared by the generation's states until
-    /// a merge empties the delta (the states before it keep theirs).
-    delta: Arc<DeltaKeys>,
+    /// The delta's runs: shared by the generation's states until a merge
+    /// empties the delta (the states before it keep theirs).
+    delta: Arc<DeltaRuns>,
     /// Names this base's blocks in the cache: a merge rewrites blocks, and
     /// cached blocks of the base before it must not be found after it.
     block_cache_id: u64,
@@ -181,9 +183,15 @@ impl Materialization {
         self.cache_id =
             ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one((&name, self.incarnation));
         self.rows_table = Arc::from(name);
-        self.delta_table = Arc::from(format!("delta:{view}:{}", self.generation));
+        self.delta_table = Arc::from(format!("delta-runs:{view}:{}", self.generation));
         self.view = Some(view.clone());
         self
+    }
+
+    /// The delta table of stores written before the delta held runs: one
+    /// entry per key (see [`delta::migrate_per_key`]).
+    fn per_key_delta_table(&self) -> String {
+        self.delta_table.replacen("delta-runs:", "delta:", 1)
     }
 
     fn cache_key(&self, key: &[u8], buffer: &mut Vec<u8>) {
@@ -215,6 +223,17 @@ enum Cached {
     Block(CachedBlock),
 }
 
+/// Which of a state's tables a warm loads into the cache.
+#[derive(Debug, Clone, Copy)]
+enum WarmedTable {
+    /// The delta's runs, row by row.
+    Delta,
+    /// A blocks base, block by block.
+    BaseBlocks,
+    /// A per-key base, row by row.
+    BaseRows,
+}
+
 /// What probing one state found.
 enum Probe {
     Found(Option<StoredRow>),
@@ -230,6 +249,8 @@ type RowsTableMut<'txn> = redb::Table<'txn, &'static [u8], &'static [u8]>;
 /// base.
 struct RowsTables {
     delta: Option<RowsTable>,
+    /// What the delta holds.
+    runs: Arc<DeltaRuns>,
     base: Option<RowsTable>,
     layout: BaseLayout,
 }
@@ -246,6 +267,7 @@ impl RowsTables {
         };
         Ok(Self {
             delta: open(&state.delta_table)?,
+            runs: state.index.delta.clone(),
             base: open(&state.rows_table)?,
             layout: state.base_layout,
         })
@@ -253,14 +275,24 @@ impl RowsTables {
 
     /// The stored value of `key`, from the first table holding it, handed
     /// to `f`.
-    fn find<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> Result<R>) -> Result<Option<R>> {
-        if let Some(delta) = &self.delta
-            && let Some(stored) = delta.get(key).map_err(storage("reading"))?
-        {
-            return f(stored.value()).map(Some);
+    fn find<R>(&self, key: &[u8], f: impl Fn(&[u8]) -> Result<R>) -> Result<Option<R>> {
+        if let Some(row) = self.find_in_delta(key, &f)? {
+            return Ok(Some(row));
         }
         match &self.base {
             Some(base) => blocks::find(base, self.layout, key, f),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored value of `key` in the delta, handed to `f`.
+    fn find_in_delta<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> Result<R>,
+    ) -> Result<Option<R>> {
+        match &self.delta {
+            Some(delta) => self.runs.find(delta, key, f),
             None => Ok(None),
         }
     }
@@ -457,6 +489,9 @@ impl OnlineStore {
                     let state = state.derive(&name);
                     states.insert(name, Arc::new(state));
                 }
+            }
+            for state in states.values() {
+                delta::migrate_per_key(&write, &state.per_key_delta_table(), &state.delta_table)?;
             }
             {
                 // Refreshes that were running when the server stopped did
@@ -676,6 +711,8 @@ impl OnlineStore {
             _ => Arc::new(RowsIndex::new(None)),
         };
         let mut rewrote_base = false;
+        // A run written to the delta, recorded in its runs once committed.
+        let mut new_run = None;
         let name_key = serde_json::to_string(view).map_err(storage("encoding a view name"))?;
         let (_commit, write) = self.begin_state_change()?;
         let mut changed: Vec<(Vec<u8>, StoredRow)> = Vec::new();
@@ -707,25 +744,31 @@ impl OnlineStore {
             }
             OnlineChange::Upsert(rows) => {
                 // Which rows win is decided from the committed state (see
-                // `decide_upserts`), while this thread writes the winners.
+                // `decide_upserts`); the winners, in key order, become the
+                // delta's next run.
                 let base_table = write.open_table(base).map_err(storage("writing"))?;
                 let mut delta_table = write.open_table(delta).map_err(storage("writing"))?;
                 let mut new_keys = 0u64;
                 self.decide_upserts(&state, &rows, |decision| {
                     new_keys += u64::from(decision.new_key);
-                    if let Some((key, stored)) = decision.write {
-                        delta_table
-                            .insert(key.as_slice(), stored.bytes())
-                            .map_err(storage("writing"))?;
-                        changed.push((key, stored));
-                    }
+                    changed.extend(decision.write);
                     Ok(())
                 })?;
                 state.online_keys =
                     previous.as_ref().map(|p| p.online_keys).unwrap_or(0) + new_keys;
+                let runs = state.index.delta.clone();
+                let run = runs.next_run();
+                let run_blocks = delta::write_run(
+                    &mut delta_table,
+                    run,
+                    changed
+                        .iter()
+                        .map(|(key, row)| (key.as_slice(), row.bytes())),
+                )?;
                 // Merge once the delta holds an eighth of the base's keys.
                 let base_keys = base_table.len().map_err(storage("writing"))?;
-                let delta_keys = delta_table.len().map_err(storage("writing"))?;
+                let delta_keys =
+                    runs.keys() + runs.new_keys(changed.iter().map(|(key, _)| key.as_slice()));
                 drop(base_table);
                 // (A blocks base counts blocks: about BLOCK_ROWS keys each.)
                 let base_keys = match state.base_layout {
@@ -734,19 +777,17 @@ impl OnlineStore {
                 };
                 if delta_keys > (base_keys / 8).max(MIN_DELTA_MERGE) {
                     let mut base_table = write.open_table(base).map_err(storage("writing"))?;
+                    let newest = delta::newest_rows(&delta_table)?;
                     let blocks = match state.base_layout {
                         BaseLayout::PerKey => {
-                            for entry in delta_table.iter().map_err(storage("merging"))? {
-                                let (key, value) = entry.map_err(storage("merging"))?;
+                            for (key, value) in &newest {
                                 base_table
-                                    .insert(key.value(), value.value())
+                                    .insert(key.as_slice(), value.as_slice())
                                     .map_err(storage("merging"))?;
                             }
                             None
                         }
-                        BaseLayout::Blocks => {
-                            Some(blocks::merge_delta(&mut base_table, &delta_table)?)
-                        }
+                        BaseLayout::Blocks => Some(blocks::merge_delta(&mut base_table, newest)?),
                     };
                     drop(delta_table);
                     write.delete_table(delta).map_err(storage("merging"))?;
@@ -754,14 +795,8 @@ impl OnlineStore {
                     // keep theirs (lookups holding them stay consistent).
                     state.index = Arc::new(RowsIndex::new(blocks));
                     rewrote_base = true;
-                } else {
-                    // Before the rows are published (and can be moved out
-                    // of `pending` into the cache), so that no lookup holding
-                    // a state of this generation passes over them.
-                    state
-                        .index
-                        .delta
-                        .insert(changed.iter().map(|(key, _)| key.as_slice()));
+                } else if !changed.is_empty() {
+                    new_run = Some((runs, run, run_blocks));
                 }
             }
         }
@@ -780,6 +815,16 @@ impl OnlineStore {
                 .map_err(storage("writing"))?;
         }
         write.commit().map_err(storage("committing"))?;
+        // Before the rows are published (and can be moved out of `pending`
+        // into the cache), so that no lookup holding a state of this
+        // generation passes over them.
+        if let Some((runs, run, run_blocks)) = new_run {
+            runs.add(
+                run,
+                run_blocks,
+                changed.iter().map(|(key, _)| key.as_slice()),
+            );
+        }
         // Lookups after a refresh find its rows in memory: pending until a
         // background thread has moved them into the cache. A new
         // generation (a full refresh) is warmed afterwards instead
@@ -815,10 +860,11 @@ impl OnlineStore {
         let decide = |part: &[RowUpdate], out: &mut dyn FnMut(Vec<Upsert>) -> bool| -> Result<()> {
             let read = self.db.begin_read().map_err(storage("reading"))?;
             let tables = RowsTables::open(&read, state)?;
+            let mut stored_times = StoredTimes::new(self, state, &tables);
             for chunk in part.chunks(CHUNK) {
                 let mut decisions = Vec::with_capacity(chunk.len());
                 for row in chunk {
-                    let stored_time = tables.find(&row.key, stored_event_time)?;
+                    let stored_time = stored_times.of(&row.key)?;
                     decisions.push(Upsert {
                         new_key: stored_time.is_none(),
                         write: stored_time.is_none_or(|t| t <= row.event_time).then(|| {
@@ -925,18 +971,16 @@ impl OnlineStore {
         };
         let started = std::time::Instant::now();
         let mut warmed = if with_delta {
-            self.warm_table(view, &state, &state.delta_table, BaseLayout::PerKey, None)
+            self.warm_table(view, &state, WarmedTable::Delta)
         } else {
             Ok(true)
         };
         if let Ok(true) = warmed {
-            warmed = self.warm_table(
-                view,
-                &state,
-                &state.rows_table,
-                state.base_layout,
-                Some(&state.delta_table),
-            );
+            let base = match state.base_layout {
+                BaseLayout::Blocks => WarmedTable::BaseBlocks,
+                BaseLayout::PerKey => WarmedTable::BaseRows,
+            };
+            warmed = self.warm_table(view, &state, base);
         }
         match warmed {
             Ok(_) => tracing::debug!(
@@ -951,23 +995,26 @@ impl OnlineStore {
         }
     }
 
-    /// Caches the rows of one of `state`'s tables, in key order, a chunk at
-    /// a time: a blocks base as blocks, other tables row by row, skipping
-    /// keys `superseded_by` holds. Stops early (false) when the cache is 80%
-    /// full or the view's rows change generation or base.
+    /// Caches the rows of one of `state`'s tables, in table order, a chunk
+    /// at a time: a blocks base as blocks, other tables row by row (a
+    /// per-key base skipping keys the delta may hold). Stops early (false)
+    /// when the cache is 80% full or the view's rows change generation or
+    /// base.
     fn warm_table(
         &self,
         view: &QualifiedName,
         state: &Materialization,
-        table_name: &str,
-        layout: BaseLayout,
-        superseded_by: Option<&str>,
+        warmed: WarmedTable,
     ) -> Result<bool> {
         const CHUNK: usize = 10_000;
         let budget = self.cache.policy().max_capacity().unwrap_or(u64::MAX) / 10 * 8;
-        let blocks = match layout {
-            BaseLayout::Blocks => state.index.blocks.as_deref(),
-            BaseLayout::PerKey => None,
+        let table_name = match warmed {
+            WarmedTable::Delta => &state.delta_table,
+            WarmedTable::BaseBlocks | WarmedTable::BaseRows => &state.rows_table,
+        };
+        let blocks = match warmed {
+            WarmedTable::BaseBlocks => state.index.blocks.as_deref(),
+            WarmedTable::BaseRows | WarmedTable::Delta => None,
         };
         let mut last: Option<Vec<u8>> = None;
         let mut next_block = 0usize;
@@ -995,17 +1042,6 @@ impl OnlineStore {
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(true),
                 Err(e) => return Err(storage("warming")(e)),
             };
-            let newer = match superseded_by {
-                Some(name) => {
-                    let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
-                    match read.open_table(definition) {
-                        Ok(table) => Some(table),
-                        Err(redb::TableError::TableDoesNotExist(_)) => None,
-                        Err(e) => return Err(storage("warming")(e)),
-                    }
-                }
-                None => None,
-            };
             let range = match &last {
                 None => table.range::<&[u8]>(..),
                 Some(key) => table.range::<&[u8]>((
@@ -1014,16 +1050,16 @@ impl OnlineStore {
                 )),
             }
             .map_err(storage("warming"))?;
-            let entries_per_chunk = match layout {
-                BaseLayout::PerKey => CHUNK,
-                BaseLayout::Blocks => CHUNK / blocks::BLOCK_ROWS,
+            let entries_per_chunk = match warmed {
+                WarmedTable::BaseRows => CHUNK,
+                WarmedTable::BaseBlocks | WarmedTable::Delta => CHUNK / blocks::BLOCK_ROWS,
             };
             let mut count = 0;
             for entry in range.take(entries_per_chunk) {
                 let (key, value) = entry.map_err(storage("warming"))?;
                 let (key, value) = (key.value(), value.value());
-                match blocks {
-                    Some(blocks) => {
+                match (warmed, blocks) {
+                    (WarmedTable::BaseBlocks, Some(blocks)) => {
                         // The index and the table must agree block for block.
                         if next_block >= blocks.len() || blocks.first_key(next_block) != key {
                             return Ok(false);
@@ -1034,16 +1070,26 @@ impl OnlineStore {
                             .insert(Box::from(buffer.as_slice()), Cached::Block(block));
                         next_block += 1;
                     }
-                    None => {
-                        let superseded = match &newer {
-                            Some(newer) => newer.get(key).map_err(storage("warming"))?.is_some(),
-                            None => false,
-                        };
-                        if !superseded {
+                    (WarmedTable::BaseBlocks, None) => return Ok(false),
+                    (WarmedTable::BaseRows, _) => {
+                        // A row the delta may hold is not the key's newest.
+                        if !state.index.delta.may_hold(key) {
                             state.cache_key(key, &mut buffer);
                             self.cache.insert(
                                 Box::from(buffer.as_slice()),
                                 Cached::Row(stored_row(value)?),
+                            );
+                        }
+                    }
+                    // Runs come oldest first: a key's newest row is cached
+                    // last.
+                    (WarmedTable::Delta, _) => {
+                        for row in blocks::rows(value) {
+                            let (row_key, row_value) = row?;
+                            state.cache_key(row_key, &mut buffer);
+                            self.cache.insert(
+                                Box::from(buffer.as_slice()),
+                                Cached::Row(stored_row(row_value)?),
                             );
                         }
                     }
@@ -1141,27 +1187,100 @@ impl OnlineStore {
     }
 }
 
+/// The event times of the rows a state holds, for deciding upserts (see
+/// [`OnlineStore::decide_upserts`]), which come in key order: consecutive
+/// keys of one base block share one read of it, from the row cache when it
+/// holds the block. Reading each key's block from redb (a range search,
+/// then a scan of the block) was most of a 1% refresh's online apply.
+/// Cached blocks are what redb holds: a base's blocks never change (a
+/// merge writes a new base, whose blocks are cached under a new name).
+/// The delta is read from redb, and only for keys its filter may hold.
+struct StoredTimes<'a> {
+    store: &'a OnlineStore,
+    state: &'a Materialization,
+    tables: &'a RowsTables,
+    /// The base block read last, and its number.
+    block: Option<(usize, CachedBlock)>,
+    cache_key: Vec<u8>,
+}
+
+impl<'a> StoredTimes<'a> {
+    fn new(store: &'a OnlineStore, state: &'a Materialization, tables: &'a RowsTables) -> Self {
+        Self {
+            store,
+            state,
+            tables,
+            block: None,
+            cache_key: Vec::new(),
+        }
+    }
+
+    /// The event time of the row stored for `key`, if any.
+    fn of(&mut self, key: &[u8]) -> Result<Option<i64>> {
+        let index = &self.state.index;
+        let Some(blocks) = &index.blocks else {
+            // A per-key base (or none yet): one read per key.
+            return self.tables.find(key, stored_event_time);
+        };
+        if index.delta.may_hold(key)
+            && let Some(time) = self.tables.find_in_delta(key, stored_event_time)?
+        {
+            return Ok(Some(time));
+        }
+        let Some(number) = blocks.block_of(key) else {
+            return Ok(None);
+        };
+        let block = match &self.block {
+            Some((read, block)) if *read == number => block,
+            _ => {
+                block_cache_key(index.block_cache_id, number, &mut self.cache_key);
+                let block = match self.store.cache.get(self.cache_key.as_slice()) {
+                    Some(Cached::Block(block)) => block,
+                    _ => self.read_block(blocks.first_key(number))?,
+                };
+                &self.block.insert((number, block)).1
+            }
+        };
+        Ok(block.event_time(key))
+    }
+
+    fn read_block(&self, first_key: &[u8]) -> Result<CachedBlock> {
+        let stored = self
+            .tables
+            .base
+            .as_ref()
+            .map(|base| base.get(first_key))
+            .transpose()
+            .map_err(storage("reading"))?
+            .flatten()
+            .ok_or_else(|| {
+                Error::OnlineStore(
+                    "corrupt online store: a block its index names is missing".into(),
+                )
+            })?;
+        CachedBlock::parse(stored.value())
+    }
+}
+
 /// The in-memory index of `state`'s rows as redb holds them: the blocks'
 /// first keys, the delta's keys.
 fn load_index(db: &Database, state: &Materialization) -> Result<RowsIndex> {
-    if !state.online || state.base_layout != BaseLayout::Blocks {
+    if !state.online {
         return Ok(RowsIndex::new(None));
     }
     let read = db.begin_read().map_err(storage("reading"))?;
     let tables = RowsTables::open(&read, state)?;
     let mut blocks = BlockIndex::default();
-    if let Some(base) = &tables.base {
+    if state.base_layout == BaseLayout::Blocks
+        && let Some(base) = &tables.base
+    {
         for entry in base.iter().map_err(storage("reading"))? {
             blocks.push(entry.map_err(storage("reading"))?.0.value());
         }
     }
-    let index = RowsIndex::new(Some(blocks));
+    let mut index = RowsIndex::new((state.base_layout == BaseLayout::Blocks).then_some(blocks));
     if let Some(delta) = &tables.delta {
-        let mut keys = Vec::new();
-        for entry in delta.iter().map_err(storage("reading"))? {
-            keys.push(entry.map_err(storage("reading"))?.0.value().to_vec());
-        }
-        index.delta.insert(keys.iter().map(Vec::as_slice));
+        index.delta = Arc::new(delta::load(delta)?);
     }
     Ok(index)
 }
@@ -1247,7 +1366,8 @@ fn store_value(event_time: i64, row: &[u8], out: &mut Vec<u8>) {
 
 /// Deletes a generation's online rows (base and delta).
 fn delete_rows_tables(write: &redb::WriteTransaction, state: &Materialization) -> Result<()> {
-    for name in [&state.rows_table, &state.delta_table] {
+    let per_key_delta = state.per_key_delta_table();
+    for name in [&*state.rows_table, &*state.delta_table, &per_key_delta] {
         let definition: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
         write.delete_table(definition).map_err(storage("writing"))?;
     }
@@ -1296,6 +1416,57 @@ mod tests {
     #[test]
     fn per_key_bases_of_older_stores_still_take_upserts() {
         upserts_merge_into_a_base_of(BaseLayout::PerKey);
+    }
+
+    /// A store written when the delta held one entry per key: opening it
+    /// moves those rows into a run, which lookups and the next upsert see.
+    #[test]
+    fn per_key_deltas_of_older_stores_are_read_after_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("online.redb");
+        let view = QualifiedName::new("public", "v");
+        let state =
+            || Materialization::new("shape".into(), 1, 1, "t".into(), BTreeMap::new(), true);
+        let store = Arc::new(OnlineStore::open(&path, 1 << 20).unwrap());
+        let applied = store
+            .apply(
+                &view,
+                state(),
+                OnlineChange::Replace(Box::new(OwnedRows::new((0..100).map(|k| update(k, 10, 1))))),
+            )
+            .unwrap();
+        let per_key_name = applied.per_key_delta_table();
+        let per_key: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&per_key_name);
+        let write = store.db.begin_write().unwrap();
+        {
+            let mut table = write.open_table(per_key).unwrap();
+            let mut value = Vec::new();
+            store_value(20, &[9], &mut value);
+            table
+                .insert(1u32.to_be_bytes().as_slice(), value.as_slice())
+                .unwrap();
+        }
+        write.commit().unwrap();
+        drop(applied);
+        close(store);
+
+        let store = Arc::new(OnlineStore::open(&path, 1 << 20).unwrap());
+        assert_eq!(read(&store, &view, 1), Some((20, 9)));
+        assert_eq!(read(&store, &view, 2), Some((10, 1)));
+        store
+            .apply(
+                &view,
+                state(),
+                OnlineChange::Upsert(vec![update(1, 15, 3), update(2, 30, 4)]),
+            )
+            .unwrap();
+        assert_eq!(read(&store, &view, 1), Some((20, 9)));
+        assert_eq!(read(&store, &view, 2), Some((30, 4)));
+        let read_txn = store.db.begin_read().unwrap();
+        assert!(matches!(
+            read_txn.open_table(per_key),
+            Err(redb::TableError::TableDoesNotExist(_))
+        ));
     }
 
     #[test]

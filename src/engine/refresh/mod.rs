@@ -860,16 +860,19 @@ impl Session {
         phases.plan = planning.elapsed();
         let computing = Instant::now();
         let shape = Arc::new(RowShape::of(view)?);
-        // The keys the last refresh held, or the rows to read if fewer (an
-        // incremental pass over 1% of the rows must not allocate — and
-        // fault in — maps for all the keys): the maps start that large.
+        // The keys the last refresh held, or a partition's share of the
+        // rows to read if fewer (an incremental pass over 1% of the rows
+        // must not allocate — and fault in — maps for all the keys): each
+        // partition's map starts that large.
+        let partitions = streams.len().max(1) as u64;
         let capacity_hint = self
             .engine
             .online
             .materialization(name)
             .map(|m| m.online_keys)
             .unwrap_or(0)
-            .min(expected_rows.unwrap_or(u64::MAX)) as usize;
+            .min(expected_rows.map_or(u64::MAX, |rows| rows.div_ceil(partitions)))
+            as usize;
         let rows_done = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for stream in streams {
