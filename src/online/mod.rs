@@ -1418,16 +1418,28 @@ mod tests {
         upserts_merge_into_a_base_of(BaseLayout::PerKey);
     }
 
+    /// A store in a new directory (its path), and the view tests use.
+    fn fresh_store() -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        QualifiedName,
+        Arc<OnlineStore>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("online.redb");
+        let store = Arc::new(OnlineStore::open(&path, 1 << 20).unwrap());
+        (dir, path, QualifiedName::new("public", "v"), store)
+    }
+
+    fn state() -> Materialization {
+        Materialization::new("shape".into(), 1, 1, "t".into(), BTreeMap::new(), true)
+    }
+
     /// A store written when the delta held one entry per key: opening it
     /// moves those rows into a run, which lookups and the next upsert see.
     #[test]
     fn per_key_deltas_of_older_stores_are_read_after_opening() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("online.redb");
-        let view = QualifiedName::new("public", "v");
-        let state =
-            || Materialization::new("shape".into(), 1, 1, "t".into(), BTreeMap::new(), true);
-        let store = Arc::new(OnlineStore::open(&path, 1 << 20).unwrap());
+        let (_dir, path, view, store) = fresh_store();
         let applied = store
             .apply(
                 &view,
@@ -1496,12 +1508,7 @@ mod tests {
     }
 
     fn upserts_merge_into_a_base_of(layout: BaseLayout) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("online.redb");
-        let view = QualifiedName::new("public", "v");
-        let state =
-            || Materialization::new("shape".into(), 1, 1, "t".into(), BTreeMap::new(), true);
-        let store = Arc::new(OnlineStore::open(&path, 1 << 20).unwrap());
+        let (_dir, path, view, store) = fresh_store();
         let mut first = state();
         first.base_layout = layout;
         store
