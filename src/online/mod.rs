@@ -868,10 +868,10 @@ impl OnlineStore {
                     decisions.push(Upsert {
                         new_key: stored_time.is_none(),
                         write: stored_time.is_none_or(|t| t <= row.event_time).then(|| {
-                            (
-                                row.key.clone(),
-                                StoredRow::new(Arc::from(stored_value(row))),
-                            )
+                            // One allocation: the stored form is built in place.
+                            let stored = row.event_time.to_le_bytes().into_iter();
+                            let stored = stored.chain(row.row.iter().copied());
+                            (row.key.clone(), StoredRow::new(Arc::from_iter(stored)))
                         }),
                     });
                 }
@@ -1227,8 +1227,17 @@ impl<'a> StoredTimes<'a> {
         {
             return Ok(Some(time));
         }
-        let Some(number) = blocks.block_of(key) else {
-            return Ok(None);
+        // Keys come in order: most fall in the block read last.
+        let last_block_holds = |(read, _): &(usize, CachedBlock)| {
+            blocks.first_key(*read) <= key
+                && (*read + 1 == blocks.len() || key < blocks.first_key(*read + 1))
+        };
+        let number = match &self.block {
+            Some(last) if last_block_holds(last) => last.0,
+            _ => match blocks.block_of(key) {
+                Some(number) => number,
+                None => return Ok(None),
+            },
         };
         let block = match &self.block {
             Some((read, block)) if *read == number => block,
@@ -1283,12 +1292,6 @@ fn load_index(db: &Database, state: &Materialization) -> Result<RowsIndex> {
         index.delta = Arc::new(delta::load(delta)?);
     }
     Ok(index)
-}
-
-fn stored_value(row: &RowUpdate) -> Vec<u8> {
-    let mut value = Vec::with_capacity(8 + row.row.len());
-    store_value(row.event_time, &row.row, &mut value);
-    value
 }
 
 /// Writes a new generation's rows (in key order) into its empty `table`;
