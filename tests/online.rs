@@ -478,6 +478,90 @@ async fn restart_warms_the_cache_with_the_newest_rows() {
     );
 }
 
+/// Several incremental refreshes each add a run to the delta; a key's
+/// newest row wins across runs and over the base, an older row does not,
+/// and after a restart with a cache too small to hold anything the runs
+/// are read from disk with the same answers as the offline store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_refreshes_stack_up_and_read_back_from_disk() {
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("data");
+    let mut server = TestServer::start_in(&data_dir);
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE spend (user_id int, ts timestamp, amount int);
+             INSERT INTO spend SELECT x AS user_id, TIMESTAMP '2024-01-01 00:00:00', x AS amount FROM generate_series(1, 500) AS t(x);
+             CREATE FEATURE VIEW latest_spend KEY (user_id) TIMESTAMP ts ONLINE
+               AS SELECT user_id, ts, amount FROM spend;
+             REFRESH FEATURE VIEW latest_spend;
+             INSERT INTO spend VALUES (2, '2024-01-02', 1002), (3, '2024-01-02', 1003), (501, '2024-01-02', 1501);
+             REFRESH FEATURE VIEW latest_spend;
+             INSERT INTO spend VALUES (3, '2024-01-03', 2003), (4, '2023-12-31', 2004), (502, '2024-01-03', 2502);
+             REFRESH FEATURE VIEW latest_spend;
+             INSERT INTO spend VALUES (2, '2024-01-01 12:00:00', 3002), (501, '2024-01-04', 3501);
+             REFRESH FEATURE VIEW latest_spend;",
+        )
+        .await
+        .unwrap();
+    let lookups =
+        "SELECT user_id, amount FROM latest_spend WHERE user_id = ANY($1)";
+    let expected = [
+        ["1", "1"],
+        ["2", "1002"],
+        ["3", "2003"],
+        ["4", "4"],
+        ["500", "500"],
+        ["501", "3501"],
+        ["502", "2502"],
+    ];
+    let keys: Vec<i32> = vec![1, 2, 3, 4, 500, 501, 502, 503];
+    let read = |rows: Vec<tokio_postgres::Row>| -> Vec<[String; 2]> {
+        rows.iter()
+            .map(|row| {
+                [
+                    row.get::<_, i32>(0).to_string(),
+                    row.get::<_, i32>(1).to_string(),
+                ]
+            })
+            .collect()
+    };
+    assert_eq!(
+        read(client.query(lookups, &[&keys]).await.unwrap()),
+        expected
+    );
+    drop(client);
+    server.kill();
+
+    let server = TestServer::start_with(&data_dir, &[("FEATUREDB_ONLINE_CACHE_SIZE", "1")]);
+    let client = server.client().await;
+    assert_eq!(
+        read(client.query(lookups, &[&keys]).await.unwrap()),
+        expected
+    );
+    let offline = text_rows(
+        &client,
+        "SELECT user_id, amount FROM latest_spend FOR SYSTEM_TIME AS OF now() ORDER BY user_id",
+    )
+    .await;
+    assert_eq!(offline.len(), 502);
+    for row in offline {
+        let key: i32 = row[0].parse().unwrap();
+        let online = client
+            .query(
+                "SELECT user_id, amount FROM latest_spend WHERE user_id = $1",
+                &[&key],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            read(online),
+            [[row[0].clone(), row[1].clone()]],
+            "key {key}"
+        );
+    }
+}
+
 /// Online rows and offline history of `view`, for comparing two servers.
 async fn materialized_state(
     client: &Client,
