@@ -504,8 +504,7 @@ async fn incremental_refreshes_stack_up_and_read_back_from_disk() {
         )
         .await
         .unwrap();
-    let lookups =
-        "SELECT user_id, amount FROM latest_spend WHERE user_id = ANY($1)";
+    let lookups = "SELECT user_id, amount FROM latest_spend WHERE user_id = ANY($1)";
     let expected = [
         ["1", "1"],
         ["2", "1002"],
@@ -529,6 +528,20 @@ async fn incremental_refreshes_stack_up_and_read_back_from_disk() {
     assert_eq!(
         read(client.query(lookups, &[&keys]).await.unwrap()),
         expected
+    );
+    // Not a key lookup (ORDER BY): planned by DataFusion, whose $1 must
+    // still be described as int4[], as PostgreSQL describes it.
+    let ordered = format!("{lookups} ORDER BY user_id DESC");
+    let statement = client.prepare(&ordered).await.unwrap();
+    assert_eq!(
+        statement.params(),
+        [tokio_postgres::types::Type::INT4_ARRAY]
+    );
+    let mut descending = expected.to_vec();
+    descending.reverse();
+    assert_eq!(
+        read(client.query(&statement, &[&keys]).await.unwrap()),
+        descending
     );
     drop(client);
     server.kill();

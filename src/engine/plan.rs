@@ -423,6 +423,7 @@ impl Session {
         };
         let inferred = plan.get_parameter_types().map_err(Error::from_datafusion)?;
         let cast_types = parameter_cast_types(&plan)?;
+        let any_types = parameter_any_types(&plan)?;
         let count = inferred
             .keys()
             .filter_map(|id| id.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()))
@@ -438,6 +439,7 @@ impl Session {
                 .flatten()
                 .or_else(|| declared.get(index).cloned().flatten())
                 .or_else(|| cast_types.get(&id).cloned())
+                .or_else(|| any_types.get(&id).cloned())
                 .unwrap_or(DataType::Utf8);
             types.push(data_type);
         }
@@ -654,9 +656,6 @@ impl Session {
     }
 }
 
-/// Types of parameters that appear only inside a cast (`$1::date`):
-/// PostgreSQL infers the cast's type for them, DataFusion leaves them
-/// untyped.
 /// Placeholders have the types the planner gave them (an INSERT's take the
 /// types of the columns they fill), which may differ from the types the
 /// client declared and sent (psycopg sends a small Python int as int2, a
@@ -681,6 +680,9 @@ fn cast_to_placeholder_types(
         .collect()
 }
 
+/// Types of parameters that appear only inside a cast (`$1::date`):
+/// PostgreSQL infers the cast's type for them, DataFusion leaves them
+/// untyped.
 fn parameter_cast_types(plan: &LogicalPlan) -> Result<std::collections::HashMap<String, DataType>> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::logical_expr::{Cast, Expr, TryCast, expr::Placeholder};
@@ -701,6 +703,43 @@ fn parameter_cast_types(plan: &LogicalPlan) -> Result<std::collections::HashMap<
                     && let Expr::Placeholder(Placeholder { id, field: None }) = inner.as_ref()
                 {
                     types.entry(id.clone()).or_insert_with(|| data_type.clone());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })
+    .map_err(Error::from_datafusion)?;
+    Ok(types)
+}
+
+/// Types of parameters compared with `= ANY($n)`: DataFusion plans the
+/// comparison as `array_has($n, value)` and infers no type for `$n`;
+/// PostgreSQL infers an array of the value's type (`int4[]` for an `int`
+/// column), which is what clients bind (tokio-postgres refuses to send a
+/// `Vec<i32>` for a parameter described as text).
+fn parameter_any_types(plan: &LogicalPlan) -> Result<std::collections::HashMap<String, DataType>> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::utils::merge_schema;
+    use datafusion::logical_expr::{Expr, ExprSchemable, expr::Placeholder};
+    let mut types = std::collections::HashMap::new();
+    plan.apply_with_subqueries(|node| {
+        let schema = if node.inputs().is_empty() {
+            node.schema().as_ref().clone()
+        } else {
+            merge_schema(&node.inputs())
+        };
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(function) = e
+                    && function.func.name() == "array_has"
+                    && let [Expr::Placeholder(Placeholder { id, field: None }), value] =
+                        function.args.as_slice()
+                    && let Ok(value_type) = value.get_type(&schema)
+                    && value_type != DataType::Null
+                {
+                    types.entry(id.clone()).or_insert_with(|| {
+                        DataType::List(Arc::new(Field::new_list_field(value_type, true)))
+                    });
                 }
                 Ok(TreeNodeRecursion::Continue)
             })
