@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{TestServer, sqlstate};
@@ -14,6 +15,15 @@ use tokio_postgres::Client;
 use tokio_postgres::SimpleQueryMessage;
 
 /// Rows of a query as text (NULL as "NULL"), via the simple protocol.
+/// A server on a data directory that outlives it (in `_temp`), for tests
+/// that start a server on it again.
+fn server_with_data_dir() -> (tempfile::TempDir, PathBuf, TestServer) {
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("data");
+    let server = TestServer::start_in(&data_dir);
+    (temp, data_dir, server)
+}
+
 async fn text_rows(client: &Client, sql: &str) -> Vec<Vec<String>> {
     client
         .simple_query(sql)
@@ -354,9 +364,7 @@ async fn batches_composite_keys_expressions_services_ttl_and_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn online_store_survives_restart_and_views_on_views_refresh_in_order() {
-    let temp = tempfile::tempdir().unwrap();
-    let data_dir = temp.path().join("data");
-    let mut server = TestServer::start_in(&data_dir);
+    let (_temp, data_dir, mut server) = server_with_data_dir();
     let client = server.client().await;
     client
         .batch_execute(
@@ -425,9 +433,7 @@ async fn online_store_survives_restart_and_views_on_views_refresh_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_warms_the_cache_with_the_newest_rows() {
-    let temp = tempfile::tempdir().unwrap();
-    let data_dir = temp.path().join("data");
-    let mut server = TestServer::start_in(&data_dir);
+    let (_temp, data_dir, mut server) = server_with_data_dir();
     let client = server.client().await;
     client
         .batch_execute(
@@ -484,9 +490,7 @@ async fn restart_warms_the_cache_with_the_newest_rows() {
 /// are read from disk with the same answers as the offline store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_refreshes_stack_up_and_read_back_from_disk() {
-    let temp = tempfile::tempdir().unwrap();
-    let data_dir = temp.path().join("data");
-    let mut server = TestServer::start_in(&data_dir);
+    let (_temp, data_dir, mut server) = server_with_data_dir();
     let client = server.client().await;
     client
         .batch_execute(
@@ -715,9 +719,7 @@ async fn a_crash_between_the_offline_and_online_commits_is_repaired() {
     clean.batch_execute("REFRESH FEATURE VIEW v").await.unwrap();
     let expected = materialized_state(&clean, "v", 150).await;
 
-    let temp = tempfile::tempdir().unwrap();
-    let data_dir = temp.path().join("data");
-    let server = TestServer::start_in(&data_dir);
+    let (_temp, data_dir, server) = server_with_data_dir();
     let client = server.client().await;
     client.batch_execute(setup).await.unwrap();
     client
