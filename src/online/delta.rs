@@ -234,16 +234,22 @@ where
 
 /// Moves the rows of a delta written before runs existed (one entry per
 /// key, in the table `per_key`) into a run of the delta `runs`, and deletes
-/// `per_key`. Nothing to do if `per_key` does not exist.
+/// `per_key`. Nothing to do, and nothing written, if `per_key` does not
+/// exist.
 pub fn migrate_per_key(write: &redb::WriteTransaction, per_key: &str, runs: &str) -> Result<()> {
     let migrating = |e: redb::Error| Error::OnlineStore(format!("migrating the delta: {e}"));
+    // Opening a table in a write transaction creates it: look first, so
+    // that a store without a legacy delta stays untouched.
+    let exists = write
+        .list_tables()
+        .map_err(|e| migrating(e.into()))?
+        .any(|table| redb::TableHandle::name(&table) == per_key);
+    if !exists {
+        return Ok(());
+    }
     let old: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new(per_key);
     let rows: Vec<(Vec<u8>, Vec<u8>)> = {
-        let table = match write.open_table(old) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-            Err(e) => return Err(migrating(e.into())),
-        };
+        let table = write.open_table(old).map_err(|e| migrating(e.into()))?;
         let mut rows = Vec::new();
         for entry in table.iter().map_err(|e| migrating(e.into()))? {
             let (key, value) = entry.map_err(|e| migrating(e.into()))?;
@@ -376,6 +382,19 @@ mod tests {
         // Nothing left to migrate: a second call does nothing.
         migrate_per_key(&write, "old", "delta").unwrap();
         write.commit().unwrap();
+        let write = db.begin_write().unwrap();
+        migrate_per_key(&write, "never", "nor-this").unwrap();
+        let names: Vec<String> = write
+            .list_tables()
+            .unwrap()
+            .map(|table| redb::TableHandle::name(&table).to_string())
+            .collect();
+        assert_eq!(
+            names,
+            ["delta"],
+            "a store without a legacy delta is untouched"
+        );
+        write.abort().unwrap();
         let read = db.begin_read().unwrap();
         assert!(matches!(
             read.open_table(old),

@@ -285,6 +285,24 @@ impl RowsTables {
         }
     }
 
+    /// The base block whose first key is `first_key`, which the view's
+    /// block index names: not finding it means the store is corrupt.
+    fn base_block(&self, first_key: &[u8]) -> Result<CachedBlock> {
+        let stored = self
+            .base
+            .as_ref()
+            .map(|base| base.get(first_key))
+            .transpose()
+            .map_err(storage("reading"))?
+            .flatten()
+            .ok_or_else(|| {
+                Error::OnlineStore(
+                    "corrupt online store: a block its index names is missing".into(),
+                )
+            })?;
+        CachedBlock::parse(stored.value())
+    }
+
     /// The stored value of `key` in the delta, handed to `f`.
     fn find_in_delta<R>(
         &self,
@@ -617,18 +635,7 @@ impl OnlineStore {
         let Some((_fill, read)) = self.read_to_fill(state)? else {
             return Ok(Probe::Stale);
         };
-        let Some(base) = RowsTables::open(&read, state)?.base else {
-            return Ok(Probe::Found(None));
-        };
-        let Some(stored) = base
-            .get(blocks.first_key(block))
-            .map_err(storage("reading"))?
-        else {
-            return Err(Error::OnlineStore(
-                "corrupt online store: a block its index names is missing".into(),
-            ));
-        };
-        let cached = CachedBlock::parse(stored.value())?;
+        let cached = RowsTables::open(&read, state)?.base_block(blocks.first_key(block))?;
         let row = cached.find(key);
         self.cache
             .insert(Box::from(buffer.as_slice()), Cached::Block(cached));
@@ -1245,29 +1252,12 @@ impl<'a> StoredTimes<'a> {
                 block_cache_key(index.block_cache_id, number, &mut self.cache_key);
                 let block = match self.store.cache.get(self.cache_key.as_slice()) {
                     Some(Cached::Block(block)) => block,
-                    _ => self.read_block(blocks.first_key(number))?,
+                    _ => self.tables.base_block(blocks.first_key(number))?,
                 };
                 &self.block.insert((number, block)).1
             }
         };
         Ok(block.event_time(key))
-    }
-
-    fn read_block(&self, first_key: &[u8]) -> Result<CachedBlock> {
-        let stored = self
-            .tables
-            .base
-            .as_ref()
-            .map(|base| base.get(first_key))
-            .transpose()
-            .map_err(storage("reading"))?
-            .flatten()
-            .ok_or_else(|| {
-                Error::OnlineStore(
-                    "corrupt online store: a block its index names is missing".into(),
-                )
-            })?;
-        CachedBlock::parse(stored.value())
     }
 }
 
