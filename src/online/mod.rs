@@ -359,11 +359,31 @@ impl StoredRow {
     }
 }
 
-/// A row to write: encoded key, event time, encoded values.
+/// A row to write: its encoded key and its stored form, built once (in
+/// one allocation) and moved from the refresh into the store and cache.
 pub struct RowUpdate {
     pub key: Vec<u8>,
-    pub event_time: i64,
-    pub row: Vec<u8>,
+    stored: StoredRow,
+}
+
+impl RowUpdate {
+    pub fn new(key: Vec<u8>, event_time: i64, values: &[u8]) -> Self {
+        let stored = event_time.to_le_bytes().into_iter();
+        let stored = stored.chain(values.iter().copied());
+        Self {
+            key,
+            stored: StoredRow::new(Arc::from_iter(stored)),
+        }
+    }
+
+    pub fn event_time(&self) -> i64 {
+        self.stored.event_time()
+    }
+
+    /// The encoded values.
+    pub fn values(&self) -> &[u8] {
+        self.stored.values()
+    }
 }
 
 /// One row of a new generation, borrowed from whatever produces it.
@@ -400,8 +420,8 @@ impl<I: Iterator<Item = RowUpdate> + Send> GenerationRows for OwnedRows<I> {
         self.current = self.rows.next();
         self.current.as_ref().map(|row| RowRef {
             key: &row.key,
-            event_time: row.event_time,
-            row: &row.row,
+            event_time: row.event_time(),
+            row: row.values(),
         })
     }
 }
@@ -413,8 +433,7 @@ pub type RowUpdates = Box<dyn GenerationRows>;
 struct Upsert {
     /// No row was stored for the key.
     new_key: bool,
-    /// The key and stored form of the row, unless the stored row is newer
-    /// (built by the reading threads: the writing one has enough to do).
+    /// The key and stored form of the row, unless the stored row is newer.
     write: Option<(Vec<u8>, StoredRow)>,
 }
 
@@ -710,6 +729,19 @@ impl OnlineStore {
         state: Materialization,
         change: OnlineChange,
     ) -> Result<Arc<Materialization>> {
+        self.apply_after(view, state, change, || Ok(()))
+    }
+
+    /// [`Self::apply`], committing only once `before_commit` has succeeded
+    /// (a refresh's offline commit, which runs while the rows are
+    /// prepared); if it fails, nothing is applied.
+    pub fn apply_after(
+        self: &Arc<Self>,
+        view: &QualifiedName,
+        state: Materialization,
+        change: OnlineChange,
+        before_commit: impl FnOnce() -> Result<()>,
+    ) -> Result<Arc<Materialization>> {
         let mut state = state.derive(view);
         let previous = self.materialization(view);
         // The same generation keeps its index unless its base is rewritten.
@@ -721,7 +753,7 @@ impl OnlineStore {
         // A run written to the delta, recorded in its runs once committed.
         let mut new_run = None;
         let name_key = serde_json::to_string(view).map_err(storage("encoding a view name"))?;
-        let (_commit, write) = self.begin_state_change()?;
+        let write = self.begin_durable_write()?;
         let mut changed: Vec<(Vec<u8>, StoredRow)> = Vec::new();
         let base: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.rows_table);
         let delta: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.delta_table);
@@ -756,7 +788,7 @@ impl OnlineStore {
                 let base_table = write.open_table(base).map_err(storage("writing"))?;
                 let mut delta_table = write.open_table(delta).map_err(storage("writing"))?;
                 let mut new_keys = 0u64;
-                self.decide_upserts(&state, &rows, |decision| {
+                self.decide_upserts(&state, rows, |decision| {
                     new_keys += u64::from(decision.new_key);
                     changed.extend(decision.write);
                     Ok(())
@@ -821,7 +853,8 @@ impl OnlineStore {
                 .insert(name_key.as_str(), text.as_str())
                 .map_err(storage("writing"))?;
         }
-        write.commit().map_err(storage("committing"))?;
+        before_commit()?;
+        let _filling = self.commit_state_change(write)?;
         // Before the rows are published (and can be moved out of `pending`
         // into the cache), so that no lookup holding a state of this
         // generation passes over them.
@@ -849,7 +882,7 @@ impl OnlineStore {
     }
 
     /// For each upserted row, in order, hands `apply` whether its key is
-    /// new and its stored form unless the stored row is newer (a tie goes
+    /// new and the row itself unless the stored row is newer (a tie goes
     /// to the refresh, which read rows written later). The reads — delta
     /// first, then base — see the committed state, whatever the caller's
     /// write transaction has inserted since (redb readers never see
@@ -860,34 +893,35 @@ impl OnlineStore {
     fn decide_upserts(
         &self,
         state: &Materialization,
-        rows: &[RowUpdate],
+        mut rows: Vec<RowUpdate>,
         mut apply: impl FnMut(Upsert) -> Result<()>,
     ) -> Result<()> {
         const CHUNK: usize = 2048;
-        let decide = |part: &[RowUpdate], out: &mut dyn FnMut(Vec<Upsert>) -> bool| -> Result<()> {
-            let read = self.db.begin_read().map_err(storage("reading"))?;
-            let tables = RowsTables::open(&read, state)?;
-            let mut stored_times = StoredTimes::new(self, state, &tables);
-            for chunk in part.chunks(CHUNK) {
-                let mut decisions = Vec::with_capacity(chunk.len());
-                for row in chunk {
+        let decide =
+            |part: Vec<RowUpdate>, out: &mut dyn FnMut(Vec<Upsert>) -> bool| -> Result<()> {
+                let read = self.db.begin_read().map_err(storage("reading"))?;
+                let tables = RowsTables::open(&read, state)?;
+                let mut stored_times = StoredTimes::new(self, state, &tables);
+                let mut decisions = Vec::with_capacity(CHUNK.min(part.len()));
+                for row in part {
                     let stored_time = stored_times.of(&row.key)?;
                     decisions.push(Upsert {
                         new_key: stored_time.is_none(),
-                        write: stored_time.is_none_or(|t| t <= row.event_time).then(|| {
-                            // One allocation: the stored form is built in place.
-                            let stored = row.event_time.to_le_bytes().into_iter();
-                            let stored = stored.chain(row.row.iter().copied());
-                            (row.key.clone(), StoredRow::new(Arc::from_iter(stored)))
-                        }),
+                        write: stored_time
+                            .is_none_or(|t| t <= row.event_time())
+                            .then_some((row.key, row.stored)),
                     });
+                    if decisions.len() == CHUNK
+                        && !out(std::mem::replace(&mut decisions, Vec::with_capacity(CHUNK)))
+                    {
+                        return Ok(()); // the writer failed
+                    }
                 }
-                if !out(decisions) {
-                    break; // the writer failed
+                if !decisions.is_empty() {
+                    out(decisions);
                 }
-            }
-            Ok(())
-        };
+                Ok(())
+            };
         if rows.len() < PARALLEL_UPSERT_READS {
             let mut failed = None;
             decide(rows, &mut |decisions| {
@@ -901,7 +935,8 @@ impl OnlineStore {
             })?;
             return failed.map_or(Ok(()), Err);
         }
-        let (first, second) = rows.split_at(rows.len() / 2);
+        let second = rows.split_off(rows.len() / 2);
+        let first = rows;
         std::thread::scope(|scope| {
             let (first_sender, first_chunks) = std::sync::mpsc::channel();
             let (second_sender, second_chunks) = std::sync::mpsc::channel();
@@ -1119,7 +1154,7 @@ impl OnlineStore {
             return Ok(None);
         };
         let name_key = serde_json::to_string(view).map_err(storage("encoding a view name"))?;
-        let (_commit, write) = self.begin_state_change()?;
+        let write = self.begin_durable_write()?;
         delete_rows_tables(&write, &previous)?;
         {
             let mut table = write
@@ -1129,7 +1164,7 @@ impl OnlineStore {
                 .remove(name_key.as_str())
                 .map_err(storage("writing"))?;
         }
-        write.commit().map_err(storage("committing"))?;
+        let _filling = self.commit_state_change(write)?;
         self.states
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -1137,16 +1172,25 @@ impl OnlineStore {
         Ok(Some(previous))
     }
 
-    /// A durable write transaction that changes online rows, with the
-    /// fill lock held so that no cache fill interleaves with it.
-    fn begin_state_change(
+    /// Commits `write`, which changes online rows, under the fill lock;
+    /// the caller holds the returned guard until it has published the
+    /// change (rows and state), so that no cache fill reads redb before
+    /// the commit and writes its row into the cache after the publish.
+    ///
+    /// Only the commit and the publish hold it: lookups that miss the
+    /// cache wait for those, not for a refresh preparing its rows. (Lock
+    /// order: the redb write, then the fill lock; fills take the fill lock
+    /// and only read, which never waits for a writer.)
+    fn commit_state_change(
         &self,
-    ) -> Result<(std::sync::RwLockWriteGuard<'_, ()>, redb::WriteTransaction)> {
-        let commit = self
+        write: redb::WriteTransaction,
+    ) -> Result<std::sync::RwLockWriteGuard<'_, ()>> {
+        let filling = self
             .fill_lock
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Ok((commit, self.begin_durable_write()?))
+        write.commit().map_err(storage("committing"))?;
+        Ok(filling)
     }
 
     /// A write transaction whose commit returns once it is on disk.
@@ -1206,6 +1250,8 @@ struct StoredTimes<'a> {
     store: &'a OnlineStore,
     state: &'a Materialization,
     tables: &'a RowsTables,
+    /// The delta's runs, read-locked once for all the keys.
+    runs: delta::HeldRuns<'a>,
     /// The base block read last, and its number.
     block: Option<(usize, CachedBlock)>,
     cache_key: Vec<u8>,
@@ -1217,6 +1263,7 @@ impl<'a> StoredTimes<'a> {
             store,
             state,
             tables,
+            runs: state.index.delta.hold(),
             block: None,
             cache_key: Vec::new(),
         }
@@ -1224,16 +1271,20 @@ impl<'a> StoredTimes<'a> {
 
     /// The event time of the row stored for `key`, if any.
     fn of(&mut self, key: &[u8]) -> Result<Option<i64>> {
-        let index = &self.state.index;
-        let Some(blocks) = &index.blocks else {
-            // A per-key base (or none yet): one read per key.
-            return self.tables.find(key, stored_event_time);
-        };
-        if index.delta.may_hold(key)
-            && let Some(time) = self.tables.find_in_delta(key, stored_event_time)?
+        if self.runs.may_hold(key)
+            && let Some(delta) = &self.tables.delta
+            && let Some(time) = self.runs.find(delta, key, stored_event_time)?
         {
             return Ok(Some(time));
         }
+        let index = &self.state.index;
+        let Some(blocks) = &index.blocks else {
+            // A per-key base (or none yet): one read per key.
+            return match &self.tables.base {
+                Some(base) => blocks::find(base, self.tables.layout, key, stored_event_time),
+                None => Ok(None),
+            };
+        };
         // Keys come in order: most fall in the block read last.
         let last_block_holds = |(read, _): &(usize, CachedBlock)| {
             blocks.first_key(*read) <= key
@@ -1384,11 +1435,7 @@ mod tests {
     use super::*;
 
     fn update(key: u32, event_time: i64, value: u8) -> RowUpdate {
-        RowUpdate {
-            key: key.to_be_bytes().to_vec(),
-            event_time,
-            row: vec![value],
-        }
+        RowUpdate::new(key.to_be_bytes().to_vec(), event_time, &[value])
     }
 
     fn read(store: &OnlineStore, view: &QualifiedName, key: u32) -> Option<(i64, u8)> {

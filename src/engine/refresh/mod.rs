@@ -18,6 +18,11 @@
 //!    the online store, which the next refresh detects from the summary
 //!    and repairs by recomputing the online rows for exactly that range.
 //!
+//! The two overlap without changing that order: the offline data files
+//! are finished and committed by a task of their own ([`OfflineCommit`])
+//! while the online rows are decided and written into the redb
+//! transaction, which commits only once the offline commit has succeeded.
+//!
 //! A full refresh writes a new generation (a new offline table and rows
 //! table); the old ones are dropped once the new state is committed, and
 //! leftovers of an interrupted full refresh are dropped by the next one.
@@ -95,6 +100,33 @@ struct Computed {
     rows_out: u64,
     newest: MergedWinners,
     phases: Phases,
+    /// The offline commit of its rows, still running.
+    offline: OfflineCommit,
+}
+
+/// A pass's offline commit: its data files finished (flushed, fsynced),
+/// then appended in one Iceberg commit. It runs in a task of its own
+/// while the online rows are prepared; the online store commits after it
+/// (see the module comment), and a refresh waits for it before it
+/// returns, whatever happened meanwhile: it holds the view's refresh
+/// lock, and the next refresh must see this commit's outcome.
+struct OfflineCommit(Option<tokio::task::JoinHandle<Result<()>>>);
+
+impl OfflineCommit {
+    fn none() -> Self {
+        Self(None)
+    }
+
+    /// Waits for the commit, from blocking code (the online apply);
+    /// waiting again returns at once.
+    fn wait_blocking(&mut self) -> Result<()> {
+        match self.0.take() {
+            None => Ok(()),
+            Some(commit) => tokio::runtime::Handle::current()
+                .block_on(commit)
+                .map_err(|e| Error::internal(format!("the offline commit failed: {e}")))?,
+        }
+    }
 }
 
 /// Where a refresh's time went, logged at debug level: a slow refresh is
@@ -112,15 +144,19 @@ struct Phases {
     /// Interleaving the partitions' newest rows (an incremental refresh's;
     /// a full refresh merges them while the online apply writes them).
     merge: Duration,
-    /// The offline table's Iceberg commit.
+    /// Waiting for the offline commit (finishing the data files and the
+    /// Iceberg commit), which runs while the online rows are prepared:
+    /// only what it takes beyond them.
     offline_commit: Duration,
     /// The online store's redb transaction, publishing its rows to lookups
-    /// (for a full refresh, also merging the partitions' newest rows).
+    /// (for a full refresh, also merging the partitions' newest rows),
+    /// including the wait for the offline commit.
     online_apply: Duration,
 }
 
 impl Phases {
-    /// The pass's last phase, [`apply_online`], timed; then logs them all.
+    /// The pass's last phase: applies its online change, committing it
+    /// once `offline` has committed; then logs the phases.
     fn apply_online(
         mut self,
         store: &Arc<OnlineStore>,
@@ -128,10 +164,23 @@ impl Phases {
         kind: RefreshKind,
         state: Materialization,
         change: OnlineChange,
+        mut offline: OfflineCommit,
     ) -> Result<Arc<Materialization>> {
         let applying = Instant::now();
-        let applied = apply_online(store, view, state, change)?;
+        let mut waited = Duration::ZERO;
+        let applied = tokio::task::block_in_place(|| {
+            let applied = store.apply_after(view, state, change, || {
+                let waiting = Instant::now();
+                let committed = offline.wait_blocking();
+                waited = waiting.elapsed();
+                committed
+            });
+            // Also when the apply failed before it waited.
+            let committed = offline.wait_blocking();
+            applied.and_then(|applied| committed.map(|()| applied))
+        })?;
         self.online_apply = applying.elapsed();
+        self.offline_commit = waited;
         self.log(view, kind);
         Ok(applied)
     }
@@ -696,7 +745,14 @@ impl Session {
                 let change = upsert(next.online, computed.newest);
                 phases.merge += merging.elapsed();
                 phases.prepare = prepared;
-                let applied = phases.apply_online(&online_store, name, kind, next, change)?;
+                let applied = phases.apply_online(
+                    &online_store,
+                    name,
+                    kind,
+                    next,
+                    change,
+                    computed.offline,
+                )?;
                 job.online_keys = applied.online_keys;
                 Ok(())
             }
@@ -753,7 +809,14 @@ impl Session {
                 phases.prepare = prepared;
                 // (Applying a new generation also warms its rows in the
                 // background.)
-                let applied = phases.apply_online(&online_store, name, kind, next, change)?;
+                let applied = phases.apply_online(
+                    &online_store,
+                    name,
+                    kind,
+                    next,
+                    change,
+                    computed.offline,
+                )?;
                 job.online_keys = applied.online_keys;
                 if let Some(previous) = previous
                     && previous.offline_table != applied.offline_table
@@ -851,10 +914,16 @@ impl Session {
             .await
             .map_err(Error::from_datafusion)?;
         let task_context = Arc::new(frame.task_ctx());
-        let physical = frame
+        let mut physical = frame
             .create_physical_plan()
             .await
             .map_err(Error::from_datafusion)?;
+        if let Rows::Range { .. } = rows {
+            physical = spread_over_partitions(
+                physical,
+                task_context.session_config().target_partitions(),
+            )?;
+        }
         let streams = datafusion::physical_plan::execute_stream_partitioned(physical, task_context)
             .map_err(Error::from_datafusion)?;
         phases.plan = planning.elapsed();
@@ -917,38 +986,75 @@ impl Session {
         let merging = Instant::now();
         let mut rows_out = 0;
         let mut runs = Vec::with_capacity(results.len());
-        let mut written: Option<crate::offline::WrittenFiles> = None;
+        let mut finishing = Vec::with_capacity(results.len());
         for partition in results {
             rows_out += partition.rows_out;
             runs.push(partition.newest);
-            if let Some(files) = partition.files {
-                match &mut written {
-                    Some(all) => all.absorb(files),
-                    None => written = Some(files),
-                }
-            }
+            finishing.extend(partition.files);
         }
+        let offline = match offline {
+            Some((_, inputs)) => {
+                let properties = HashMap::from([(
+                    REFRESH_INPUTS_PROPERTY.to_string(),
+                    serde_json::to_string(inputs)
+                        .map_err(|e| Error::internal(format!("encoding refresh inputs: {e}")))?,
+                )]);
+                OfflineCommit(Some(tokio::spawn(commit_offline(finishing, properties))))
+            }
+            None => OfflineCommit::none(),
+        };
         let newest = SortedWinners::merge(runs);
         phases.merge = merging.elapsed();
-        let committing = Instant::now();
-        if let (Some(written), Some((_, inputs))) = (written, offline)
-            && written.rows() > 0
-        {
-            let properties = HashMap::from([(
-                REFRESH_INPUTS_PROPERTY.to_string(),
-                serde_json::to_string(inputs)
-                    .map_err(|e| Error::internal(format!("encoding refresh inputs: {e}")))?,
-            )]);
-            written.commit_with_properties(properties).await?;
-            crate::failpoint::crash_point("refresh-after-offline-commit");
-        }
-        phases.offline_commit = committing.elapsed();
         Ok(Computed {
             rows_out,
             newest,
             phases,
+            offline,
         })
     }
+}
+
+/// Appends the files the partitions are finishing to the view's offline
+/// table in one commit (none if they hold no rows).
+async fn commit_offline(
+    finishing: Vec<tokio::task::JoinHandle<Result<crate::offline::WrittenFiles>>>,
+    properties: HashMap<String, String>,
+) -> Result<()> {
+    let mut written: Option<crate::offline::WrittenFiles> = None;
+    for files in finishing {
+        let files = files
+            .await
+            .map_err(|e| Error::internal(format!("finishing data files failed: {e}")))??;
+        match &mut written {
+            Some(all) => all.absorb(files),
+            None => written = Some(files),
+        }
+    }
+    if let Some(written) = written
+        && written.rows() > 0
+    {
+        written.commit_with_properties(properties).await?;
+        crate::failpoint::crash_point("refresh-after-offline-commit");
+    }
+    Ok(())
+}
+
+/// `plan`'s batches dealt round-robin to `partitions` outputs. Each
+/// output's rows are written and ranked by a task of its own; an
+/// incremental pass reads few files, often one with one row group, which
+/// is one busy partition (the others empty) and one busy core. Dealt out,
+/// the reading runs in one task while the others write and rank.
+fn spread_over_partitions(
+    plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    partitions: usize,
+) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+    use datafusion::physical_plan::Partitioning;
+    let spread = datafusion::physical_plan::repartition::RepartitionExec::try_new(
+        plan,
+        Partitioning::RoundRobinBatch(partitions),
+    )
+    .map_err(Error::from_datafusion)?;
+    Ok(Arc::new(spread))
 }
 
 /// The online change of an incremental pass.
@@ -1022,7 +1128,9 @@ impl RowShape {
 struct PartitionOutput {
     rows_out: u64,
     newest: SortedWinners,
-    files: Option<crate::offline::WrittenFiles>,
+    /// Its data files, being finished by a task of their own (flushing
+    /// and fsyncing while the newest rows are sorted and merged).
+    files: Option<tokio::task::JoinHandle<Result<crate::offline::WrittenFiles>>>,
 }
 
 async fn process_partition(
@@ -1068,10 +1176,7 @@ async fn process_partition(
             writer.write(out).await?;
         }
     }
-    let files = match writer {
-        Some(writer) => Some(writer.finish().await?),
-        None => None,
-    };
+    let files = writer.map(|writer| tokio::spawn(writer.finish()));
     Ok(PartitionOutput {
         rows_out,
         newest: newest.into_sorted(),

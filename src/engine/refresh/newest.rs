@@ -245,6 +245,13 @@ enum SortedKeys {
 }
 
 impl SortedWinners {
+    fn len(&self) -> usize {
+        match &self.keys {
+            SortedKeys::Integer { winners, .. } => winners.len(),
+            SortedKeys::Encoded(winners) => winners.len(),
+        }
+    }
+
     /// Merges the partitions' runs lazily; a key in several keeps its
     /// newest row (tie-breakers compare across partitions).
     pub fn merge(runs: Vec<SortedWinners>) -> MergedWinners {
@@ -256,6 +263,7 @@ impl SortedWinners {
         };
         let same_width = |run: &SortedWinners| matches!(run.keys, SortedKeys::Integer { width, .. } if Some(width) == integer_width);
         let mut arenas = Vec::with_capacity(runs.len());
+        let most_rows = runs.iter().map(SortedWinners::len).sum();
         let keys = if let Some(width) = integer_width
             && runs.iter().all(same_width)
         {
@@ -287,6 +295,7 @@ impl SortedWinners {
             keys,
             arenas,
             key: Vec::new(),
+            most_rows,
         }
     }
 }
@@ -351,17 +360,16 @@ pub struct MergedWinners {
     arenas: Vec<Vec<u8>>,
     /// The current row's encoded key.
     key: Vec<u8>,
+    /// The runs' rows: at least the merged rows (keys in several runs
+    /// come out once).
+    most_rows: usize,
 }
 
 impl MergedWinners {
     pub fn into_updates(mut self) -> Vec<RowUpdate> {
-        let mut updates = Vec::new();
+        let mut updates = Vec::with_capacity(self.most_rows);
         while let Some(row) = self.next_row() {
-            updates.push(RowUpdate {
-                key: row.key.to_vec(),
-                event_time: row.event_time,
-                row: row.row.to_vec(),
-            });
+            updates.push(RowUpdate::new(row.key.to_vec(), row.event_time, row.row));
         }
         updates
     }
@@ -552,7 +560,7 @@ mod tests {
         let b = run(vec![(2, 1, 4, b'b'), (3, 5, 9, b'b'), (7, 0, 8, b'b')]);
         let c = run(vec![(3, 4, 20, b'c'), (9, 1, 21, b'c')]);
         let merged = SortedWinners::merge(vec![a, b, c]).into_updates();
-        let got: Vec<(u8, u8)> = merged.iter().map(|u| (u.key[0], u.row[0])).collect();
+        let got: Vec<(u8, u8)> = merged.iter().map(|u| (u.key[0], u.values()[0])).collect();
         assert_eq!(
             got,
             vec![(1, b'a'), (2, b'b'), (3, b'b'), (7, b'a'), (9, b'c')]
@@ -592,7 +600,7 @@ mod tests {
         };
         let rows: Vec<(Vec<u8>, i64, Vec<u8>)> = merged
             .into_iter()
-            .map(|u| (u.key, u.event_time, u.row))
+            .map(|u| (u.key.clone(), u.event_time(), u.values().to_vec()))
             .collect();
         let mut want = vec![
             (
@@ -644,6 +652,6 @@ mod tests {
             .iter()
             .find(|u| u.key == codec::encode_integer_key(5, 4))
             .unwrap();
-        assert_eq!(five.event_time, 2);
+        assert_eq!(five.event_time(), 2);
     }
 }
