@@ -47,11 +47,17 @@ stop_postgres() {
 # log each refresh's phases into $WORK/fdb-PORT.log.
 start_featuredb() {
   local port=$1 dir="$WORK/fdb-$1"
+  # A server left on the port by an earlier run would answer instead of
+  # this one, its data directory deleted under it.
+  if psql -h 127.0.0.1 -p "$port" -U bench -d featuredb -qc "SELECT 1" >/dev/null 2>&1; then
+    echo "port $port is taken by another server; stop it first" >&2; exit 1
+  fi
   rm -rf "$dir"
   "$BENCH_ROOT/target/release/featuredb" serve --listen "127.0.0.1:$port" --data-dir "$dir" \
     --log-level "${FDB_LOG_LEVEL:-warn}" >"$WORK/fdb-$port.log" 2>&1 &
   FDB_PID=$!
   for _ in $(seq 1 100); do
+    kill -0 "$FDB_PID" 2>/dev/null || break
     psql -h 127.0.0.1 -p "$port" -U bench -d featuredb -qc "SELECT 1" >/dev/null 2>&1 && return
     sleep 0.1
   done
