@@ -29,7 +29,8 @@ enum Command {
         listen: Option<String>,
         /// Directory for the Unix-domain socket .s.PGSQL.PORT, "" for none
         /// [default: the data directory; env FEATUREDB_UNIX_SOCKET_DIR]
-        #[arg(long, value_name = "DIR")]
+        // (clap's PathBuf parser refuses the empty value that means none.)
+        #[arg(long, value_name = "DIR", value_parser = clap::builder::TypedValueParser::map(clap::builder::OsStringValueParser::new(), PathBuf::from))]
         unix_socket_dir: Option<PathBuf>,
         /// Data directory [default: ./featuredb-data; env FEATUREDB_DATA_DIR]
         #[arg(long, value_name = "DIR")]
@@ -92,5 +93,19 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_unix_socket_dir_means_none_and_is_accepted() {
+        let cli = Cli::try_parse_from(["featuredb", "serve", "--unix-socket-dir", ""]).unwrap();
+        let Command::Serve {
+            unix_socket_dir, ..
+        } = cli.command;
+        assert_eq!(unix_socket_dir, Some(PathBuf::new()));
     }
 }
