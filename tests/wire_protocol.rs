@@ -282,6 +282,18 @@ async fn prepared_statements_describe_parameters_and_results() {
     let named = client.prepare("SELECT 1, count(*) FROM p").await.unwrap();
     let names: Vec<&str> = named.columns().iter().map(|c| c.name()).collect();
     assert_eq!(names, vec!["?column?", "count"]);
+    // Repeated output names are allowed and described as written.
+    let repeated = client
+        .prepare("SELECT id, p.id, 1, 1, name AS id, * FROM p")
+        .await
+        .unwrap();
+    let names: Vec<&str> = repeated.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "id", "id", "?column?", "?column?", "id", "id", "score", "name"
+        ]
+    );
 }
 
 /// Parameters declared with a type other than their column's (psycopg

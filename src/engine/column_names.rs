@@ -7,9 +7,18 @@
 //! only in what is described to the client; plans are untouched, which
 //! matters because PostgreSQL allows duplicate output names and DataFusion
 //! does not.
+//!
+//! For the same reason a client's `SELECT a, a` or `INSERT … SELECT x, x`
+//! is planned with the later duplicates aliased apart
+//! ([`with_unique_output_names`]); the client still sees PostgreSQL's
+//! names, which come from the statement as written. Stored definitions
+//! (views, CREATE TABLE AS) are not rewritten: their column names must be
+//! unique, as in PostgreSQL.
+
+use std::collections::HashSet;
 
 use datafusion::sql::sqlparser::ast::{
-    DataType, Expr, Function, ObjectNamePart, Query, SelectItem, SetExpr, Value,
+    DataType, Expr, Function, Ident, ObjectNamePart, Query, SelectItem, SetExpr, Statement, Value,
 };
 use featuredb_sql::names::normalize_ident;
 
@@ -74,6 +83,96 @@ pub fn explicit_column_names(query: &Query) -> Vec<Option<String>> {
         return Vec::new();
     }
     postgres_column_names(query, items.len())
+}
+
+/// `statement` (a query, or an INSERT's source query) with each select
+/// list item whose output name may repeat an earlier item's given an
+/// alias of its own; `None` when no item needs one. What may repeat: the
+/// same column name (`a`, `t.a`), the same expression text (`1, 1`), the
+/// same alias; with a wildcard, any plain column (the wildcard's columns
+/// are not known here). An alias too many is harmless.
+pub fn with_unique_output_names(statement: &Statement) -> Option<Statement> {
+    let body = match statement {
+        Statement::Query(query) => &query.body,
+        Statement::Insert(insert) => &insert.source.as_ref()?.body,
+        _ => return None,
+    };
+    if !has_repeats(body) {
+        return None;
+    }
+    let mut statement = statement.clone();
+    let body = match &mut statement {
+        Statement::Query(query) => &mut query.body,
+        Statement::Insert(insert) => &mut insert.source.as_mut()?.body,
+        _ => return None,
+    };
+    alias_repeats(body);
+    Some(statement)
+}
+
+fn has_repeats(body: &SetExpr) -> bool {
+    match body {
+        SetExpr::Select(select) => !repeated_items(&select.projection).is_empty(),
+        SetExpr::Query(query) => has_repeats(&query.body),
+        SetExpr::SetOperation { left, right, .. } => has_repeats(left) || has_repeats(right),
+        _ => false,
+    }
+}
+
+fn alias_repeats(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => {
+            for index in repeated_items(&select.projection) {
+                let alias = Ident::with_quote('"', format!("?featuredb column {}?", index + 1));
+                let item = &mut select.projection[index];
+                *item = match std::mem::replace(item, SelectItem::Wildcard(Default::default())) {
+                    SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
+                        SelectItem::ExprWithAlias { expr, alias }
+                    }
+                    other => other,
+                };
+            }
+        }
+        SetExpr::Query(query) => alias_repeats(&mut query.body),
+        SetExpr::SetOperation { left, right, .. } => {
+            alias_repeats(left);
+            alias_repeats(right);
+        }
+        _ => {}
+    }
+}
+
+/// The positions of the items [`with_unique_output_names`] aliases.
+fn repeated_items(items: &[SelectItem]) -> Vec<usize> {
+    let is_wildcard = |item: &SelectItem| {
+        matches!(
+            item,
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+        )
+    };
+    let wildcards = items.iter().filter(|item| is_wildcard(item)).count();
+    if wildcards > 1 {
+        // PostgreSQL's names for the items after the second wildcard are
+        // not known from the text: an alias would show (see
+        // `postgres_column_names`).
+        return Vec::new();
+    }
+    let mut seen = HashSet::new();
+    let mut repeated = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        let (name, plain_column) = match item {
+            SelectItem::UnnamedExpr(expr @ (Expr::Identifier(_) | Expr::CompoundIdentifier(_))) => {
+                (figure_name(expr).0, true)
+            }
+            SelectItem::UnnamedExpr(expr) => (expr.to_string().to_lowercase(), false),
+            SelectItem::ExprWithAlias { alias, .. } => (normalize_ident(alias), false),
+            _ => continue,
+        };
+        if !seen.insert(name) || (plain_column && wildcards > 0) {
+            repeated.push(index);
+        }
+    }
+    repeated
 }
 
 /// The select list that names a query's columns: for set operations, the
@@ -232,6 +331,31 @@ mod tests {
                 s("case")
             ]
         );
+    }
+
+    fn aliased(sql: &str) -> Option<String> {
+        let featuredb_sql::Statement::Query(statement) = parse_statement(sql).unwrap() else {
+            panic!("not a query");
+        };
+        with_unique_output_names(&statement).map(|s| s.to_string())
+    }
+
+    #[test]
+    fn repeated_output_names_are_aliased_apart() {
+        assert_eq!(aliased("select a, b from t"), None);
+        assert_eq!(
+            aliased("select a, t.a, 1, 1, b as a from t").unwrap(),
+            r#"SELECT a, t.a AS "?featuredb column 2?", 1, 1 AS "?featuredb column 4?", b AS "?featuredb column 5?" FROM t"#
+        );
+        assert_eq!(
+            aliased("select *, a, a + 1 from t").unwrap(),
+            r#"SELECT *, a AS "?featuredb column 2?", a + 1 FROM t"#
+        );
+        assert_eq!(
+            aliased("insert into u select a, a from t").unwrap(),
+            r#"INSERT INTO u SELECT a, a AS "?featuredb column 2?" FROM t"#
+        );
+        assert_eq!(aliased("select *, t.*, a from t"), None);
     }
 
     #[test]

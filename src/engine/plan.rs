@@ -299,7 +299,11 @@ impl Session {
         declared: &[Option<DataType>],
         prepared: &mut Prepared,
     ) -> Result<()> {
-        let (plan, param_types) = self.plan_query(sql, ast, declared).await?;
+        // DataFusion refuses repeated output names, PostgreSQL does not.
+        let unique = super::column_names::with_unique_output_names(ast);
+        let (plan, param_types) = self
+            .plan_query(sql, unique.as_ref().unwrap_or(ast), declared)
+            .await?;
         if let ast::Statement::Query(query) = ast {
             prepared.column_names =
                 super::column_names::postgres_column_names(query, plan.schema().fields().len());
