@@ -129,20 +129,6 @@ impl DeltaRuns {
         }
         runs.blocks.insert(run, blocks);
     }
-
-    /// `key`'s newest stored value in `table` (the delta these runs
-    /// describe), handed to `f`.
-    pub fn find<T, R>(
-        &self,
-        table: &T,
-        key: &[u8],
-        f: impl FnOnce(&[u8]) -> Result<R>,
-    ) -> Result<Option<R>>
-    where
-        T: ReadableTable<&'static [u8], &'static [u8]>,
-    {
-        self.hold().find(table, key, f)
-    }
 }
 
 /// [`DeltaRuns`] read-locked (see [`DeltaRuns::hold`]). Runs are only
@@ -156,7 +142,8 @@ impl HeldRuns<'_> {
         !self.0.newest.is_empty() && self.0.newest.contains_key(&key_hash(key))
     }
 
-    /// See [`DeltaRuns::find`].
+    /// `key`'s newest stored value in `table` (the delta these runs
+    /// describe), handed to `f`.
     pub fn find<T, R>(
         &self,
         table: &T,
@@ -346,7 +333,7 @@ mod tests {
     fn get(db: &redb::Database, delta: &DeltaRuns, k: u32) -> Option<u8> {
         let read = db.begin_read().unwrap();
         let table = read.open_table(DELTA).unwrap();
-        delta.find(&table, &key(k), |v| Ok(v[0])).unwrap()
+        delta.hold().find(&table, &key(k), |v| Ok(v[0])).unwrap()
     }
 
     #[test]

@@ -310,7 +310,7 @@ impl RowsTables {
         f: impl FnOnce(&[u8]) -> Result<R>,
     ) -> Result<Option<R>> {
         match &self.delta {
-            Some(delta) => self.runs.find(delta, key, f),
+            Some(delta) => self.runs.hold().find(delta, key, f),
             None => Ok(None),
         }
     }
