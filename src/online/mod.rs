@@ -437,6 +437,39 @@ struct Upsert {
     write: Option<(Vec<u8>, StoredRow)>,
 }
 
+/// Upserted rows in key order, one per key, produced while they are
+/// decided: a refresh merges its partitions' winners into them on a thread
+/// of its own (see [`OnlineStore::decide_upserts`]).
+pub struct Upserts {
+    rows: Box<dyn Iterator<Item = RowUpdate> + Send>,
+    /// At least as many as the rows.
+    most: usize,
+}
+
+impl Upserts {
+    pub fn new(rows: impl Iterator<Item = RowUpdate> + Send + 'static, most: usize) -> Self {
+        Self {
+            rows: Box::new(rows),
+            most,
+        }
+    }
+
+    /// The next [`UPSERT_CHUNK`] rows (fewer at the end; none when done).
+    fn next_chunk(&mut self) -> Vec<RowUpdate> {
+        self.rows.by_ref().take(UPSERT_CHUNK).collect()
+    }
+}
+
+impl From<Vec<RowUpdate>> for Upserts {
+    fn from(rows: Vec<RowUpdate>) -> Self {
+        let most = rows.len();
+        Self::new(rows.into_iter(), most)
+    }
+}
+
+/// How many upserts are decided and handed to the writer at a time.
+const UPSERT_CHUNK: usize = 2048;
+
 /// How a refresh changes a view's online rows.
 pub enum OnlineChange {
     /// None (the view is not ONLINE, or nothing changed).
@@ -444,7 +477,7 @@ pub enum OnlineChange {
     /// Upsert into the current generation: a row replaces the stored one
     /// unless the stored one is newer (a tie goes to the refresh, which
     /// read rows written later).
-    Upsert(Vec<RowUpdate>),
+    Upsert(Upserts),
     /// Replace every row: a new generation. The rows come in key order,
     /// produced as they are written (see [`write_generation`]).
     Replace(RowUpdates),
@@ -886,24 +919,31 @@ impl OnlineStore {
     /// to the refresh, which read rows written later). The reads — delta
     /// first, then base — see the committed state, whatever the caller's
     /// write transaction has inserted since (redb readers never see
-    /// uncommitted writes), and that write excludes other writers. For
-    /// large changes two threads read, each half of the rows in its own
-    /// read transaction, a chunk at a time, while `apply` (the writer)
-    /// consumes the first half's chunks and then the second's.
+    /// uncommitted writes), and that write excludes other writers.
+    ///
+    /// Large changes run as a pipeline: a thread takes the rows a chunk at
+    /// a time (merging a refresh's partitions as it goes) and deals the
+    /// chunks to two deciding threads in turn, each with its own read
+    /// transaction; `apply` (the writer, this thread) takes their
+    /// decisions back in the same turn, so in key order. Merging and
+    /// deciding overlap instead of following each other.
     fn decide_upserts(
         &self,
         state: &Materialization,
-        mut rows: Vec<RowUpdate>,
+        mut rows: Upserts,
         mut apply: impl FnMut(Upsert) -> Result<()>,
     ) -> Result<()> {
-        const CHUNK: usize = 2048;
-        let decide =
-            |part: Vec<RowUpdate>, out: &mut dyn FnMut(Vec<Upsert>) -> bool| -> Result<()> {
-                let read = self.db.begin_read().map_err(storage("reading"))?;
-                let tables = RowsTables::open(&read, state)?;
-                let mut stored_times = StoredTimes::new(self, state, &tables);
-                let mut decisions = Vec::with_capacity(CHUNK.min(part.len()));
-                for row in part {
+        // Decides each chunk of `chunks` into one chunk of decisions for
+        // `out`, which returns false once the writer has failed.
+        let decide = |chunks: &mut dyn Iterator<Item = Vec<RowUpdate>>,
+                      out: &mut dyn FnMut(Vec<Upsert>) -> bool|
+         -> Result<()> {
+            let read = self.db.begin_read().map_err(storage("reading"))?;
+            let tables = RowsTables::open(&read, state)?;
+            let mut stored_times = StoredTimes::new(self, state, &tables);
+            for chunk in chunks {
+                let mut decisions = Vec::with_capacity(chunk.len());
+                for row in chunk {
                     let stored_time = stored_times.of(&row.key)?;
                     decisions.push(Upsert {
                         new_key: stored_time.is_none(),
@@ -911,20 +951,18 @@ impl OnlineStore {
                             .is_none_or(|t| t <= row.event_time())
                             .then_some((row.key, row.stored)),
                     });
-                    if decisions.len() == CHUNK
-                        && !out(std::mem::replace(&mut decisions, Vec::with_capacity(CHUNK)))
-                    {
-                        return Ok(()); // the writer failed
-                    }
                 }
-                if !decisions.is_empty() {
-                    out(decisions);
+                if !out(decisions) {
+                    break;
                 }
-                Ok(())
-            };
-        if rows.len() < PARALLEL_UPSERT_READS {
+            }
+            Ok(())
+        };
+        if rows.most < PARALLEL_UPSERT_READS {
             let mut failed = None;
-            decide(rows, &mut |decisions| {
+            let mut chunks =
+                std::iter::from_fn(|| Some(rows.next_chunk()).filter(|c| !c.is_empty()));
+            decide(&mut chunks, &mut |decisions| {
                 for decision in decisions {
                     if let Err(e) = apply(decision) {
                         failed = Some(e);
@@ -935,28 +973,53 @@ impl OnlineStore {
             })?;
             return failed.map_or(Ok(()), Err);
         }
-        let second = rows.split_off(rows.len() / 2);
-        let first = rows;
         std::thread::scope(|scope| {
-            let (first_sender, first_chunks) = std::sync::mpsc::channel();
-            let (second_sender, second_chunks) = std::sync::mpsc::channel();
-            let readers = [(first, first_sender), (second, second_sender)].map(|(part, sender)| {
-                scope.spawn(move || decide(part, &mut |decisions| sender.send(decisions).is_ok()))
+            let (to_deciders, deciders_rows): (Vec<_>, Vec<_>) = (0..2)
+                .map(|_| std::sync::mpsc::channel::<Vec<RowUpdate>>())
+                .unzip();
+            let (deciders_out, decisions): (Vec<_>, Vec<_>) = (0..2)
+                .map(|_| std::sync::mpsc::channel::<Vec<Upsert>>())
+                .unzip();
+            let dealer = scope.spawn(move || {
+                for turn in [0, 1].into_iter().cycle() {
+                    let chunk = rows.next_chunk();
+                    // Stops at the end, or when a decider has stopped.
+                    if chunk.is_empty() || to_deciders[turn].send(chunk).is_err() {
+                        break;
+                    }
+                }
             });
+            let deciders: Vec<_> = deciders_rows
+                .into_iter()
+                .zip(deciders_out)
+                .map(|(chunks, out)| {
+                    scope.spawn(move || {
+                        decide(&mut chunks.into_iter(), &mut |decisions| {
+                            out.send(decisions).is_ok()
+                        })
+                    })
+                })
+                .collect();
             let mut written = Ok(());
-            for decisions in first_chunks.iter().chain(second_chunks.iter()) {
-                if let Err(e) = decisions.into_iter().try_for_each(&mut apply) {
+            // Chunk n comes from decider n % 2: the first decider that has
+            // none left means there are none left.
+            for turn in [0, 1].into_iter().cycle() {
+                let Ok(chunk) = decisions[turn].recv() else {
+                    break;
+                };
+                if let Err(e) = chunk.into_iter().try_for_each(&mut apply) {
                     written = Err(e);
                     break;
                 }
             }
-            // Dropping the receivers stops the readers after a failure.
-            drop((first_chunks, second_chunks));
-            for reader in readers {
-                reader
-                    .join()
-                    .map_err(|_| Error::internal("a thread reading the online store panicked"))??;
+            // Dropping the receivers stops the deciders (and with them the
+            // dealer) after a failure.
+            drop(decisions);
+            let panicked = || Error::internal("a thread deciding online upserts panicked");
+            for decider in deciders {
+                decider.join().map_err(|_| panicked())??;
             }
+            dealer.join().map_err(|_| panicked())?;
             written
         })
     }
@@ -1446,6 +1509,47 @@ mod tests {
             .map(|row| (row.event_time(), row.values()[0]))
     }
 
+    /// Large upserts are decided by a pipeline (a dealing thread, two
+    /// deciding threads, the writer): every row must still be judged
+    /// against what is stored, and written in key order.
+    #[test]
+    fn large_upserts_are_decided_in_order_against_the_stored_rows() {
+        let (_dir, _path, view, store) = fresh_store();
+        store
+            .apply(
+                &view,
+                state(),
+                OnlineChange::Replace(Box::new(OwnedRows::new(
+                    (0..40_000).map(|k| update(k, 10, 1)),
+                ))),
+            )
+            .unwrap();
+        // 50k rows, an odd number of chunks: even keys older than what is
+        // stored (kept out where a row exists), odd keys newer.
+        let upserts: Vec<RowUpdate> = (20_000..70_000)
+            .map(|k| update(k, if k % 2 == 0 { 5 } else { 20 }, 2))
+            .collect();
+        assert!(upserts.len() >= PARALLEL_UPSERT_READS);
+        assert_eq!(upserts.len().div_ceil(UPSERT_CHUNK) % 2, 1);
+        let applied = store
+            .apply(&view, state(), OnlineChange::Upsert(upserts.into()))
+            .unwrap();
+        assert_eq!(applied.online_keys, 70_000);
+        for (key, expected) in [
+            (0, (10, 1)),
+            (19_999, (10, 1)),
+            (20_000, (10, 1)),
+            (20_001, (20, 2)),
+            (39_998, (10, 1)),
+            (39_999, (20, 2)),
+            (40_000, (5, 2)),
+            (69_999, (20, 2)),
+        ] {
+            assert_eq!(read(&store, &view, key), Some(expected), "key {key}");
+        }
+        assert_eq!(read(&store, &view, 70_000), None);
+    }
+
     #[test]
     fn upserts_go_to_the_delta_which_merges_into_the_base() {
         upserts_merge_into_a_base_of(BaseLayout::Blocks);
@@ -1509,7 +1613,7 @@ mod tests {
             .apply(
                 &view,
                 state(),
-                OnlineChange::Upsert(vec![update(1, 15, 3), update(2, 30, 4)]),
+                OnlineChange::Upsert(vec![update(1, 15, 3), update(2, 30, 4)].into()),
             )
             .unwrap();
         assert_eq!(read(&store, &view, 1), Some((20, 9)));
@@ -1563,12 +1667,15 @@ mod tests {
             .apply(
                 &view,
                 state(),
-                OnlineChange::Upsert(vec![
-                    update(1, 20, 2),
-                    update(2, 5, 2),
-                    update(3, 10, 3),
-                    update(500, 1, 4),
-                ]),
+                OnlineChange::Upsert(
+                    vec![
+                        update(1, 20, 2),
+                        update(2, 5, 2),
+                        update(3, 10, 3),
+                        update(500, 1, 4),
+                    ]
+                    .into(),
+                ),
             )
             .unwrap();
         assert_eq!(applied.online_keys, 101);
@@ -1588,7 +1695,7 @@ mod tests {
             .collect();
         let before = store.materialization(&view).unwrap();
         let applied = store
-            .apply(&view, state(), OnlineChange::Upsert(many))
+            .apply(&view, state(), OnlineChange::Upsert(many.into()))
             .unwrap();
         // A lookup that took its state before the merge still reads what
         // the store holds now.

@@ -141,8 +141,9 @@ struct Phases {
     /// Reading inputs, computing rows, writing the offline Parquet files
     /// and the newest row per key, in every partition.
     partitions: Duration,
-    /// Interleaving the partitions' newest rows (an incremental refresh's;
-    /// a full refresh merges them while the online apply writes them).
+    /// Setting up the merge of the partitions' newest rows; the merge
+    /// itself runs within the online apply, while the rows are decided
+    /// (incremental) or written (full).
     merge: Duration,
     /// Waiting for the offline commit (finishing the data files and the
     /// Iceberg commit), which runs while the online rows are prepared:
@@ -1060,7 +1061,7 @@ fn spread_over_partitions(
 /// The online change of an incremental pass.
 fn upsert(online: bool, newest: MergedWinners) -> OnlineChange {
     if online {
-        OnlineChange::Upsert(newest.into_updates())
+        OnlineChange::Upsert(newest.into_upserts())
     } else {
         OnlineChange::None
     }

@@ -17,7 +17,7 @@ use datafusion::arrow::datatypes::{DataType, Int64Type};
 use super::integer_winners::{self, Entry, IntegerWinners};
 use crate::error::Result;
 use crate::online::codec::{self, RowEncoder};
-use crate::online::{GenerationRows, RowRef, RowUpdate};
+use crate::online::{GenerationRows, RowRef, RowUpdate, Upserts};
 
 type Map<K> = HashMap<K, Winner, ahash::RandomState>;
 
@@ -366,8 +366,20 @@ pub struct MergedWinners {
 }
 
 impl MergedWinners {
-    pub fn into_updates(mut self) -> Vec<RowUpdate> {
-        let mut updates = Vec::with_capacity(self.most_rows);
+    /// The merged rows as upserts, produced as they are taken (by the
+    /// online store, on a thread of its own while others decide them).
+    pub fn into_upserts(mut self) -> Upserts {
+        let most = self.most_rows;
+        let rows = std::iter::from_fn(move || {
+            self.next_row()
+                .map(|row| RowUpdate::new(row.key.to_vec(), row.event_time, row.row))
+        });
+        Upserts::new(rows, most)
+    }
+
+    #[cfg(test)]
+    fn into_updates(mut self) -> Vec<RowUpdate> {
+        let mut updates = Vec::new();
         while let Some(row) = self.next_row() {
             updates.push(RowUpdate::new(row.key.to_vec(), row.event_time, row.row));
         }
