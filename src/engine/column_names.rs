@@ -175,6 +175,18 @@ fn repeated_items(items: &[SelectItem]) -> Vec<usize> {
     repeated
 }
 
+/// The first column name that a query's select list spells out twice, if
+/// any: a table made from the query (CREATE TABLE AS) cannot have it, and
+/// PostgreSQL says so (42701) before DataFusion's planner would refuse the
+/// repeat in its own words.
+pub fn repeated_column_name(query: &Query) -> Option<String> {
+    let mut seen = HashSet::new();
+    explicit_column_names(query)
+        .into_iter()
+        .flatten()
+        .find(|name| !seen.insert(name.clone()))
+}
+
 /// The select list that names a query's columns: for set operations, the
 /// leftmost SELECT's.
 fn first_select_items(body: &SetExpr) -> Option<&Vec<SelectItem>> {

@@ -286,6 +286,9 @@ impl Session {
             ));
             return Ok(Outcome::Command(CommandTag::with_rows("SELECT", 0)));
         }
+        if let Some(name) = super::column_names::repeated_column_name(query) {
+            return Err(Error::DuplicateColumn(name));
+        }
         let select = ast::Statement::Query(query.clone());
         let (plan, params) = self.plan_query(sql, &select, &[]).await?;
         if !params.is_empty() {
@@ -367,6 +370,9 @@ impl Session {
             self.temp.create(&name, definition, Vec::new())?;
             return Ok(Outcome::Command(CommandTag::new("CREATE TABLE")));
         };
+        if let Some(name) = super::column_names::repeated_column_name(query) {
+            return Err(Error::DuplicateColumn(name));
+        }
         let select = ast::Statement::Query(query.clone());
         let (plan, params) = self.plan_query(sql, &select, &[]).await?;
         if !params.is_empty() {
