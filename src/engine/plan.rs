@@ -727,10 +727,14 @@ fn parameter_any_types(plan: &LogicalPlan) -> Result<std::collections::HashMap<S
     use datafusion::logical_expr::{Expr, ExprSchemable, expr::Placeholder};
     let mut types = std::collections::HashMap::new();
     plan.apply_with_subqueries(|node| {
-        let schema = if node.inputs().is_empty() {
-            node.schema().as_ref().clone()
-        } else {
-            merge_schema(&node.inputs())
+        // Built only for a node that has such a comparison: planning
+        // every statement walks here.
+        let schema = || {
+            if node.inputs().is_empty() {
+                node.schema().as_ref().clone()
+            } else {
+                merge_schema(&node.inputs())
+            }
         };
         node.apply_expressions(|expr| {
             expr.apply(|e| {
@@ -738,7 +742,7 @@ fn parameter_any_types(plan: &LogicalPlan) -> Result<std::collections::HashMap<S
                     && function.func.name() == "array_has"
                     && let [Expr::Placeholder(Placeholder { id, field: None }), value] =
                         function.args.as_slice()
-                    && let Ok(value_type) = value.get_type(&schema)
+                    && let Ok(value_type) = value.get_type(&schema())
                     && value_type != DataType::Null
                 {
                     types.entry(id.clone()).or_insert_with(|| {

@@ -279,6 +279,11 @@ impl RowsTables {
         if let Some(row) = self.find_in_delta(key, &f)? {
             return Ok(Some(row));
         }
+        self.find_in_base(key, f)
+    }
+
+    /// The stored value of `key` in the base, handed to `f`.
+    fn find_in_base<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> Result<R>) -> Result<Option<R>> {
         match &self.base {
             Some(base) => blocks::find(base, self.layout, key, f),
             None => Ok(None),
@@ -336,6 +341,12 @@ impl StoredRow {
         }
     }
 
+    /// A row of `event_time` and encoded `values`, in one allocation.
+    fn from_parts(event_time: i64, values: &[u8]) -> Self {
+        let data = event_time.to_le_bytes().into_iter();
+        Self::new(Arc::from_iter(data.chain(values.iter().copied())))
+    }
+
     /// The row at `range` of `data` (at least 8 bytes: checked when read).
     fn within(data: Arc<[u8]>, range: std::ops::Range<usize>) -> Self {
         Self {
@@ -368,11 +379,9 @@ pub struct RowUpdate {
 
 impl RowUpdate {
     pub fn new(key: Vec<u8>, event_time: i64, values: &[u8]) -> Self {
-        let stored = event_time.to_le_bytes().into_iter();
-        let stored = stored.chain(values.iter().copied());
         Self {
             key,
-            stored: StoredRow::new(Arc::from_iter(stored)),
+            stored: StoredRow::from_parts(event_time, values),
         }
     }
 
@@ -454,9 +463,20 @@ impl Upserts {
         }
     }
 
-    /// The next [`UPSERT_CHUNK`] rows (fewer at the end; none when done).
-    fn next_chunk(&mut self) -> Vec<RowUpdate> {
-        self.rows.by_ref().take(UPSERT_CHUNK).collect()
+    /// The rows, [`UPSERT_CHUNK`] at a time.
+    fn chunks(mut self) -> impl Iterator<Item = Vec<RowUpdate>> + Send {
+        std::iter::from_fn(move || {
+            let chunk: Vec<RowUpdate> = self.rows.by_ref().take(UPSERT_CHUNK).collect();
+            (!chunk.is_empty()).then_some(chunk)
+        })
+    }
+}
+
+impl Iterator for Upserts {
+    type Item = RowUpdate;
+
+    fn next(&mut self) -> Option<RowUpdate> {
+        self.rows.next()
     }
 }
 
@@ -930,7 +950,7 @@ impl OnlineStore {
     fn decide_upserts(
         &self,
         state: &Materialization,
-        mut rows: Upserts,
+        rows: Upserts,
         mut apply: impl FnMut(Upsert) -> Result<()>,
     ) -> Result<()> {
         // Decides each chunk of `chunks` into one chunk of decisions for
@@ -960,9 +980,7 @@ impl OnlineStore {
         };
         if rows.most < PARALLEL_UPSERT_READS {
             let mut failed = None;
-            let mut chunks =
-                std::iter::from_fn(|| Some(rows.next_chunk()).filter(|c| !c.is_empty()));
-            decide(&mut chunks, &mut |decisions| {
+            decide(&mut rows.chunks(), &mut |decisions| {
                 for decision in decisions {
                     if let Err(e) = apply(decision) {
                         failed = Some(e);
@@ -981,11 +999,9 @@ impl OnlineStore {
                 .map(|_| std::sync::mpsc::channel::<Vec<Upsert>>())
                 .unzip();
             let dealer = scope.spawn(move || {
-                for turn in [0, 1].into_iter().cycle() {
-                    let chunk = rows.next_chunk();
-                    // Stops at the end, or when a decider has stopped.
-                    if chunk.is_empty() || to_deciders[turn].send(chunk).is_err() {
-                        break;
+                for (turn, chunk) in [0, 1].into_iter().cycle().zip(rows.chunks()) {
+                    if to_deciders[turn].send(chunk).is_err() {
+                        break; // a decider has stopped
                     }
                 }
             });
@@ -1343,10 +1359,7 @@ impl<'a> StoredTimes<'a> {
         let index = &self.state.index;
         let Some(blocks) = &index.blocks else {
             // A per-key base (or none yet): one read per key.
-            return match &self.tables.base {
-                Some(base) => blocks::find(base, self.tables.layout, key, stored_event_time),
-                None => Ok(None),
-            };
+            return self.tables.find_in_base(key, stored_event_time);
         };
         // Keys come in order: most fall in the block read last.
         let last_block_holds = |(read, _): &(usize, CachedBlock)| {

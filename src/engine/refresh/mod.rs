@@ -742,9 +742,7 @@ impl Session {
                 next.version = view.version;
                 next.refreshed_at = now();
                 let mut phases = computed.phases;
-                let merging = Instant::now();
                 let change = upsert(next.online, computed.newest);
-                phases.merge += merging.elapsed();
                 phases.prepare = prepared;
                 let applied = phases.apply_online(
                     &online_store,

@@ -378,12 +378,8 @@ impl MergedWinners {
     }
 
     #[cfg(test)]
-    fn into_updates(mut self) -> Vec<RowUpdate> {
-        let mut updates = Vec::new();
-        while let Some(row) = self.next_row() {
-            updates.push(RowUpdate::new(row.key.to_vec(), row.event_time, row.row));
-        }
-        updates
+    fn into_updates(self) -> Vec<RowUpdate> {
+        self.into_upserts().collect()
     }
 }
 
