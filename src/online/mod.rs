@@ -806,6 +806,7 @@ impl OnlineStore {
         // A run written to the delta, recorded in its runs once committed.
         let mut new_run = None;
         let name_key = serde_json::to_string(view).map_err(storage("encoding a view name"))?;
+        let writing = std::time::Instant::now();
         let write = self.begin_durable_write()?;
         let mut changed: Vec<(Vec<u8>, StoredRow)> = Vec::new();
         let base: TableDefinition<&[u8], &[u8]> = TableDefinition::new(&state.rows_table);
@@ -906,8 +907,13 @@ impl OnlineStore {
                 .insert(name_key.as_str(), text.as_str())
                 .map_err(storage("writing"))?;
         }
+        let written = writing.elapsed();
+        let waiting = std::time::Instant::now();
         before_commit()?;
+        let waited = waiting.elapsed();
+        let committing = std::time::Instant::now();
         let _filling = self.commit_state_change(write)?;
+        let committed = committing.elapsed();
         // Before the rows are published (and can be moved out of `pending`
         // into the cache), so that no lookup holding a state of this
         // generation passes over them.
@@ -931,6 +937,14 @@ impl OnlineStore {
         if rewrote_base && state.online {
             self.warm(view);
         }
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        tracing::debug!(
+            view = %view,
+            write_ms = ms(written),
+            wait_ms = ms(waited),
+            commit_ms = ms(committed),
+            "online apply phases"
+        );
         Ok(state)
     }
 
