@@ -703,6 +703,54 @@ async fn killing_the_server_mid_refresh_loses_nothing_and_duplicates_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_and_its_job_record_commit_together() {
+    let (_temp, data_dir, server) = server_with_data_dir();
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE events (user_id bigint, ts timestamptz, n bigint);
+             CREATE FEATURE VIEW v KEY (user_id) TIMESTAMP ts ONLINE
+               AS SELECT user_id, ts, n FROM events;
+             INSERT INTO events VALUES (1, '2024-01-01', 10), (2, '2024-01-02', 20);",
+        )
+        .await
+        .unwrap();
+    drop(client);
+    drop(server);
+    // The server dies right after the refresh's commit, before it answers.
+    let crashing = TestServer::start_with(
+        &data_dir,
+        &[("FEATUREDB_CRASH_AT", "refresh-after-online-commit")],
+    );
+    let error = crashing
+        .client()
+        .await
+        .batch_execute("REFRESH FEATURE VIEW v")
+        .await
+        .unwrap_err();
+    assert!(error.is_closed() || error.code().is_none(), "{error}");
+    drop(crashing);
+
+    // The refresh was committed, and so was its record: succeeded, with
+    // its counts, not "interrupted".
+    let server = TestServer::start_in(&data_dir);
+    let client = server.client().await;
+    assert_eq!(
+        text_rows(&client, "SELECT n FROM v WHERE user_id = 2").await,
+        [["20"]]
+    );
+    assert_eq!(
+        text_rows(
+            &client,
+            "SELECT kind, status, rows_in, online_keys, error IS NULL, duration_ms > 0
+             FROM featuredb.jobs ORDER BY job_id",
+        )
+        .await,
+        [["full", "succeeded", "2", "2", "t", "t"]]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_the_offline_and_online_commits_is_repaired() {
     let setup = "CREATE TABLE events (user_id bigint, ts timestamptz, n bigint);
                  CREATE FEATURE VIEW v KEY (user_id) TIMESTAMP ts ONLINE

@@ -157,12 +157,13 @@ struct Phases {
 
 impl Phases {
     /// The pass's last phase: applies its online change, committing it
-    /// once `offline` has committed; then logs the phases.
+    /// once `offline` has committed, with `job`'s final record; then logs
+    /// the phases.
     fn apply_online(
         mut self,
         store: &Arc<OnlineStore>,
         view: &QualifiedName,
-        kind: RefreshKind,
+        job: &mut RunningJob,
         state: Materialization,
         change: OnlineChange,
         mut offline: OfflineCommit,
@@ -170,27 +171,45 @@ impl Phases {
         let applying = Instant::now();
         let mut waited = Duration::ZERO;
         let applied = tokio::task::block_in_place(|| {
-            let applied = store.apply_after(view, state, change, || {
-                let waiting = Instant::now();
-                let committed = offline.wait_blocking();
-                waited = waiting.elapsed();
-                committed
-            });
-            // Also when the apply failed before it waited.
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                store.apply_after(
+                    view,
+                    state,
+                    change,
+                    || {
+                        let waiting = Instant::now();
+                        let committed = offline.wait_blocking();
+                        waited = waiting.elapsed();
+                        committed
+                    },
+                    |state| {
+                        job.record.online_keys = state.online_keys;
+                        job.finish(Ok(()));
+                        job.recorded_finished = true;
+                        Some(job.record.clone())
+                    },
+                )
+            }));
+            // Also when the apply failed, or panicked, before it waited:
+            // the commit must not outlive the refresh lock.
             let committed = offline.wait_blocking();
-            applied.and_then(|applied| committed.map(|()| applied))
+            match applied {
+                Ok(applied) => applied.and_then(|applied| committed.map(|()| applied)),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
         })?;
+        crate::failpoint::crash_point("refresh-after-online-commit");
         self.online_apply = applying.elapsed();
         self.offline_commit = waited;
-        self.log(view, kind);
+        self.log(view, &job.record.kind);
         Ok(applied)
     }
 
-    fn log(&self, view: &QualifiedName, kind: RefreshKind) {
+    fn log(&self, view: &QualifiedName, kind: &str) {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         tracing::debug!(
             view = %view,
-            kind = kind.as_str(),
+            kind,
             prepare_ms = ms(self.prepare),
             plan_ms = ms(self.plan),
             partitions_ms = ms(self.partitions),
@@ -199,6 +218,32 @@ impl Phases {
             online_apply_ms = ms(self.online_apply),
             "refresh phases"
         );
+    }
+}
+
+/// A refresh's job: its record in `featuredb.jobs`, and when it started.
+struct RunningJob {
+    record: Job,
+    started: Instant,
+    /// Whether its final record was committed with the refresh's state
+    /// (see [`Phases::apply_online`]). If that commit then failed, the
+    /// failure is recorded over it.
+    recorded_finished: bool,
+}
+
+impl RunningJob {
+    /// Marks the job finished, now, with `outcome`.
+    fn finish(&mut self, outcome: std::result::Result<(), &Error>) {
+        let job = &mut self.record;
+        job.finished_at = Some(now());
+        job.duration_ms = Some(self.started.elapsed().as_secs_f64() * 1000.0);
+        match outcome {
+            Ok(()) => job.status = "succeeded".into(),
+            Err(e) => {
+                job.status = "failed".into();
+                job.error = Some(e.to_string());
+            }
+        }
     }
 }
 
@@ -556,49 +601,49 @@ impl Session {
                 "feature view {name} was dropped or replaced while its refresh waited; run it again"
             )));
         }
-        let started = Instant::now();
-        let mut job = Job {
-            id: online.next_job_id(),
-            view: name.to_string(),
-            version: view.version,
-            kind: "pending".into(),
-            status: "running".into(),
-            started_at: now(),
-            finished_at: None,
-            rows_in: 0,
-            rows_out: 0,
-            online_keys: 0,
-            duration_ms: None,
-            error: None,
+        let mut job = RunningJob {
+            record: Job {
+                id: online.next_job_id(),
+                view: name.to_string(),
+                version: view.version,
+                kind: "pending".into(),
+                status: "running".into(),
+                started_at: now(),
+                finished_at: None,
+                rows_in: 0,
+                rows_out: 0,
+                online_keys: 0,
+                duration_ms: None,
+                error: None,
+            },
+            started: Instant::now(),
+            recorded_finished: false,
         };
-        online.record_job(&job)?;
+        online.record_job(&job.record)?;
         let outcome = self
             .refresh_view_inner(registry, name, &view, full, &mut job)
             .await;
-        job.finished_at = Some(now());
-        job.duration_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-        match &outcome {
-            Ok(()) => {
-                job.status = "succeeded".into();
-                self.notice(Notice::informational(
-                    "00000",
-                    format!(
-                        "refreshed feature view {name} ({}): {} input rows, {} rows written, {} keys online, {:.3} s",
-                        job.kind,
-                        job.rows_in,
-                        job.rows_out,
-                        job.online_keys,
-                        job.duration_ms.unwrap_or_default() / 1000.0
-                    ),
-                ));
-            }
-            Err(e) => {
-                job.status = "failed".into();
-                job.error = Some(e.to_string());
+        // A refresh that committed a state recorded its job with it; the
+        // others (nothing to apply, or failed) record it here.
+        if outcome.is_err() || !job.recorded_finished {
+            job.finish(outcome.as_ref().map(|_| ()));
+            if let Err(e) = online.record_job(&job.record) {
+                tracing::warn!(job = job.record.id, error = %e, "could not record a refresh job");
             }
         }
-        if let Err(e) = online.record_job(&job) {
-            tracing::warn!(job = job.id, error = %e, "could not record a refresh job");
+        if outcome.is_ok() {
+            let job = &job.record;
+            self.notice(Notice::informational(
+                "00000",
+                format!(
+                    "refreshed feature view {name} ({}): {} input rows, {} rows written, {} keys online, {:.3} s",
+                    job.kind,
+                    job.rows_in,
+                    job.rows_out,
+                    job.online_keys,
+                    job.duration_ms.unwrap_or_default() / 1000.0
+                ),
+            ));
         }
         outcome
     }
@@ -609,7 +654,7 @@ impl Session {
         name: &QualifiedName,
         view: &FeatureViewVersion,
         full: bool,
-        job: &mut Job,
+        job: &mut RunningJob,
     ) -> Result<()> {
         let preparing = Instant::now();
         let engine = self.engine.clone();
@@ -697,13 +742,13 @@ impl Session {
             }
             _ => RefreshKind::Full,
         };
-        job.kind = kind.as_str().to_string();
-        online_store.record_job(job)?;
+        job.record.kind = kind.as_str().to_string();
+        online_store.record_job(&job.record)?;
         let prepared = preparing.elapsed();
         match kind {
             RefreshKind::Unchanged => {
                 if let Some(current) = state {
-                    job.online_keys = current.online_keys;
+                    job.record.online_keys = current.online_keys;
                     if current.version != view.version {
                         let mut updated = current;
                         updated.version = view.version;
@@ -717,7 +762,7 @@ impl Session {
                 let input = one_table.expect("incremental refresh has one input");
                 let after = current.inputs.get(&input).copied().unwrap_or(0);
                 let through = inputs[&input];
-                job.rows_in = added_rows(&handles[&input], after, through);
+                job.record.rows_in = added_rows(&handles[&input], after, through);
                 let table = offline
                     .table(MATERIALIZED_SCHEMA, &current.offline_table)
                     .ok_or_else(|| {
@@ -733,10 +778,10 @@ impl Session {
                         &Rows::Range { after, through },
                         Some((table, &inputs)),
                         current.online,
-                        Some(job.rows_in),
+                        Some(job.record.rows_in),
                     )
                     .await?;
-                job.rows_out = computed.rows_out;
+                job.record.rows_out = computed.rows_out;
                 let mut next = current.clone();
                 next.inputs = inputs;
                 next.version = view.version;
@@ -744,15 +789,7 @@ impl Session {
                 let mut phases = computed.phases;
                 let change = upsert(next.online, computed.newest);
                 phases.prepare = prepared;
-                let applied = phases.apply_online(
-                    &online_store,
-                    name,
-                    kind,
-                    next,
-                    change,
-                    computed.offline,
-                )?;
-                job.online_keys = applied.online_keys;
+                phases.apply_online(&online_store, name, job, next, change, computed.offline)?;
                 Ok(())
             }
             RefreshKind::Full => {
@@ -768,14 +805,14 @@ impl Session {
                     .ok_or_else(|| Error::internal("new offline table already exists"))?;
                 let rows = match &one_table {
                     Some(input) => {
-                        job.rows_in = total_rows(&handles[input]);
+                        job.record.rows_in = total_rows(&handles[input]);
                         Rows::Range {
                             after: 0,
                             through: inputs[input],
                         }
                     }
                     None => {
-                        job.rows_in = handles.values().map(|h| total_rows(h)).sum();
+                        job.record.rows_in = handles.values().map(|h| total_rows(h)).sum();
                         Rows::All
                     }
                 };
@@ -786,10 +823,10 @@ impl Session {
                         &rows,
                         Some((table, &inputs)),
                         wants_online,
-                        Some(job.rows_in),
+                        Some(job.record.rows_in),
                     )
                     .await?;
-                job.rows_out = computed.rows_out;
+                job.record.rows_out = computed.rows_out;
                 let mut next = Materialization::new(
                     shape,
                     view.version,
@@ -811,12 +848,11 @@ impl Session {
                 let applied = phases.apply_online(
                     &online_store,
                     name,
-                    kind,
+                    job,
                     next,
                     change,
                     computed.offline,
                 )?;
-                job.online_keys = applied.online_keys;
                 if let Some(previous) = previous
                     && previous.offline_table != applied.offline_table
                 {
