@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{TestServer, sqlstate};
@@ -702,6 +702,19 @@ async fn killing_the_server_mid_refresh_loses_nothing_and_duplicates_nothing() {
     );
 }
 
+/// Runs `REFRESH FEATURE VIEW v` on a server over `data_dir` that aborts
+/// at the crash point `point`; the client sees its connection die.
+async fn refresh_crashing_at(data_dir: &Path, point: &str) {
+    let crashing = TestServer::start_with(data_dir, &[("FEATUREDB_CRASH_AT", point)]);
+    let error = crashing
+        .client()
+        .await
+        .batch_execute("REFRESH FEATURE VIEW v")
+        .await
+        .unwrap_err();
+    assert!(error.is_closed() || error.code().is_none(), "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_and_its_job_record_commit_together() {
     let (_temp, data_dir, server) = server_with_data_dir();
@@ -718,18 +731,7 @@ async fn a_refresh_and_its_job_record_commit_together() {
     drop(client);
     drop(server);
     // The server dies right after the refresh's commit, before it answers.
-    let crashing = TestServer::start_with(
-        &data_dir,
-        &[("FEATUREDB_CRASH_AT", "refresh-after-online-commit")],
-    );
-    let error = crashing
-        .client()
-        .await
-        .batch_execute("REFRESH FEATURE VIEW v")
-        .await
-        .unwrap_err();
-    assert!(error.is_closed() || error.code().is_none(), "{error}");
-    drop(crashing);
+    refresh_crashing_at(&data_dir, "refresh-after-online-commit").await;
 
     // The refresh was committed, and so was its record: succeeded, with
     // its counts, not "interrupted".
@@ -779,18 +781,7 @@ async fn a_crash_between_the_offline_and_online_commits_is_repaired() {
     drop(server);
     // The incremental refresh dies after its Iceberg commit, before the
     // online store's.
-    let crashing = TestServer::start_with(
-        &data_dir,
-        &[("FEATUREDB_CRASH_AT", "refresh-after-offline-commit")],
-    );
-    let error = crashing
-        .client()
-        .await
-        .batch_execute("REFRESH FEATURE VIEW v")
-        .await
-        .unwrap_err();
-    assert!(error.is_closed() || error.code().is_none(), "{error}");
-    drop(crashing);
+    refresh_crashing_at(&data_dir, "refresh-after-offline-commit").await;
 
     let server = TestServer::start_in(&data_dir);
     let client = server.client().await;

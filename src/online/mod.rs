@@ -1315,6 +1315,18 @@ impl OnlineStore {
         write.commit().map_err(storage("writing jobs"))
     }
 
+    /// Records a job again without waiting for the disk: the update
+    /// becomes durable with the next durable commit, and a crash before
+    /// that keeps the job's last durable record.
+    pub fn amend_job(&self, job: &Job) -> Result<()> {
+        let mut write = self.db.begin_write().map_err(storage("writing jobs"))?;
+        write
+            .set_durability(Durability::None)
+            .map_err(storage("writing jobs"))?;
+        insert_job(&write, job)?;
+        write.commit().map_err(storage("writing jobs"))
+    }
+
     /// Every recorded job, oldest first.
     pub fn jobs(&self) -> Result<Vec<Job>> {
         let read = self.db.begin_read().map_err(storage("reading jobs"))?;

@@ -623,13 +623,19 @@ impl Session {
         let outcome = self
             .refresh_view_inner(registry, name, &view, full, &mut job)
             .await;
-        // A refresh that committed a state recorded its job with it; the
-        // others (nothing to apply, or failed) record it here.
-        if outcome.is_err() || !job.recorded_finished {
-            job.finish(outcome.as_ref().map(|_| ()));
-            if let Err(e) = online.record_job(&job.record) {
-                tracing::warn!(job = job.record.id, error = %e, "could not record a refresh job");
-            }
+        // A refresh that committed a state recorded its job with it, as
+        // finished when the commit began; its duration is amended to
+        // include the commit (not fsynced: a crash before the next durable
+        // commit keeps the first). The others (nothing to apply, or
+        // failed) are recorded here.
+        job.finish(outcome.as_ref().map(|_| ()));
+        let recorded = if outcome.is_ok() && job.recorded_finished {
+            online.amend_job(&job.record)
+        } else {
+            online.record_job(&job.record)
+        };
+        if let Err(e) = recorded {
+            tracing::warn!(job = job.record.id, error = %e, "could not record a refresh job");
         }
         if outcome.is_ok() {
             let job = &job.record;
