@@ -24,6 +24,18 @@ ensure_postgres() {
   command -v psql >/dev/null || { echo "psql not found" >&2; exit 1; }
 }
 
+# bench_prelude: PostgreSQL installed, the release build (unless
+# BENCH_NO_BUILD=1), the servers' ports (PG_PORT, FDB_PORT), PGBENCH, and
+# the client environment both servers are reached with.
+bench_prelude() {
+  ensure_postgres
+  PG_PORT=${PG_PORT:-55442}
+  FDB_PORT=${FDB_PORT:-55443}
+  PGBENCH="$(pg_bin)/pgbench"
+  export PGHOST=127.0.0.1 PGUSER=bench PGDATABASE=featuredb
+  [ -n "${BENCH_NO_BUILD:-}" ] || (cd "$BENCH_ROOT" && cargo build --release --quiet)
+}
+
 # start_postgres PORT: a fresh cluster under $WORK/pg-PORT (default
 # settings, fsync on), with a database named featuredb.
 start_postgres() {

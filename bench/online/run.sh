@@ -25,13 +25,7 @@ source "$(dirname "$0")/../lib.sh"
 KEYS=${1:-1000000}
 SOURCE_ROWS=${2:-10000000}
 T=${SECONDS_PER_RUN:-30}
-PG_PORT=${PG_PORT:-55442}
-FDB_PORT=${FDB_PORT:-55443}
-PGBENCH="$(pg_bin)/pgbench"
-export PGHOST=127.0.0.1 PGUSER=bench PGDATABASE=featuredb
-
-ensure_postgres
-[ -n "${BENCH_NO_BUILD:-}" ] || (cd "$BENCH_ROOT" && cargo build --release --quiet)
+bench_prelude
 
 gen() {  # FILE ROWS KEYS SEED FIRST_T: user_id, ts, f1, f2, f3, n
   [ -s "$1" ] && return
