@@ -1310,18 +1310,20 @@ impl OnlineStore {
     /// Records a job's current state, durably: a job that was running
     /// when the server stopped is reported as interrupted after restart.
     pub fn record_job(&self, job: &Job) -> Result<()> {
-        let write = self.begin_durable_write()?;
-        insert_job(&write, job)?;
-        write.commit().map_err(storage("writing jobs"))
+        self.write_job(job, Durability::Immediate)
     }
 
     /// Records a job again without waiting for the disk: the update
     /// becomes durable with the next durable commit, and a crash before
     /// that keeps the job's last durable record.
     pub fn amend_job(&self, job: &Job) -> Result<()> {
+        self.write_job(job, Durability::None)
+    }
+
+    fn write_job(&self, job: &Job, durability: Durability) -> Result<()> {
         let mut write = self.db.begin_write().map_err(storage("writing jobs"))?;
         write
-            .set_durability(Durability::None)
+            .set_durability(durability)
             .map_err(storage("writing jobs"))?;
         insert_job(&write, job)?;
         write.commit().map_err(storage("writing jobs"))
