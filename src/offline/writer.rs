@@ -14,6 +14,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::schema::types::ColumnPath;
 use featuredb_catalog::ColumnType;
 use iceberg::spec::{DataFile, DataFileFormat};
 use iceberg::writer::base_writer::data_file_writer::{
@@ -38,32 +39,19 @@ const TARGET_FILE_SIZE: usize = 256 * 1024 * 1024;
 
 pub struct DataFileWriter {
     table: Arc<TableHandle>,
-    inner: InnerWriter,
+    /// Built at the first batch, whose values choose each column's codec.
+    inner: Option<InnerWriter>,
     cleanup: OrphanCleanup,
     rows: u64,
 }
 
 impl DataFileWriter {
     pub async fn new(table: Arc<TableHandle>) -> Result<Self> {
-        let state = table.current()?;
-        let metadata = state.metadata();
-        let location = DefaultLocationGenerator::new(metadata)?;
+        let data_dir = local_path(&format!("{}/data", table.current()?.metadata().location()));
         let prefix = format!("fdb-{}", uuid::Uuid::now_v7());
-        let names = DefaultFileNameGenerator::new(prefix.clone(), None, DataFileFormat::Parquet);
-        let properties = writer_properties(table.definition());
-        let parquet = ParquetWriterBuilder::new(properties, metadata.current_schema().clone());
-        let rolling = RollingFileWriterBuilder::new(
-            parquet,
-            TARGET_FILE_SIZE,
-            state.file_io().clone(),
-            location,
-            names,
-        );
-        let inner = DataFileWriterBuilder::new(rolling).build(None).await?;
-        let data_dir = local_path(&format!("{}/data", metadata.location()));
         Ok(Self {
             table,
-            inner,
+            inner: None,
             cleanup: OrphanCleanup::new(data_dir, prefix),
             rows: 0,
         })
@@ -77,7 +65,16 @@ impl DataFileWriter {
         }
         let rows = batch.num_rows() as u64;
         let storage = to_storage_batch(&self.table, batch)?;
-        self.inner.write(storage).await?;
+        let inner = match &mut self.inner {
+            Some(inner) => inner,
+            // Borrows the table and the prefix only: the Iceberg writer is
+            // Send but not Sync, so `&self` cannot live across the await.
+            None => {
+                let built = build_inner(&self.table, &self.cleanup.prefix, &storage).await?;
+                self.inner.insert(built)
+            }
+        };
+        inner.write(storage).await?;
         self.rows += rows;
         Ok(())
     }
@@ -88,8 +85,11 @@ impl DataFileWriter {
 
     /// Finishes the files. The caller commits them with
     /// [`DataFileWriter::commit`] or drops them (deleting the files).
-    pub async fn finish(mut self) -> Result<WrittenFiles> {
-        let files = self.inner.close().await?;
+    pub async fn finish(self) -> Result<WrittenFiles> {
+        let files = match self.inner {
+            Some(mut inner) => inner.close().await?,
+            None => Vec::new(),
+        };
         Ok(WrittenFiles {
             table: self.table,
             files,
@@ -97,6 +97,29 @@ impl DataFileWriter {
             cleanup: self.cleanup,
         })
     }
+}
+
+/// The Iceberg writer of `table`'s files named `<prefix>-<n>.parquet`, with
+/// codecs chosen from the `first` batch it will write.
+async fn build_inner(
+    table: &TableHandle,
+    prefix: &str,
+    first: &RecordBatch,
+) -> Result<InnerWriter> {
+    let state = table.current()?;
+    let metadata = state.metadata();
+    let location = DefaultLocationGenerator::new(metadata)?;
+    let names = DefaultFileNameGenerator::new(prefix.to_string(), None, DataFileFormat::Parquet);
+    let properties = writer_properties(table.definition(), first);
+    let parquet = ParquetWriterBuilder::new(properties, metadata.current_schema().clone());
+    let rolling = RollingFileWriterBuilder::new(
+        parquet,
+        TARGET_FILE_SIZE,
+        state.file_io().clone(),
+        location,
+        names,
+    );
+    Ok(DataFileWriterBuilder::new(rolling).build(None).await?)
 }
 
 /// Data files written but not yet committed.
@@ -210,27 +233,64 @@ impl OrphanCleanup {
 /// numbers and timestamps features are made of, so it is enabled for string
 /// columns only. Row groups of 128Ki rows let a scan of one large file run
 /// on several cores (DataFusion splits files at row groups) and let
-/// statistics prune finer than the default million rows.
+/// statistics prune finer than the default million rows. Columns are
+/// Snappy-compressed unless their first batch shows that it gains little
+/// (see [`compresses_well`]).
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 
-fn writer_properties(definition: &featuredb_catalog::TableSchemaDef) -> WriterProperties {
+fn writer_properties(
+    definition: &featuredb_catalog::TableSchemaDef,
+    first: &RecordBatch,
+) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_dictionary_enabled(false)
         .set_created_by(format!("featuredb {}", env!("CARGO_PKG_VERSION")));
-    for column in &definition.columns {
+    for (column, values) in definition.columns.iter().zip(first.columns()) {
+        let path = ColumnPath::from(column.name.as_str());
         if matches!(
             column.data_type,
             ColumnType::Text | ColumnType::Varchar { .. }
         ) {
-            builder = builder.set_column_dictionary_enabled(
-                datafusion::parquet::schema::types::ColumnPath::from(column.name.as_str()),
-                true,
-            );
+            builder = builder.set_column_dictionary_enabled(path, true);
+        } else if !compresses_well(values) {
+            builder = builder.set_column_compression(path, Compression::UNCOMPRESSED);
         }
     }
     builder.build()
+}
+
+/// Bytes of a column's first values that are trial-compressed.
+const COMPRESSION_SAMPLE_BYTES: usize = 64 * 1024;
+
+/// Whether Snappy saves at least an eighth of a fixed-width column, judged
+/// on the first values of a file's first batch. Features are often floats
+/// whose mantissas are noise: Snappy saves nothing on them (it made such
+/// columns larger by a few bytes per page) and took a tenth of a full
+/// refresh's CPU. Zero-heavy (sparse) floats, small integers and clustered
+/// timestamps do compress and keep it. Variable-width and boolean columns
+/// always keep it; their plain encoding is not a copy of one buffer.
+fn compresses_well(values: &ArrayRef) -> bool {
+    let Some(width) = values.data_type().primitive_width() else {
+        return true;
+    };
+    let data = values.to_data();
+    let Some(buffer) = data.buffers().first() else {
+        return true;
+    };
+    let start = data.offset() * width;
+    let end = (start + data.len() * width).min(start + COMPRESSION_SAMPLE_BYTES);
+    let Some(sample) = buffer.as_slice().get(start..end) else {
+        return true;
+    };
+    if sample.is_empty() {
+        return true;
+    }
+    match snap::raw::Encoder::new().compress_vec(sample) {
+        Ok(compressed) => compressed.len() * 8 <= sample.len() * 7,
+        Err(_) => true,
+    }
 }
 
 /// Checks the columns' declared constraints (NOT NULL, VARCHAR(n)) on a
@@ -292,5 +352,46 @@ fn check_varchar_length(array: &ArrayRef, max_len: u32) -> Result<()> {
         Err(Error::StringTooLong { max_len })
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Float64Array, Int64Array, StringArray};
+    use rand::Rng;
+
+    #[test]
+    fn noisy_floats_skip_compression_and_regular_values_keep_it() {
+        let mut rng = rand::rng();
+        let noise: ArrayRef = Arc::new(Float64Array::from_iter_values(
+            (0..8192).map(|_| rng.random::<f64>() * 1000.0),
+        ));
+        assert!(!compresses_well(&noise));
+
+        let sparse: ArrayRef = Arc::new(Float64Array::from_iter_values(
+            (0..8192).map(|i| if i % 50 == 0 { rng.random() } else { 0.0 }),
+        ));
+        assert!(compresses_well(&sparse));
+
+        let small_ids: ArrayRef = Arc::new(Int64Array::from_iter_values(
+            (0..8192).map(|_| rng.random_range(1..1_000_000)),
+        ));
+        assert!(compresses_well(&small_ids));
+
+        let names: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (0..100).map(|i| format!("{}", rng.random::<u64>() ^ i)),
+        ));
+        assert!(compresses_well(&names), "strings are not sampled");
+    }
+
+    #[test]
+    fn a_sliced_column_is_judged_on_its_own_values() {
+        let mut rng = rand::rng();
+        let mut values: Vec<f64> = (0..8192).map(|_| rng.random()).collect();
+        values.extend(std::iter::repeat_n(0.0, 8192));
+        let all: ArrayRef = Arc::new(Float64Array::from(values));
+        assert!(!compresses_well(&all.slice(0, 8192)));
+        assert!(compresses_well(&all.slice(8192, 8192)));
     }
 }
