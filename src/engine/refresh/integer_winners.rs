@@ -76,9 +76,12 @@ impl IntegerWinners {
     /// Asks for the memory `position`'s probe will read.
     pub fn prefetch(&self, position: u64) {
         let index = position as usize & (self.slots.len() - 1);
-        // The key decides; the winner is read only for a match.
-        prefetch(&self.slots[index].0);
-        prefetch(&self.occupied[index / 64]);
+        // A slot is 40 bytes, so half of them straddle two cache lines;
+        // a match reads the winner's event time and tie right away.
+        let slot = (&self.slots[index] as *const Slot).cast::<u8>();
+        prefetch(slot);
+        prefetch(slot.wrapping_add(std::mem::size_of::<Slot>() - 1));
+        prefetch((&self.occupied[index / 64] as *const u64).cast());
     }
 
     /// The winner kept for `key` (at `position`), or where a new one goes.
@@ -146,16 +149,16 @@ fn mix(mut x: u64) -> u64 {
 }
 
 #[inline(always)]
-fn prefetch<T>(value: &T) {
+fn prefetch(address: *const u8) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         // SAFETY: SSE is part of x86-64, and a prefetch only hints: it
         // reads nothing and never faults.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast::<i8>()) };
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(address.cast::<i8>()) };
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    let _ = address;
 }
 
 #[cfg(test)]
