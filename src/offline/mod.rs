@@ -1,5 +1,6 @@
 //! The offline store: every table's full history in Apache Iceberg.
 
+mod file_write;
 pub mod provider;
 pub mod schema;
 pub mod storage;

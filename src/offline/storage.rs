@@ -24,6 +24,8 @@ use iceberg::io::{
 use iceberg::{Error, ErrorKind, Result};
 use serde::{Deserialize, Serialize};
 
+use super::file_write::DurableFileWrite;
+
 /// Storage for `file://` locations with fsync-on-write.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DurableFsStorage;
@@ -143,11 +145,8 @@ impl Storage for DurableFsStorage {
         let path = local_path(path);
         create_parent(&path)?;
         let file = fs::File::create(&path).map_err(|e| io_error("create", &path, e))?;
-        Ok(Box::new(DurableFileWrite {
-            file: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
-            path,
-            written: 0,
-            writeback_requested: 0,
+        Ok(Box::new(NewFileWrite {
+            file: Some(DurableFileWrite::new(file, path)),
         }))
     }
 
@@ -206,78 +205,31 @@ impl FileRead for LocalFileRead {
     }
 }
 
-/// A file being written: buffered, fsynced (with its directory entry) on close.
+/// A file being written, fsynced (with its directory entry) on close.
 #[derive(Debug)]
-struct DurableFileWrite {
-    file: Option<std::io::BufWriter<fs::File>>,
-    path: PathBuf,
-    /// Bytes given to `write`.
-    written: u64,
-    /// The offset up to which the kernel was asked to start writeback.
-    writeback_requested: u64,
-}
-
-/// Bytes a file collects before the kernel is asked to start writing them
-/// out. Without it a data file of a large refresh (hundreds of MB) stayed
-/// dirty until the fsync at close, which then waited for all of it (0.16 s
-/// for 200 MB) while the disk had idled during the refresh.
-const WRITEBACK_CHUNK: u64 = 8 << 20;
-
-impl DurableFileWrite {
-    /// Starts writeback of what reached the file since the last request;
-    /// the call returns without waiting for it. Only a hint: errors are
-    /// ignored here and the fsync at close reports them.
-    fn request_writeback(&mut self) {
-        let Some(file) = self.file.as_ref() else {
-            return;
-        };
-        let in_file = self.written - file.buffer().len() as u64;
-        if in_file - self.writeback_requested < WRITEBACK_CHUNK {
-            return;
-        }
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            // SAFETY: the descriptor is open (owned by `file`), and the
-            // call only reads the arguments.
-            unsafe {
-                libc::sync_file_range(
-                    file.get_ref().as_raw_fd(),
-                    self.writeback_requested as libc::off64_t,
-                    (in_file - self.writeback_requested) as libc::off64_t,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                );
-            }
-        }
-        self.writeback_requested = in_file;
-    }
+struct NewFileWrite {
+    file: Option<DurableFileWrite>,
 }
 
 #[async_trait]
-impl FileWrite for DurableFileWrite {
+impl FileWrite for NewFileWrite {
     async fn write(&mut self, bs: Bytes) -> Result<()> {
         let file = self
             .file
             .as_mut()
             .ok_or_else(|| Error::new(ErrorKind::DataInvalid, "write to a closed file"))?;
-        file.write_all(&bs)
-            .map_err(|e| io_error("write", &self.path, e))?;
-        self.written += bs.len() as u64;
-        self.request_writeback();
-        Ok(())
+        file.write(&bs)
+            .map_err(|e| io_error("write", file.path(), e))
     }
 
     async fn close(&mut self) -> Result<()> {
-        let file = self
+        let mut file = self
             .file
             .take()
             .ok_or_else(|| Error::new(ErrorKind::DataInvalid, "file already closed"))?;
-        let file = file
-            .into_inner()
-            .map_err(|e| io_error("flush", &self.path, e.into_error()))?;
-        file.sync_all()
-            .map_err(|e| io_error("sync", &self.path, e))?;
-        sync_parent(&self.path)
+        file.finish()
+            .map_err(|e| io_error("write and sync", file.path(), e))?;
+        sync_parent(file.path())
     }
 }
 
