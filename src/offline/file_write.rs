@@ -12,7 +12,9 @@
 //! close only makes the file's size and extents durable.
 //!
 //! How: bytes collect in an aligned buffer of [`CHUNK`] bytes; each full
-//! buffer is one aligned write at an aligned offset. The file starts in the
+//! buffer is one aligned write at an aligned offset, made by a thread of
+//! the file while the caller fills a second buffer (a direct write waits
+//! for the device). The file starts in the
 //! page cache, and `O_DIRECT` is switched on (`fcntl`) when the first chunk
 //! is full, so small files (manifests, small appends) never pay for it.
 //! The tail that does not fill a chunk is written through the page cache
