@@ -72,6 +72,9 @@ pub struct Connection {
     runtime: Runtime,
     /// Syncs handled on protocol threads (see `move_for`).
     syncs: u32,
+    /// The client's CPU can never be known (a multi-threaded process over
+    /// a Unix-domain socket): asking again, which reads `/proc`, is skipped.
+    cpu_unknowable: bool,
     pub(super) session: Option<Session>,
     cancel: Option<CancelHandle>,
     pub(super) statements: HashMap<String, Arc<Prepared>>,
@@ -86,7 +89,9 @@ pub struct Connection {
 pub fn serve(stream: ClientStream, server: Arc<ServerContext>) {
     stream.set_nodelay();
     let peer = stream.describe_peer();
-    let home = server.runtimes.assign(stream.incoming_cpu());
+    let cpu = stream.incoming_cpu();
+    let cpu_unknowable = cpu.is_none() && stream.cpu_is_fixed_by_peer();
+    let home = server.runtimes.assign(cpu);
     let runtime = home.first_runtime();
     let framed = Framed::new(stream, ServerCodec::new(server.max_message_size));
     let connection = Connection {
@@ -96,6 +101,7 @@ pub fn serve(stream: ClientStream, server: Arc<ServerContext>) {
         // Accepted on the query runtime: moved to its home if that differs.
         runtime: Runtime::Query,
         syncs: 0,
+        cpu_unknowable,
         session: None,
         cancel: None,
         statements: HashMap::new(),
@@ -146,7 +152,7 @@ impl Connection {
         if runtime == Runtime::Protocol {
             // The thread on the client's CPU, which may differ from its
             // last visit's.
-            self.home = server.runtimes.assign(self.framed.get_ref().incoming_cpu());
+            self.home = server.runtimes.assign(self.client_cpu());
         }
         let stays =
             runtime == self.runtime && (runtime == Runtime::Query || thread == self.home.thread());
@@ -178,6 +184,14 @@ impl Connection {
         handle.spawn(server.tasks.track_future(task));
     }
 
+    /// The CPU the client runs on, if it can be known.
+    fn client_cpu(&self) -> Option<usize> {
+        if self.cpu_unknowable {
+            return None;
+        }
+        self.framed.get_ref().incoming_cpu()
+    }
+
     /// The runtime `message` should be handled on, if not this one:
     /// lookups on the protocol thread, anything that may run a query on the
     /// query runtime. Cheap messages (Describe, Sync, Close, Flush) stay,
@@ -193,10 +207,11 @@ impl Connection {
             PgWireFrontendMessage::Sync(_) if self.runtime == Runtime::Protocol => {
                 self.syncs = self.syncs.wrapping_add(1);
                 let moved = self.syncs.is_multiple_of(CPU_CHECK_INTERVAL)
+                    && !self.cpu_unknowable
                     && self
                         .server
                         .runtimes
-                        .thread_for_cpu(self.framed.get_ref().incoming_cpu())
+                        .thread_for_cpu(self.client_cpu())
                         .is_some_and(|thread| Some(thread) != self.home.thread());
                 return moved.then_some(Runtime::Protocol);
             }

@@ -78,6 +78,19 @@ impl ClientStream {
         None
     }
 
+    /// Whether a stream that cannot tell its client's CPU now never will:
+    /// over a Unix-domain socket that depends on the peer process (its
+    /// thread count, its PID namespace; a process that later drops to one
+    /// thread stays unpaired), while over TCP no CPU is known before the
+    /// first packets arrive.
+    pub fn cpu_is_fixed_by_peer(&self) -> bool {
+        #[cfg(unix)]
+        if let ClientStream::Unix(_) = self {
+            return true;
+        }
+        false
+    }
+
     /// The socket's file descriptor, while attached.
     pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         use std::os::fd::AsRawFd;
