@@ -165,6 +165,11 @@ pub enum Error {
     #[error("{0}")]
     InsufficientResources(String),
 
+    /// Something larger than the server can hold (54000), e.g. an online
+    /// row over its size limit.
+    #[error("{0}")]
+    ProgramLimitExceeded(String),
+
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
 

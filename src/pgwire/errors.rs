@@ -164,6 +164,7 @@ pub fn client_error(error: &Error) -> ClientError {
         Error::UndefinedPreparedStatement(_) => ClientError::new("26000", error.to_string()),
         Error::UndefinedPortal(_) => ClientError::new("34000", error.to_string()),
         Error::InsufficientResources(_) => ClientError::new("53000", error.to_string()),
+        Error::ProgramLimitExceeded(_) => ClientError::new("54000", error.to_string()),
         Error::DataFusion(e) => datafusion_error(e),
         Error::Iceberg(_) => ClientError::new("58030", error.to_string()),
         Error::Io { .. } | Error::OnlineStore(_) => ClientError::new("58030", error.to_string()),

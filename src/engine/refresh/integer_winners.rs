@@ -10,7 +10,10 @@
 //!
 //! Linear probing at a load of at most one half; a key's position comes
 //! from a seeded mix of its bits (seeded per table, so that no fixed set
-//! of keys collides everywhere).
+//! of keys collides everywhere). A slot is a key and its winner in 32
+//! aligned bytes, so a probe that ends at its first slot touches a single
+//! cache line; an empty slot is marked inside it (no separate bitmap, whose
+//! line would be one more to fetch).
 
 use super::newest::Winner;
 
@@ -19,13 +22,17 @@ use super::newest::Winner;
 pub const PREFETCH_AHEAD: usize = 16;
 
 /// A key and its winner: what the table holds and, compacted, returns.
-type Slot = (i64, Winner);
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(32))]
+pub struct Slot {
+    pub key: i64,
+    pub winner: Winner,
+}
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 32);
 
 pub struct IntegerWinners {
     slots: Vec<Slot>,
-    /// Which slots hold a key (`slots.len()` bits): kept apart so that a
-    /// slot is only its key and winner.
-    occupied: Vec<u64>,
     len: usize,
     seed: u64,
 }
@@ -45,9 +52,12 @@ pub struct Vacant<'a> {
 
 impl Vacant<'_> {
     pub fn insert(self, winner: Winner) {
+        debug_assert!(!winner.is_empty(), "an empty winner marks an empty slot");
         let table = self.table;
-        table.slots[self.index] = (self.key, winner);
-        table.occupied[self.index / 64] |= 1 << (self.index % 64);
+        table.slots[self.index] = Slot {
+            key: self.key,
+            winner,
+        };
         table.len += 1;
     }
 }
@@ -61,7 +71,6 @@ impl IntegerWinners {
         let slots = (keys.max(8) * 2).next_power_of_two();
         IntegerWinners {
             slots: vec![EMPTY; slots],
-            occupied: vec![0; slots.div_ceil(64)],
             len: 0,
             seed,
         }
@@ -76,12 +85,7 @@ impl IntegerWinners {
     /// Asks for the memory `position`'s probe will read.
     pub fn prefetch(&self, position: u64) {
         let index = position as usize & (self.slots.len() - 1);
-        // A slot is 40 bytes, so half of them straddle two cache lines;
-        // a match reads the winner's event time and tie right away.
-        let slot = (&self.slots[index] as *const Slot).cast::<u8>();
-        prefetch(slot);
-        prefetch(slot.wrapping_add(std::mem::size_of::<Slot>() - 1));
-        prefetch((&self.occupied[index / 64] as *const u64).cast());
+        prefetch((&self.slots[index] as *const Slot).cast());
     }
 
     /// The winner kept for `key` (at `position`), or where a new one goes.
@@ -92,15 +96,16 @@ impl IntegerWinners {
         let mask = self.slots.len() - 1;
         let mut index = position as usize & mask;
         loop {
-            if !self.is_occupied(index) {
+            let slot = &self.slots[index];
+            if slot.winner.is_empty() {
                 return Entry::Vacant(Vacant {
                     table: self,
                     key,
                     index,
                 });
             }
-            if self.slots[index].0 == key {
-                return Entry::Kept(&mut self.slots[index].1);
+            if slot.key == key {
+                return Entry::Kept(&mut self.slots[index].winner);
             }
             index = (index + 1) & mask;
         }
@@ -108,10 +113,10 @@ impl IntegerWinners {
 
     /// Every key with its winner, in no particular order: the table's own
     /// memory, compacted.
-    pub fn into_entries(mut self) -> Vec<(i64, Winner)> {
+    pub fn into_entries(mut self) -> Vec<Slot> {
         let mut kept = 0;
         for index in 0..self.slots.len() {
-            if self.is_occupied(index) {
+            if !self.slots[index].winner.is_empty() {
                 self.slots[kept] = self.slots[index];
                 kept += 1;
             }
@@ -120,13 +125,9 @@ impl IntegerWinners {
         self.slots
     }
 
-    fn is_occupied(&self, index: usize) -> bool {
-        self.occupied[index / 64] & (1 << (index % 64)) != 0
-    }
-
     fn grow(&mut self) {
         let old = std::mem::replace(self, Self::seeded(self.slots.len(), self.seed));
-        for (key, winner) in old.into_entries() {
+        for Slot { key, winner } in old.into_entries() {
             let position = self.position(key);
             match self.entry(key, position) {
                 Entry::Vacant(vacant) => vacant.insert(winner),
@@ -136,7 +137,10 @@ impl IntegerWinners {
     }
 }
 
-const EMPTY: Slot = (0, Winner::EMPTY);
+const EMPTY: Slot = Slot {
+    key: 0,
+    winner: Winner::EMPTY,
+};
 
 /// MurmurHash3's 64-bit finalizer: every input bit moves every output bit,
 /// so consecutive keys land far apart.
@@ -166,9 +170,7 @@ mod tests {
     use super::*;
 
     fn winner(event_time: i64) -> Winner {
-        let mut winner = Winner::EMPTY;
-        winner.event_time = event_time;
-        winner
+        Winner::of_empty_row_at(event_time)
     }
 
     #[test]
@@ -196,7 +198,7 @@ mod tests {
         let mut entries: Vec<(i64, i64)> = table
             .into_entries()
             .into_iter()
-            .map(|(key, winner)| (key, winner.event_time))
+            .map(|slot| (slot.key, slot.winner.event_time))
             .collect();
         entries.sort();
         let mut expected: Vec<(i64, i64)> = keys.iter().map(|&k| (k, k)).collect();

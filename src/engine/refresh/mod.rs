@@ -47,6 +47,7 @@ use futures::StreamExt;
 
 mod integer_winners;
 mod newest;
+mod row_arena;
 
 use self::newest::{MergedWinners, NewestRows, SortedWinners};
 use super::outcome::{CommandTag, Notice, Outcome};

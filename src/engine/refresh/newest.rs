@@ -15,6 +15,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 
 use super::integer_winners::{self, Entry, IntegerWinners};
+use super::row_arena::{RowArena, RowPlace};
 use crate::error::Result;
 use crate::online::codec::{self, RowEncoder};
 use crate::online::{GenerationRows, RowRef, RowUpdate, Upserts};
@@ -28,25 +29,38 @@ type Map<K> = HashMap<K, Winner, ahash::RandomState>;
 /// per partition, each allocated on a partition's thread; merging them on
 /// another thread then spent most of its time in the allocator freeing
 /// them (cross-thread frees), and reading them meant a cache miss each.
+///
+/// Why 24 bytes: with its integer key a winner fills half a cache line, so
+/// a probe of the winner table touches one line, not one and a half
+/// ([`integer_winners`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Winner {
     pub(super) event_time: i64,
     tie: i64,
-    start: usize,
-    len: u32,
-    /// Which run's arena holds the row (set by [`SortedWinners::merge`]).
-    run: u32,
+    place: RowPlace,
 }
 
 impl Winner {
-    /// A placeholder (of empty table slots).
+    /// What a winner table's empty slots hold: no row is ever there.
     pub(super) const EMPTY: Winner = Winner {
         event_time: 0,
         tie: 0,
-        start: 0,
-        len: 0,
-        run: 0,
+        place: RowPlace::NOWHERE,
     };
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.place == RowPlace::NOWHERE
+    }
+
+    /// A winner whose row is empty, at the start of its arena.
+    #[cfg(test)]
+    pub(super) fn of_empty_row_at(event_time: i64) -> Winner {
+        Winner {
+            event_time,
+            tie: 0,
+            place: RowPlace::new(0, 0).expect("an empty row fits"),
+        }
+    }
 
     fn loses_to(&self, event_time: i64, tie: i64) -> bool {
         (self.event_time, self.tie) <= (event_time, tie)
@@ -58,7 +72,7 @@ pub struct NewestRows {
     /// The kept rows' encoded values; a row that wins over a kept one
     /// takes its place when it fits, else is appended (rows of fixed-width
     /// columns always fit).
-    rows: Vec<u8>,
+    rows: RowArena,
     /// How many keys the caller expects: the arena is sized for them at
     /// the first batch (growing 45 MB by doubling copies it all again).
     expected_keys: usize,
@@ -88,7 +102,7 @@ impl NewestRows {
         };
         NewestRows {
             keys,
-            rows: Vec::new(),
+            rows: RowArena::new(),
             expected_keys: map_capacity,
         }
     }
@@ -106,8 +120,8 @@ impl NewestRows {
         let times = cast(batch.column(ts_index), &DataType::Int64)?;
         let times = times.as_primitive::<Int64Type>();
         let encoder = RowEncoder::new(batch.columns());
-        if self.rows.capacity() == 0 {
-            self.rows.reserve(self.expected_keys * encoder.size_hint());
+        if self.rows.is_unallocated() {
+            self.rows.reserve(self.expected_keys, encoder.size_hint());
         }
         let arena = &mut self.rows;
         match &mut self.keys {
@@ -183,8 +197,8 @@ impl NewestRows {
                 // Sorted where the table held them: no copy of a million
                 // entries into fresh memory.
                 let mut winners = map.into_entries();
-                winners.sort_unstable_by_key(|(key, _)| encoded_order(*key, width));
-                let rows = in_key_order(&mut winners, &arena);
+                winners.sort_unstable_by_key(|slot| encoded_order(slot.key, width));
+                let rows = arena.copy_in_order(&mut winners, |slot| &mut slot.winner.place);
                 SortedWinners {
                     keys: SortedKeys::Integer { width, winners },
                     rows,
@@ -193,7 +207,7 @@ impl NewestRows {
             Keys::Encoded(map) => {
                 let mut winners: Vec<(Vec<u8>, Winner)> = map.into_iter().collect();
                 winners.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                let rows = in_key_order(&mut winners, &arena);
+                let rows = arena.copy_in_order(&mut winners, |(_, winner)| &mut winner.place);
                 SortedWinners {
                     keys: SortedKeys::Encoded(winners),
                     rows,
@@ -201,18 +215,6 @@ impl NewestRows {
             }
         }
     }
-}
-
-/// A copy of the winners' rows in their (sorted) order; points them at it.
-fn in_key_order<K>(winners: &mut [(K, Winner)], arena: &[u8]) -> Vec<u8> {
-    let total = winners.iter().map(|(_, w)| w.len as usize).sum();
-    let mut rows = Vec::with_capacity(total);
-    for (_, winner) in winners {
-        let start = rows.len();
-        rows.extend_from_slice(&arena[winner.start..][..winner.len as usize]);
-        winner.start = start;
-    }
-    rows
 }
 
 /// The byte order of an integer key's encoding (`width` little-endian
@@ -230,7 +232,7 @@ fn encoded_order(key: i64, width: usize) -> u64 {
 /// One partition's newest rows, in encoded key order, with their arena.
 pub struct SortedWinners {
     keys: SortedKeys,
-    rows: Vec<u8>,
+    rows: RowArena,
 }
 
 enum SortedKeys {
@@ -239,7 +241,7 @@ enum SortedKeys {
     /// merges while it writes the online store).
     Integer {
         width: usize,
-        winners: Vec<(i64, Winner)>,
+        winners: Vec<integer_winners::Slot>,
     },
     Encoded(Vec<(Vec<u8>, Winner)>),
 }
@@ -272,10 +274,10 @@ impl SortedWinners {
                 if let SortedKeys::Integer { winners, .. } = run.keys {
                     // Merged by (order, key): the key breaks no tie, it
                     // travels along.
-                    key_runs.push(Box::new(
-                        tagged(winners, index)
-                            .map(move |(key, winner)| ((encoded_order(key, width), key), winner)),
-                    ) as Run<(u64, i64)>);
+                    let by_order = winners
+                        .into_iter()
+                        .map(move |slot| ((encoded_order(slot.key, width), slot.key), slot.winner));
+                    key_runs.push(Box::new(tagged(by_order, index)) as Run<(u64, i64)>);
                 }
                 arenas.push(run.rows);
             }
@@ -286,7 +288,8 @@ impl SortedWinners {
         } else {
             let mut key_runs = Vec::with_capacity(runs.len());
             for (index, run) in runs.into_iter().enumerate() {
-                key_runs.push(Box::new(tagged(run.keys.into_encoded(), index)) as Run<Vec<u8>>);
+                let encoded = run.keys.into_encoded().into_iter();
+                key_runs.push(Box::new(tagged(encoded, index)) as Run<Vec<u8>>);
                 arenas.push(run.rows);
             }
             MergedKeys::Encoded(merge_runs(key_runs))
@@ -305,7 +308,7 @@ impl SortedKeys {
         match self {
             SortedKeys::Integer { width, winners } => winners
                 .into_iter()
-                .map(|(key, winner)| (codec::encode_integer_key(key, width), winner))
+                .map(|slot| (codec::encode_integer_key(slot.key, width), slot.winner))
                 .collect(),
             SortedKeys::Encoded(winners) => winners,
         }
@@ -314,15 +317,18 @@ impl SortedKeys {
 
 /// Run `index`'s winners, each tagged with the run (whose arena holds its
 /// row) as the merge reads it: no separate pass over a million entries.
-fn tagged<K>(winners: Vec<(K, Winner)>, index: usize) -> impl Iterator<Item = (K, Winner)> {
+fn tagged<K>(
+    winners: impl Iterator<Item = (K, Winner)>,
+    index: usize,
+) -> impl Iterator<Item = Tagged<K>> {
     let run = u32::try_from(index).expect("fewer than 2^32 partitions");
-    winners.into_iter().map(move |(key, mut winner)| {
-        winner.run = run;
-        (key, winner)
-    })
+    winners.map(move |(key, winner)| (key, winner, run))
 }
 
-type Run<K> = Box<dyn Iterator<Item = (K, Winner)> + Send>;
+/// A key, its winner, and which run's arena holds the winner's row.
+type Tagged<K> = (K, Winner, u32);
+
+type Run<K> = Box<dyn Iterator<Item = Tagged<K>> + Send>;
 
 /// Sorted runs merged pairwise, lazily.
 fn merge_runs<K: Ord + Send + 'static>(mut runs: Vec<Run<K>>) -> Run<K> {
@@ -357,7 +363,7 @@ enum MergedKeys {
 /// lent ([`GenerationRows`]), not allocated one by one.
 pub struct MergedWinners {
     keys: MergedKeys,
-    arenas: Vec<Vec<u8>>,
+    arenas: Vec<RowArena>,
     /// The current row's encoded key.
     key: Vec<u8>,
     /// The runs' rows: at least the merged rows (keys in several runs
@@ -385,23 +391,23 @@ impl MergedWinners {
 
 impl GenerationRows for MergedWinners {
     fn next_row(&mut self) -> Option<RowRef<'_>> {
-        let winner = match &mut self.keys {
+        let (winner, run) = match &mut self.keys {
             MergedKeys::Integer { width, winners } => {
-                let ((_, key), winner) = winners.next()?;
+                let ((_, key), winner, run) = winners.next()?;
                 self.key.clear();
                 codec::encode_integer_key_into(key, *width, &mut self.key);
-                winner
+                (winner, run)
             }
             MergedKeys::Encoded(winners) => {
-                let (key, winner) = winners.next()?;
+                let (key, winner, run) = winners.next()?;
                 self.key = key;
-                winner
+                (winner, run)
             }
         };
         Some(RowRef {
             key: &self.key,
             event_time: winner.event_time,
-            row: &self.arenas[winner.run as usize][winner.start..][..winner.len as usize],
+            row: self.arenas[run as usize].row(winner.place),
         })
     }
 }
@@ -415,10 +421,10 @@ struct MergeTwo<A: Iterator, B: Iterator> {
 impl<K, A, B> Iterator for MergeTwo<A, B>
 where
     K: Ord,
-    A: Iterator<Item = (K, Winner)>,
-    B: Iterator<Item = (K, Winner)>,
+    A: Iterator<Item = Tagged<K>>,
+    B: Iterator<Item = Tagged<K>>,
 {
-    type Item = (K, Winner);
+    type Item = Tagged<K>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let order = match (self.a.peek(), self.b.peek()) {
@@ -452,7 +458,7 @@ struct Offered<'a> {
 
 impl Offered<'_> {
     /// Keeps the row for `key` if it is newer than the one kept.
-    fn offer<K, Q>(&self, map: &mut Map<K>, arena: &mut Vec<u8>, key: &Q) -> Result<()>
+    fn offer<K, Q>(&self, map: &mut Map<K>, arena: &mut RowArena, key: &Q) -> Result<()>
     where
         K: Borrow<Q> + Hash + Eq,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
@@ -467,43 +473,24 @@ impl Offered<'_> {
     }
 
     /// Takes `winner`'s place if the row is newer.
-    fn replace(&self, winner: &mut Winner, arena: &mut Vec<u8>) -> Result<()> {
+    fn replace(&self, winner: &mut Winner, arena: &mut RowArena) -> Result<()> {
         if !winner.loses_to(self.event_time, self.tie) {
             return Ok(());
         }
-        let (start, len) = self.encode(arena)?;
-        if len <= winner.len {
-            // In place: the arena only grows by rows that got longer.
-            arena.copy_within(start.., winner.start);
-            arena.truncate(start);
-        } else {
-            winner.start = start;
-        }
-        winner.len = len;
+        let newer = arena.push(self.encoder, self.row)?;
+        winner.place = arena.replace(winner.place, newer);
         winner.event_time = self.event_time;
         winner.tie = self.tie;
         Ok(())
     }
 
     /// The winner of a key seen for the first time.
-    fn new_winner(&self, arena: &mut Vec<u8>) -> Result<Winner> {
-        let (start, len) = self.encode(arena)?;
+    fn new_winner(&self, arena: &mut RowArena) -> Result<Winner> {
         Ok(Winner {
             event_time: self.event_time,
             tie: self.tie,
-            start,
-            len,
-            run: 0,
+            place: arena.push(self.encoder, self.row)?,
         })
-    }
-
-    /// Appends the row's encoded values to `arena`: where, and how long.
-    fn encode(&self, arena: &mut Vec<u8>) -> Result<(usize, u32)> {
-        let start = arena.len();
-        self.encoder.encode(self.row, arena)?;
-        let len = u32::try_from(arena.len() - start)
-            .map_err(|_| crate::error::Error::internal("an online row over 4 GiB"))?;
-        Ok((start, len))
     }
 }
 
@@ -541,7 +528,7 @@ mod tests {
 
     /// A run of (key, event time, tie, one-byte row).
     fn run(entries: Vec<(u8, i64, i64, u8)>) -> SortedWinners {
-        let rows = entries.iter().map(|e| e.3).collect();
+        let rows = RowArena::of(entries.iter().map(|e| e.3).collect());
         let winners = entries
             .into_iter()
             .enumerate()
@@ -549,9 +536,7 @@ mod tests {
                 let winner = Winner {
                     event_time,
                     tie,
-                    start,
-                    len: 1,
-                    run: 0,
+                    place: RowPlace::new(start, 1).unwrap(),
                 };
                 (vec![key], winner)
             })
