@@ -69,9 +69,8 @@ impl Winner {
 
 pub struct NewestRows {
     keys: Keys,
-    /// The kept rows' encoded values; a row that wins over a kept one
-    /// takes its place when it fits, else is appended (rows of fixed-width
-    /// columns always fit).
+    /// The kept rows' encoded values (where a newer row for a key goes:
+    /// see [`RowArena::replace`]).
     rows: RowArena,
     /// How many keys the caller expects: the arena is sized for them at
     /// the first batch (growing 45 MB by doubling copies it all again).
