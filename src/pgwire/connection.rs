@@ -207,7 +207,6 @@ impl Connection {
             PgWireFrontendMessage::Sync(_) if self.runtime == Runtime::Protocol => {
                 self.syncs = self.syncs.wrapping_add(1);
                 let moved = self.syncs.is_multiple_of(CPU_CHECK_INTERVAL)
-                    && !self.cpu_unknowable
                     && self
                         .server
                         .runtimes

@@ -81,20 +81,22 @@ impl RowArena {
     }
 
     /// A new arena of the rows of `entries` (each at `place_of` it), in
-    /// their order; points them at it.
+    /// their order; points them at it. `entries` are every row not beaten.
     pub fn copy_in_order<T>(
         &self,
         entries: &mut [T],
         place_of: impl Fn(&mut T) -> &mut RowPlace,
     ) -> RowArena {
-        let live = entries.iter_mut().map(|e| place_of(e).len()).sum();
-        let mut bytes = Vec::with_capacity(live);
+        // The entries are the winners, so their rows are the live ones.
+        let mut bytes = Vec::with_capacity(self.live);
         for entry in entries {
             let place = place_of(entry);
             let start = bytes.len();
             bytes.extend_from_slice(self.row(*place));
             *place = place.moved_to(start);
         }
+        debug_assert_eq!(bytes.len(), self.live, "every live row copied once");
+        let live = bytes.len();
         RowArena { bytes, live }
     }
 }
