@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::placement::PlacementSettings;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -38,6 +39,14 @@ pub struct ServerConfig {
     /// its own event loop (queries run on the query runtime); the number
     /// of CPUs if unset, 0 to serve connections on the query runtime.
     pub protocol_threads: Option<usize>,
+    /// Pin each protocol thread to its own CPU (when there are no more
+    /// threads than CPUs) and serve each TCP connection on the thread of
+    /// the CPU its packets arrive on (default true).
+    pub pin_protocol_threads: bool,
+    /// Send protocol threads' replies through io_uring, one submission per
+    /// turn of the thread's event loop, where the kernel allows it
+    /// (default true; Linux only).
+    pub io_uring: bool,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +63,8 @@ impl Default for ServerConfig {
             flush_interval_ms: None,
             online_cache_size: None,
             protocol_threads: None,
+            pin_protocol_threads: true,
+            io_uring: true,
         }
     }
 }
@@ -138,6 +149,12 @@ impl ServerConfig {
                 ))
             })?);
         }
+        if let Some(v) = env("FEATUREDB_PIN_PROTOCOL_THREADS") {
+            config.pin_protocol_threads = parse_bool("FEATUREDB_PIN_PROTOCOL_THREADS", &v)?;
+        }
+        if let Some(v) = env("FEATUREDB_IO_URING") {
+            config.io_uring = parse_bool("FEATUREDB_IO_URING", &v)?;
+        }
         if let Some(v) = &flags.listen {
             config.listen = v.clone();
         }
@@ -153,12 +170,36 @@ impl ServerConfig {
         Ok(config)
     }
 
+    /// How connections are placed on threads.
+    pub fn placement(&self) -> PlacementSettings {
+        PlacementSettings {
+            protocol_threads: self.protocol_threads.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            }),
+            pin_protocol_threads: self.pin_protocol_threads,
+            io_uring: self.io_uring,
+        }
+    }
+
     /// `memory_limit` in bytes.
     pub fn memory_limit_bytes(&self) -> Result<Option<usize>> {
         self.memory_limit
             .as_deref()
             .map(|v| parse_bytes(v).map(|b| b as usize))
             .transpose()
+    }
+}
+
+/// A boolean setting from the environment: true/false, on/off, 1/0.
+fn parse_bool(name: &str, text: &str) -> Result<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "on" | "yes" | "1" => Ok(true),
+        "false" | "off" | "no" | "0" => Ok(false),
+        _ => Err(Error::InvalidParameterValue(format!(
+            "{name}: not a boolean: {text}"
+        ))),
     }
 }
 
@@ -218,9 +259,26 @@ mod tests {
         let config = ServerConfig::load_from(None, &Overrides::default(), |_| None).unwrap();
         assert_eq!(config.listen, "127.0.0.1:5433");
         assert_eq!(config.data_dir, PathBuf::from("featuredb-data"));
+        assert!(config.pin_protocol_threads && config.io_uring);
         assert_eq!(parse_bytes("64MB").unwrap(), 64 << 20);
         assert_eq!(parse_bytes("4GiB").unwrap(), 4 << 30);
         assert!(parse_bytes("4 parsecs").is_err());
+    }
+
+    #[test]
+    fn placement_settings_from_the_environment() {
+        let env = |name: &str| match name {
+            "FEATUREDB_PIN_PROTOCOL_THREADS" => Some("off".to_string()),
+            "FEATUREDB_IO_URING" => Some("false".to_string()),
+            "FEATUREDB_PROTOCOL_THREADS" => Some("3".to_string()),
+            _ => None,
+        };
+        let config = ServerConfig::load_from(None, &Overrides::default(), env).unwrap();
+        let placement = config.placement();
+        assert_eq!(placement.protocol_threads, 3);
+        assert!(!placement.pin_protocol_threads && !placement.io_uring);
+        let bad = |name: &str| (name == "FEATUREDB_IO_URING").then(|| "maybe".to_string());
+        assert!(ServerConfig::load_from(None, &Overrides::default(), bad).is_err());
     }
 
     #[test]

@@ -13,7 +13,8 @@ use crate::config::ServerConfig;
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{Error, Result};
 use crate::listeners::Listeners;
-use crate::pgwire::{self, CancelRegistry, Runtimes, ServerContext};
+use crate::pgwire::{self, CancelRegistry, ServerContext};
+use crate::placement::Runtimes;
 
 /// Holds an exclusive lock on the data directory for the process lifetime:
 /// two servers writing the same catalog would corrupt it.
@@ -75,17 +76,12 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     tracing::info!(%address, %unix_socket, data_dir = %data_dir.display(), "featuredb is ready for connections");
 
     let (stop, shutdown) = watch::channel(false);
-    let protocol_threads = config.protocol_threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
     let server = Arc::new(ServerContext {
         engine,
         cancels: Arc::new(CancelRegistry::default()),
         max_message_size: config.max_message_size,
         shutdown,
-        runtimes: Runtimes::start(protocol_threads)?,
+        runtimes: Runtimes::start(config.placement())?,
         tasks: TaskTracker::new(),
     });
     let signal = shutdown_signal();

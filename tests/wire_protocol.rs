@@ -434,6 +434,85 @@ async fn errors_carry_sqlstates_and_leave_the_session_usable() {
     assert_eq!(client.query("SELECT 1", &[]).await.unwrap().len(), 1);
 }
 
+/// A parameter sent as the given binary bytes, whatever its type.
+#[derive(Debug)]
+struct RawBinary(Vec<u8>);
+
+impl tokio_postgres::types::ToSql for RawBinary {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&self.0);
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// Binary date and time parameters out of range — PostgreSQL's `infinity`
+/// and `-infinity`, garbage — get 22008, never a wrapped value or a panic,
+/// and the session goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_datetime_parameters_out_of_range_are_refused() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    let cases: [(&str, Vec<u8>); 7] = [
+        ("SELECT $1::timestamp", i64::MAX.to_be_bytes().to_vec()),
+        ("SELECT $1::timestamp", i64::MIN.to_be_bytes().to_vec()),
+        ("SELECT $1::timestamptz", i64::MAX.to_be_bytes().to_vec()),
+        (
+            "SELECT $1::timestamp",
+            (i64::MAX - 1).to_be_bytes().to_vec(),
+        ),
+        ("SELECT $1::date", i32::MAX.to_be_bytes().to_vec()),
+        ("SELECT $1::date", i32::MIN.to_be_bytes().to_vec()),
+        ("SELECT $1::interval", {
+            let mut interval = i64::MAX.to_be_bytes().to_vec();
+            interval.extend_from_slice(&[0; 8]);
+            interval
+        }),
+    ];
+    for (sql, bytes) in cases {
+        let statement = client.prepare(sql).await.unwrap();
+        let err = client
+            .query(&statement, &[&RawBinary(bytes.clone())])
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&err), "22008", "{sql} {bytes:?}: {err:?}");
+        let one: i32 = client
+            .query_one("SELECT 1::int4", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(one, 1);
+    }
+    let err = client
+        .query(
+            "SELECT $1::timestamp",
+            &[&RawBinary(i64::MAX.to_be_bytes().to_vec())],
+        )
+        .await
+        .unwrap_err();
+    let message = err.as_db_error().unwrap().message().to_string();
+    assert!(message.contains("infinite"), "{message}");
+    // A value within range still reads as it should.
+    let epoch: NaiveDateTime = client
+        .query_one(
+            "SELECT $1::timestamp",
+            &[&RawBinary(0i64.to_be_bytes().to_vec())],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(epoch.to_string(), "2000-01-01 00:00:00");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_transaction_block_rejects_statements_until_rollback() {
     let server = TestServer::start();

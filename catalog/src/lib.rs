@@ -11,7 +11,8 @@ pub mod store;
 pub mod types;
 
 pub use names::{
-    DEFAULT_DATABASE, DEFAULT_SCHEMA, QualifiedName, SYSTEM_SCHEMAS, is_system_schema,
+    DEFAULT_DATABASE, DEFAULT_SCHEMA, QualifiedName, REGISTRY_SCHEMA, SYSTEM_SCHEMAS,
+    is_system_schema,
 };
 pub use registry::{
     ColumnRole, Dependency, Entity, FeatureService, FeatureServiceVersion, FeatureView,

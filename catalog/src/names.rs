@@ -8,9 +8,13 @@ pub const DEFAULT_DATABASE: &str = "featuredb";
 /// The schema unqualified names resolve to when `search_path` is untouched.
 pub const DEFAULT_SCHEMA: &str = "public";
 
+/// The schema of the registry's system tables (`featuredb.feature_views`,
+/// `featuredb.jobs`, …).
+pub const REGISTRY_SCHEMA: &str = "featuredb";
+
 /// Schemas that the server provides itself. They are not Iceberg namespaces:
 /// users cannot create tables in them, create or drop them.
-pub const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "pg_catalog", "featuredb"];
+pub const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "pg_catalog", REGISTRY_SCHEMA];
 
 /// Whether `schema` is one of [`SYSTEM_SCHEMAS`].
 pub fn is_system_schema(schema: &str) -> bool {

@@ -20,9 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::format::{Field, ReadOutcome, RecordReader};
-use crate::engine::settings::SessionTimeZone;
 use crate::error::{BadCopyDataKind, Error, Result};
 use crate::offline::{DataFileWriter, TableHandle, WrittenFiles};
+use crate::pgtypes::SessionTimeZone;
 use crate::pgtypes::{ColumnParser, ValueError, parse_binary_param, pg_type};
 
 /// Rows per Arrow batch handed to the writer.

@@ -15,13 +15,11 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
-use featuredb_catalog::{ColumnType, DEFAULT_DATABASE, QualifiedName, Registry};
+use featuredb_catalog::{ColumnType, DEFAULT_DATABASE, QualifiedName, REGISTRY_SCHEMA, Registry};
 
-use super::pg_catalog::{INFORMATION_SCHEMA, PG_CATALOG_SCHEMA};
-use super::system_tables::{REGISTRY_SCHEMA, RegistrySchema};
-use super::temp_tables::{TempSchema, TempTables};
 use crate::offline::{IcebergTableProvider, OfflineStore};
-use crate::online::OnlineStore;
+use crate::pgcompat::pg_catalog::{self, INFORMATION_SCHEMA, PG_CATALOG_SCHEMA, Relations};
+use crate::pgcompat::temp_tables::{TempSchema, TempTables};
 
 #[derive(Debug)]
 pub struct FeatureDbCatalogList {
@@ -32,8 +30,8 @@ impl FeatureDbCatalogList {
     pub fn new(
         store: Arc<OfflineStore>,
         registry: Arc<Registry>,
-        online: Arc<OnlineStore>,
-        relations: super::pg_catalog::Relations,
+        system_tables: Arc<dyn SchemaProvider>,
+        relations: Relations,
         temp: Arc<TempTables>,
     ) -> DFResult<Self> {
         let relations = || relations.clone();
@@ -44,9 +42,9 @@ impl FeatureDbCatalogList {
             catalog: Arc::new(FeatureDbCatalog {
                 store: store.clone(),
                 registry: registry.clone(),
-                online: online.clone(),
+                system_tables: system_tables.clone(),
                 pg_catalog: None,
-                information_schema: super::pg_catalog::information_schema(relations()),
+                information_schema: pg_catalog::information_schema(relations()),
                 temp: temp.clone(),
             }),
         });
@@ -54,9 +52,9 @@ impl FeatureDbCatalogList {
             catalog: Arc::new(FeatureDbCatalog {
                 store: store.clone(),
                 registry: registry.clone(),
-                online: online.clone(),
-                pg_catalog: Some(super::pg_catalog::schema(described, relations())?),
-                information_schema: super::pg_catalog::information_schema(relations()),
+                system_tables,
+                pg_catalog: Some(pg_catalog::schema(described, relations())?),
+                information_schema: pg_catalog::information_schema(relations()),
                 temp,
             }),
         })
@@ -89,7 +87,8 @@ impl CatalogProviderList for FeatureDbCatalogList {
 pub struct FeatureDbCatalog {
     store: Arc<OfflineStore>,
     registry: Arc<Registry>,
-    online: Arc<OnlineStore>,
+    /// The registry's system tables (`featuredb.*`).
+    system_tables: Arc<dyn SchemaProvider>,
     pg_catalog: Option<Arc<dyn SchemaProvider>>,
     information_schema: Arc<dyn SchemaProvider>,
     /// The session's temporary tables.
@@ -131,10 +130,7 @@ impl CatalogProvider for FeatureDbCatalog {
             return Some(self.information_schema.clone());
         }
         if name == REGISTRY_SCHEMA {
-            return Some(Arc::new(RegistrySchema::new(
-                self.registry.clone(),
-                self.online.clone(),
-            )));
+            return Some(self.system_tables.clone());
         }
         self.store.schema_exists(name).then(|| {
             Arc::new(IcebergSchema {

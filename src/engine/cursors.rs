@@ -1,87 +1,16 @@
-//! SQL cursors of a session: `DECLARE name CURSOR FOR query` starts the
-//! query and keeps its row stream; `FETCH n FROM name` takes the next rows;
-//! `CLOSE` drops it. Drivers' server-side (named) cursors are built on
-//! these. Cursors only move forward (no SCROLL, BACKWARD or MOVE).
-//!
-//! As in PostgreSQL, a cursor without `WITH HOLD` lives until its
-//! transaction block ends and can only be declared inside one; a `WITH
-//! HOLD` cursor lives until it is closed or the session ends. Cursor names
-//! are also portal names: a protocol-level Describe of the portal `name`
-//! describes the cursor (psycopg relies on it).
+//! The cursor statements (`DECLARE`, `FETCH`, `CLOSE`): the session runs
+//! the query and hands its row stream to the session's cursors
+//! ([`crate::pgcompat::cursors`]).
 
-use std::collections::HashMap;
-
-use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
-use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use featuredb_sql::cursor::{CloseCursor, DeclareCursor, FetchCount, FetchCursor};
-use futures::StreamExt;
+use featuredb_sql::cursor::{CloseCursor, DeclareCursor, FetchCursor};
 
 use super::outcome::{CommandTag, Outcome};
-use super::plan::{Prepared, rename_columns};
+use super::prepare::Prepared;
 use super::session::{Session, TransactionState};
 use crate::error::{Error, Result};
-
-pub(crate) struct Cursor {
-    schema: SchemaRef,
-    /// Behind a mutex only so that a session (and its cursors) can be
-    /// shared across threads; FETCH holds the session mutably and never
-    /// waits on it.
-    stream: tokio::sync::Mutex<SendableRecordBatchStream>,
-    /// Rows of a batch a FETCH took only part of.
-    pending: Option<RecordBatch>,
-    hold: bool,
-    /// Declared in the current transaction block, with this many
-    /// savepoints set at the time; `None` once its block committed (or
-    /// when declared outside one).
-    opened_at: Option<usize>,
-}
-
-/// The cursors of one session, by name.
-#[derive(Default)]
-pub(crate) struct Cursors {
-    open: HashMap<String, Cursor>,
-}
-
-impl Cursors {
-    pub fn schema(&self, name: &str) -> Option<SchemaRef> {
-        self.open.get(name).map(|c| c.schema.clone())
-    }
-
-    /// The transaction block ended: cursors without HOLD go. If it rolled
-    /// back, so do the WITH HOLD cursors it declared (as in PostgreSQL,
-    /// only a committed block's holdable cursors survive it).
-    pub fn end_of_block(&mut self, committed: bool) {
-        self.open
-            .retain(|_, cursor| cursor.hold && (committed || cursor.opened_at.is_none()));
-        for cursor in self.open.values_mut() {
-            cursor.opened_at = None;
-        }
-    }
-
-    /// `RELEASE` of the savepoint that was the `position + 1`-th: cursors
-    /// declared after it now belong to the enclosing level.
-    pub fn released(&mut self, position: usize) {
-        for cursor in self.open.values_mut() {
-            if let Some(at) = &mut cursor.opened_at {
-                *at = (*at).min(position);
-            }
-        }
-    }
-
-    /// `ROLLBACK TO` the savepoint that was the `savepoints`-th: cursors
-    /// declared after it go.
-    pub fn rollback_to(&mut self, savepoints: usize) {
-        self.open
-            .retain(|_, cursor| cursor.opened_at.is_none_or(|at| at < savepoints));
-    }
-
-    pub fn close_all(&mut self) {
-        self.open.clear();
-    }
-}
+use crate::pgcompat::column_names::rename_columns;
 
 impl Session {
     pub(crate) async fn declare_cursor(
@@ -93,7 +22,7 @@ impl Session {
         if !declare.hold && self.transaction_state() == TransactionState::Idle {
             return Err(Error::NoActiveTransaction("DECLARE CURSOR"));
         }
-        if self.cursors.open.contains_key(&declare.name) {
+        if self.cursors.contains(&declare.name) {
             return Err(Error::DuplicateCursor(declare.name.clone()));
         }
         let plan = prepared
@@ -105,67 +34,30 @@ impl Session {
                 "DECLARE CURSOR needs a query that returns rows".to_string(),
             ));
         };
-        self.cursors.open.insert(
-            declare.name.clone(),
-            Cursor {
-                schema: rename_columns(&schema, &prepared.column_names),
-                stream: tokio::sync::Mutex::new(stream),
-                pending: None,
-                hold: declare.hold,
-                opened_at: (self.transaction_state() != TransactionState::Idle)
-                    .then(|| self.savepoint_depth()),
-            },
-        );
+        let opened_at =
+            (self.transaction_state() != TransactionState::Idle).then(|| self.savepoint_depth());
+        self.cursors.declare(
+            &declare.name,
+            rename_columns(&schema, &prepared.column_names),
+            stream,
+            declare.hold,
+            opened_at,
+        )?;
         Ok(Outcome::Command(CommandTag::new("DECLARE CURSOR")))
     }
 
     pub(crate) async fn fetch(&mut self, fetch: &FetchCursor) -> Result<Outcome> {
-        let cursor = self
-            .cursors
-            .open
-            .get_mut(&fetch.name)
-            .ok_or_else(|| Error::UndefinedCursor(fetch.name.clone()))?;
-        let wanted = match fetch.count {
-            FetchCount::Rows(n) => usize::try_from(n).unwrap_or(usize::MAX),
-            FetchCount::All => usize::MAX,
-        };
-        let mut batches = Vec::new();
-        let mut taken = 0usize;
-        while taken < wanted {
-            let batch = match cursor.pending.take() {
-                Some(batch) => batch,
-                None => match cursor.stream.get_mut().next().await {
-                    Some(batch) => batch.map_err(Error::from_datafusion)?,
-                    None => break,
-                },
-            };
-            let take = batch.num_rows().min(wanted - taken);
-            if take < batch.num_rows() {
-                cursor.pending = Some(batch.slice(take, batch.num_rows() - take));
-            }
-            taken += take;
-            batches.push(batch.slice(0, take));
-        }
-        let schema = cursor.schema.clone();
-        let stream = RecordBatchStreamAdapter::new(
-            schema.clone(),
-            futures::stream::iter(batches.into_iter().map(Ok)),
-        );
+        let (schema, stream) = self.cursors.fetch(&fetch.name, fetch.count).await?;
         Ok(Outcome::Rows {
             schema,
-            stream: Box::pin(stream),
+            stream,
             tag: "FETCH",
         })
     }
 
     pub(crate) fn close_cursor(&mut self, close: &CloseCursor) -> Result<Outcome> {
         match &close.0 {
-            Some(name) => {
-                self.cursors
-                    .open
-                    .remove(name)
-                    .ok_or_else(|| Error::UndefinedCursor(name.clone()))?;
-            }
+            Some(name) => self.cursors.close(name)?,
             None => self.cursors.close_all(),
         }
         Ok(Outcome::Command(CommandTag::new("CLOSE CURSOR")))

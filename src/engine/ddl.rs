@@ -1,24 +1,22 @@
-//! Statements featuredb executes itself: schema and table DDL, COPY.
+//! Schema and table DDL: CREATE/DROP SCHEMA, CREATE/DROP TABLE (temporary
+//! tables included), TRUNCATE; a drop takes with it, or refuses for, the
+//! registry objects that depend on what it drops.
 
 use datafusion::sql::sqlparser::ast;
 use featuredb_catalog::names::quote_ident;
 use featuredb_catalog::{
-    ColumnDef, ColumnType, ObjectKind, QualifiedName, RegistryState, TableSchemaDef,
-    is_system_schema,
+    ColumnDef, ColumnType, ObjectKind, QualifiedName, TableSchemaDef, is_system_schema,
 };
 use featuredb_sql::Statement;
 use featuredb_sql::alter::TruncateTables;
-use featuredb_sql::copy::{CopyDirection, CopyRelation, CopyStatement};
-use featuredb_sql::names::ObjectRef;
 use featuredb_sql::statement::{CreateSchema, CreateTable, DropObjects};
 use futures::StreamExt;
 
-use super::features::{dependents_closure, describe_dependents};
-use super::outcome::{CommandTag, Notice, Outcome};
+use super::outcome::{CommandTag, Outcome};
 use super::session::Session;
-use crate::copy::{CopyEncoder, CopyFromStdin, CopyTarget};
 use crate::error::{Error, Result};
-use crate::offline::TableHandle;
+use crate::features::ddl::{dependents_closure, describe_dependents, remove_registry_objects};
+use crate::notice::Notice;
 
 impl Session {
     pub(crate) async fn create_schema(&mut self, create: &CreateSchema) -> Result<Outcome> {
@@ -83,9 +81,9 @@ impl Session {
                 }
             }
         }
-        self.remove_registry_objects(&mut txn, &doomed, &[]);
+        remove_registry_objects(&mut txn, &doomed, &[], &mut self.notices);
         let _registry_lock = txn.commit_holding_lock().await?;
-        self.forget_materializations(&doomed).await;
+        self.engine.materializer.forget(&doomed).await;
         for name in &drop.names {
             let dropped = self
                 .engine
@@ -101,111 +99,6 @@ impl Session {
         }
         self.apply_settings();
         Ok(Outcome::Command(CommandTag::new("DROP SCHEMA")))
-    }
-
-    /// Which schema a name refers to for creation.
-    fn creation_name(&self, name: &ObjectRef) -> Result<QualifiedName> {
-        let schema = match &name.schema {
-            Some(schema) => {
-                if is_system_schema(schema) {
-                    return Err(Error::FeatureNotSupported(format!(
-                        "cannot create objects in system schema {schema}"
-                    )));
-                }
-                schema.clone()
-            }
-            None => self.creation_schema()?,
-        };
-        Ok(QualifiedName::new(schema, &name.name))
-    }
-
-    /// The relation a name refers to, searching `search_path` when
-    /// unqualified: the first schema holding a relation of that name.
-    pub(crate) fn find_relation(
-        &self,
-        state: &RegistryState,
-        name: &ObjectRef,
-    ) -> Option<(ObjectKind, QualifiedName)> {
-        let schemas = match &name.schema {
-            Some(schema) => vec![schema.clone()],
-            None => self.effective_search_path(),
-        };
-        schemas.into_iter().find_map(|schema| {
-            let qualified = QualifiedName::new(&schema, &name.name);
-            let kind = if self.engine.offline.table(&schema, &name.name).is_some()
-                || self
-                    .engine
-                    .offline
-                    .broken_table(&schema, &name.name)
-                    .is_some()
-            {
-                ObjectKind::Table
-            } else if state.sql_views.contains_key(&qualified) {
-                ObjectKind::View
-            } else if state.views.contains_key(&qualified) {
-                ObjectKind::FeatureView
-            } else if state.services.contains_key(&qualified) {
-                ObjectKind::FeatureService
-            } else {
-                return None;
-            };
-            Some((kind, qualified))
-        })
-    }
-
-    /// Fails with PostgreSQL's 42809 when `name` is a relation of another
-    /// kind than the statement (`DROP TABLE` of a view) expects.
-    pub(crate) fn refuse_other_kind(
-        &self,
-        state: &RegistryState,
-        name: &ObjectRef,
-        expected: ObjectKind,
-    ) -> Result<()> {
-        match self.find_relation(state, name) {
-            Some((kind, found)) if kind != expected => Err(Error::WrongObjectType(format!(
-                "\"{}\" is not a {} (it is a {}; use DROP {})",
-                found.name,
-                expected.noun(),
-                kind.noun(),
-                kind.noun().to_uppercase()
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    /// The session's temporary table a name refers to: unqualified names
-    /// find temporary tables first, `pg_temp.name` only them.
-    pub(crate) fn temp_table_named(&self, name: &ObjectRef) -> Option<String> {
-        let in_temp_schema = name
-            .schema
-            .as_deref()
-            .is_none_or(|schema| self.temp.is_temp_schema(schema));
-        (in_temp_schema && self.temp.contains(&name.name)).then(|| name.name.clone())
-    }
-
-    /// The table a name refers to, searching `search_path` when unqualified.
-    pub(crate) fn lookup_table(&self, name: &ObjectRef) -> Result<std::sync::Arc<TableHandle>> {
-        let undefined = || Error::UndefinedTable {
-            name: name.to_string(),
-            position: None,
-        };
-        let offline = &self.engine.offline;
-        let schemas = match &name.schema {
-            Some(schema) => vec![schema.clone()],
-            None => self.effective_search_path(),
-        };
-        for schema in schemas {
-            if let Some(reason) = offline.broken_table(&schema, &name.name) {
-                return Err(Error::internal(format!(
-                    "table {schema}.{} cannot be read: {reason}",
-                    name.name
-                )));
-            }
-            if let Some(table) = offline.table(&schema, &name.name) {
-                return Ok(table);
-            }
-        }
-        Err(undefined())
     }
 
     /// Creates a table, unless a table, feature view or feature service of
@@ -252,7 +145,7 @@ impl Session {
         if create.temporary || in_temp_schema {
             return self.create_temp_table(sql, create).await;
         }
-        let name = self.creation_name(&create.name)?;
+        let name = self.names().creation_name(&create.name)?;
         let Some(query) = &create.query else {
             let definition = TableSchemaDef {
                 columns: create.columns.clone(),
@@ -286,11 +179,11 @@ impl Session {
             ));
             return Ok(Outcome::Command(CommandTag::with_rows("SELECT", 0)));
         }
-        if let Some(name) = super::column_names::repeated_column_name(query) {
+        if let Some(name) = crate::pgcompat::column_names::repeated_column_name(query) {
             return Err(Error::DuplicateColumn(name));
         }
         let select = ast::Statement::Query(query.clone());
-        let (plan, params) = self.plan_query(sql, &select, &[]).await?;
+        let (plan, params) = self.planner.plan_query(sql, &select, &[]).await?;
         if !params.is_empty() {
             return Err(Error::FeatureNotSupported(
                 "CREATE TABLE AS does not take parameters".to_string(),
@@ -312,7 +205,7 @@ impl Session {
                     "CREATE TABLE AS produced a non-query insert",
                 ));
             };
-            let (plan, _) = self.plan_query(&insert_sql, &insert, &[]).await?;
+            let (plan, _) = self.planner.plan_query(&insert_sql, &insert, &[]).await?;
             match self.run_plan(plan, Vec::new()).await? {
                 Outcome::Command(tag) => Ok(tag.rows.unwrap_or(0)),
                 _ => Err(Error::internal("CREATE TABLE AS insert returned rows")),
@@ -370,11 +263,11 @@ impl Session {
             self.temp.create(&name, definition, Vec::new())?;
             return Ok(Outcome::Command(CommandTag::new("CREATE TABLE")));
         };
-        if let Some(name) = super::column_names::repeated_column_name(query) {
+        if let Some(name) = crate::pgcompat::column_names::repeated_column_name(query) {
             return Err(Error::DuplicateColumn(name));
         }
         let select = ast::Statement::Query(query.clone());
-        let (plan, params) = self.plan_query(sql, &select, &[]).await?;
+        let (plan, params) = self.planner.plan_query(sql, &select, &[]).await?;
         if !params.is_empty() {
             return Err(Error::FeatureNotSupported(
                 "CREATE TABLE AS does not take parameters".to_string(),
@@ -418,12 +311,13 @@ impl Session {
         let mut targets = Vec::new();
         let mut temporary = Vec::new();
         for name in &drop.names {
-            if let Some(temp) = self.temp_table_named(name) {
+            if let Some(temp) = self.names().temp_table_named(name) {
                 temporary.push(temp);
                 continue;
             }
-            self.refuse_other_kind(&txn.state, name, ObjectKind::Table)?;
-            match self.lookup_table(name) {
+            self.names()
+                .refuse_other_kind(&txn.state, name, ObjectKind::Table)?;
+            match self.names().lookup_table(name) {
                 Ok(table) => targets.push((ObjectKind::Table, table.name.clone())),
                 Err(Error::UndefinedTable { .. }) if drop.if_exists => {
                     self.notice(Notice::informational(
@@ -453,9 +347,9 @@ impl Session {
         for name in &temporary {
             self.temp.drop_table(name);
         }
-        self.remove_registry_objects(&mut txn, &dependents, &targets);
+        remove_registry_objects(&mut txn, &dependents, &targets, &mut self.notices);
         let _registry_lock = txn.commit_holding_lock().await?;
-        self.forget_materializations(&dependents).await;
+        self.engine.materializer.forget(&dependents).await;
         for (_, table) in targets {
             self.engine
                 .offline
@@ -474,11 +368,11 @@ impl Session {
         let mut tables = Vec::new();
         let mut temporary = Vec::new();
         for name in &truncate.names {
-            if let Some(temp) = self.temp_table_named(name) {
+            if let Some(temp) = self.names().temp_table_named(name) {
                 temporary.push(temp);
                 continue;
             }
-            match self.find_relation(&state, name) {
+            match self.names().find_relation(&state, name) {
                 Some((ObjectKind::Table, _)) => {}
                 Some((_, found)) => {
                     return Err(Error::WrongObjectType(format!(
@@ -488,7 +382,7 @@ impl Session {
                 }
                 None => {}
             }
-            let table = self.lookup_table(name)?;
+            let table = self.names().lookup_table(name)?;
             if is_system_schema(&table.name.schema)
                 || table.name.schema == crate::online::MATERIALIZED_SCHEMA
             {
@@ -506,128 +400,6 @@ impl Session {
             self.engine.offline.truncate_table(table).await?;
         }
         Ok(Outcome::Command(CommandTag::new("TRUNCATE TABLE")))
-    }
-
-    pub(crate) async fn copy(&mut self, sql: &str, copy: &CopyStatement) -> Result<Outcome> {
-        match &copy.direction {
-            CopyDirection::FromStdin => {
-                let CopyRelation::Table { name, columns } = &copy.source else {
-                    return Err(Error::internal("COPY FROM with a query"));
-                };
-                let target = match self.temp_table_named(name) {
-                    Some(temp) => {
-                        let table = self.temp.get(&temp).ok_or_else(|| {
-                            Error::internal(format!("temporary table {temp} vanished"))
-                        })?;
-                        CopyTarget::Temporary {
-                            name: temp,
-                            definition: table.definition.clone(),
-                            table: table.provider.clone(),
-                        }
-                    }
-                    None => CopyTarget::Table(self.lookup_table(name)?),
-                };
-                let sink = CopyFromStdin::new(
-                    target,
-                    columns,
-                    copy.options.clone(),
-                    self.settings.time_zone(),
-                )
-                .await?;
-                Ok(Outcome::CopyIn(Box::new(sink)))
-            }
-            CopyDirection::ToStdout | CopyDirection::ToFile(_) => {
-                let (query_sql, statement) = match &copy.source {
-                    CopyRelation::Table { name, columns } => {
-                        let (qualified, definition) = match self.temp_table_named(name) {
-                            Some(temp) => {
-                                let table = self.temp.get(&temp).ok_or_else(|| {
-                                    Error::internal(format!("temporary table {temp} vanished"))
-                                })?;
-                                (
-                                    QualifiedName::new(super::temp_tables::TEMP_SCHEMA, temp),
-                                    table.definition.clone(),
-                                )
-                            }
-                            None => {
-                                let table = self.lookup_table(name)?;
-                                (table.name.clone(), table.definition().clone())
-                            }
-                        };
-                        for column in columns {
-                            if definition.column(column).is_none() {
-                                return Err(Error::UndefinedColumn {
-                                    table: qualified.name.clone(),
-                                    column: column.clone(),
-                                });
-                            }
-                        }
-                        let list = if columns.is_empty() {
-                            "*".to_string()
-                        } else {
-                            columns
-                                .iter()
-                                .map(|c| quote_ident(c))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        };
-                        let query_sql = format!(
-                            "SELECT {list} FROM {}.{}",
-                            quote_ident(&qualified.schema),
-                            quote_ident(&qualified.name)
-                        );
-                        let Statement::Query(statement) =
-                            featuredb_sql::parse_statement(&query_sql)?
-                        else {
-                            return Err(Error::internal("COPY TO produced a non-query"));
-                        };
-                        (query_sql, statement)
-                    }
-                    CopyRelation::Query(query) => (
-                        sql.to_string(),
-                        Box::new(ast::Statement::Query(query.clone())),
-                    ),
-                };
-                let (plan, params) = self.plan_query(&query_sql, &statement, &[]).await?;
-                if !params.is_empty() {
-                    return Err(Error::FeatureNotSupported(
-                        "COPY does not take parameters".to_string(),
-                    ));
-                }
-                let Outcome::Rows { schema, stream, .. } = self.run_plan(plan, Vec::new()).await?
-                else {
-                    return Err(Error::FeatureNotSupported(
-                        "COPY (…) TO requires a query that returns rows".to_string(),
-                    ));
-                };
-                let schema = match &copy.source {
-                    CopyRelation::Query(query) => super::plan::rename_columns(
-                        &schema,
-                        &super::column_names::postgres_column_names(query, schema.fields().len()),
-                    ),
-                    CopyRelation::Table { .. } => schema,
-                };
-                let names = schema.fields().iter().map(|f| f.name().clone()).collect();
-                let encoder = CopyEncoder::new(copy.options.clone(), self.output_context(), names);
-                if let CopyDirection::ToFile(path) = &copy.direction {
-                    let rows = crate::copy::to_file::write(
-                        path,
-                        copy.options.format,
-                        encoder,
-                        schema,
-                        stream,
-                    )
-                    .await?;
-                    return Ok(Outcome::Command(CommandTag::with_rows("COPY", rows)));
-                }
-                Ok(Outcome::CopyOut {
-                    encoder,
-                    format: copy.options.format,
-                    columns: schema.fields().len(),
-                    stream,
-                })
-            }
-        }
     }
 }
 

@@ -6,8 +6,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::SendableRecordBatchStream;
 use featuredb_sql::copy::CopyFormat;
 
-use super::lookup::LookupRows;
 use crate::copy::{CopyEncoder, CopyFromStdin};
+use crate::serving::LookupRows;
 
 pub enum Outcome {
     /// Rows, streamed as they are computed.
@@ -64,32 +64,6 @@ impl fmt::Display for CommandTag {
             ("INSERT", Some(rows)) => write!(f, "INSERT 0 {rows}"),
             (command, Some(rows)) => write!(f, "{command} {rows}"),
             (command, None) => f.write_str(command),
-        }
-    }
-}
-
-/// A message for the client that is not an error (NoticeResponse).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
-    pub severity: &'static str,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl Notice {
-    pub fn informational(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            severity: "NOTICE",
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            severity: "WARNING",
-            code,
-            message: message.into(),
         }
     }
 }

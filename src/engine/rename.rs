@@ -16,9 +16,10 @@
 use featuredb_catalog::{ObjectKind, QualifiedName, is_system_schema};
 use featuredb_sql::alter::{RenameRelation, RenameTarget};
 
-use super::outcome::{CommandTag, Notice, Outcome};
+use super::outcome::{CommandTag, Outcome};
 use super::session::Session;
 use crate::error::{Error, Result};
+use crate::notice::Notice;
 
 impl Session {
     pub(crate) async fn rename_relation(&mut self, rename: &RenameRelation) -> Result<Outcome> {
@@ -28,7 +29,7 @@ impl Session {
         };
         // The registry transaction serialises this with every other DDL
         // that creates, drops or reads relation names.
-        if let Some(temp) = self.temp_table_named(&rename.name) {
+        if let Some(temp) = self.names().temp_table_named(&rename.name) {
             if rename.target == RenameTarget::View {
                 return Err(Error::WrongObjectType(format!("\"{temp}\" is not a view")));
             }
@@ -37,7 +38,7 @@ impl Session {
         }
         let registry = self.engine.registry.clone();
         let mut txn = registry.begin().await;
-        let Some((kind, name)) = self.find_relation(&txn.state, &rename.name) else {
+        let Some((kind, name)) = self.names().find_relation(&txn.state, &rename.name) else {
             if rename.if_exists {
                 self.notice(Notice::informational(
                     "00000",

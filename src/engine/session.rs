@@ -13,17 +13,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
-use datafusion::prelude::{SessionConfig, SessionContext};
-use featuredb_catalog::{DEFAULT_DATABASE, DEFAULT_SCHEMA};
 use featuredb_sql::Statement;
 use featuredb_sql::session::{ResetStatement, SetStatement, TransactionStatement};
 
-use super::Engine;
-use super::functions;
-use super::outcome::{CommandTag, Notice, Outcome};
-use super::settings::{ReportedChange, SessionSettings};
+use super::outcome::{CommandTag, Outcome};
+use super::planner::Planner;
+use super::shared::Engine;
 use crate::error::{Error, Result};
+use crate::features::NameScope;
+use crate::notice::Notice;
+use crate::pgcompat::cursors::Cursors;
+use crate::pgcompat::functions;
+use crate::pgcompat::pg_catalog::Relations;
+use crate::pgcompat::settings::{ReportedChange, SessionSettings, SettingsView};
+use crate::pgcompat::temp_tables::TempTables;
 use crate::pgtypes::OutputContext;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +38,8 @@ pub enum TransactionState {
 
 pub struct Session {
     pub(crate) engine: Arc<Engine>,
-    pub(crate) ctx: SessionContext,
+    /// Plans this session's statements, in its DataFusion context.
+    pub(crate) planner: Planner,
     pub(crate) settings: SessionSettings,
     user: String,
     backend_pid: i32,
@@ -51,84 +55,55 @@ pub struct Session {
         SessionSettings,
         std::collections::BTreeMap<String, SessionSettings>,
     )>,
-    pub(crate) cursors: super::cursors::Cursors,
+    pub(crate) cursors: Cursors,
     /// `set_config(name, value, is_local)` calls of the running statement.
     deferred_settings: functions::DeferredSettings,
-    notices: Vec<Notice>,
+    pub(crate) notices: Vec<Notice>,
     /// Where progress notices go while a statement runs (the connection
     /// sends them at once); without one they wait for the statement's end.
-    progress_sink: Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
+    pub(crate) progress_sink: Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
     reported: Vec<ReportedChange>,
     /// Rows returned by SQL-level prepared statements, by name, for
     /// describing `EXECUTE name` (DataFusion does not describe it).
     /// Every SQL-level prepared statement, with the rows it returns (if any).
     sql_prepared: HashMap<String, Option<SchemaRef>>,
     /// This session's temporary tables.
-    pub(crate) temp: Arc<super::temp_tables::TempTables>,
+    pub(crate) temp: Arc<TempTables>,
     /// The settings before the current block's first SET (a rollback puts
     /// them back), and the settings it SET LOCAL (a commit puts those back).
     settings_before_block: Option<SessionSettings>,
     local_settings: std::collections::BTreeMap<String, SessionSettings>,
     /// featuredb's objects as this session's catalog shows them.
-    relations: super::pg_catalog::Relations,
+    relations: Relations,
     /// The settings as this session's `pg_settings` shows them.
-    settings_view: super::settings::SettingsView,
+    settings_view: SettingsView,
 }
 
 impl Session {
     pub(crate) fn new(engine: Arc<Engine>, user: &str, backend_pid: i32) -> Result<Self> {
-        let options = engine.options().clone();
-        let temp = Arc::new(super::temp_tables::TempTables::new(backend_pid));
-        let settings_view = super::settings::SettingsView::default();
+        let temp = Arc::new(TempTables::new(backend_pid));
+        let settings_view = SettingsView::default();
         let relations = engine
             .catalog_relations()
             .for_session(temp.clone(), settings_view.clone());
-        let mut config = SessionConfig::new()
-            // featuredb's own information_schema (PostgreSQL's type names)
-            // is a schema of its catalog; DataFusion's would shadow it.
-            .with_information_schema(false)
-            .with_default_catalog_and_schema(DEFAULT_DATABASE, DEFAULT_SCHEMA)
-            .with_create_default_catalog_and_schema(false)
-            .with_target_partitions(options.target_partitions)
-            .with_batch_size(options.batch_size);
-        config.options_mut().sql_parser.dialect = datafusion::config::Dialect::PostgreSQL;
-        let state = SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(engine.runtime())
-            .with_default_features()
-            .with_catalog_list(engine.session_catalogs(relations.clone(), &temp)?)
-            .with_query_planner(Arc::new(super::asof::planner::FeatureDbQueryPlanner))
-            .build();
-        let mut state = state;
-        state.register_expr_planner(Arc::new(super::unknown_literals::BooleanLiterals))?;
-        let ctx = SessionContext::new_with_state(state);
-        super::pg_catalog::register_functions(&ctx, &relations);
-        functions::register_static(&ctx, user, backend_pid);
         let deferred_settings = functions::DeferredSettings::default();
-        ctx.register_udf(functions::set_config(deferred_settings.clone()));
-        ctx.add_analyzer_rule(Arc::new(super::timestamps::SessionTimeZoneCasts));
-        ctx.add_analyzer_rule(Arc::new(
-            super::checked_arithmetic::CheckedIntegerArithmetic,
-        ));
-        // After type coercion and the time zone casts: AS OF joins are
-        // built from comparisons whose operands already have one type.
-        ctx.add_analyzer_rule(Arc::new(super::asof::logical::AsOfJoins));
-        ctx.add_optimizer_rule(Arc::new(super::asof::logical::PushFiltersBelowAsOf));
-        ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(
-            super::asof::logical::AsOfMarker::default(),
-        ));
-        ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(
-            super::timestamps::AtTimeZone::new(),
-        ));
-        ctx.register_udtf(
-            crate::offline::write_order::WRITE_ORDERED_FUNCTION,
-            Arc::new(crate::offline::write_order::WriteOrderedFunction::new(
-                engine.offline.clone(),
-            )),
+        let ctx = super::context::session_context(
+            &engine,
+            user,
+            backend_pid,
+            &relations,
+            &temp,
+            &deferred_settings,
+        )?;
+        let planner = Planner::new(
+            engine.offline.clone(),
+            engine.registry.clone(),
+            ctx,
+            temp.clone(),
         );
         let mut session = Self {
             engine,
-            ctx,
+            planner,
             settings: SessionSettings::new(user),
             user: user.to_string(),
             backend_pid,
@@ -200,10 +175,7 @@ impl Session {
 
     /// Value formatting for this session's results.
     pub fn output_context(&self) -> OutputContext {
-        OutputContext {
-            time_zone: self.settings.time_zone().clone(),
-            extra_float_digits: self.settings.extra_float_digits(),
-        }
+        self.settings.output_context()
     }
 
     /// Applies the settings `set_config()` calls made during the statement
@@ -250,41 +222,14 @@ impl Session {
         self.notices.push(notice);
     }
 
-    /// A notice about a statement still running: sent right away where
-    /// the connection listens for them.
-    pub(crate) fn progress(&mut self, notice: Notice) {
-        match &self.progress_sink {
-            Some(sink) => {
-                if let Err(unsent) = sink.send(notice) {
-                    self.notices.push(unsent.0);
-                }
-            }
-            None => self.notices.push(notice),
-        }
-    }
-
     /// Sends progress notices to `sink` from now on (`None`: queue them).
     pub fn set_progress_sink(&mut self, sink: Option<tokio::sync::mpsc::UnboundedSender<Notice>>) {
         self.progress_sink = sink;
     }
 
-    /// Existing schemas of the search path, in order.
-    pub(crate) fn effective_search_path(&self) -> Vec<String> {
-        self.settings
-            .search_path()
-            .into_iter()
-            .filter(|schema| self.engine.offline.schema_exists(schema))
-            .collect()
-    }
-
-    /// Where unqualified new objects go: the first existing schema.
-    pub(crate) fn creation_schema(&self) -> Result<String> {
-        self.effective_search_path()
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
-                Error::UndefinedSchema("no schema has been selected to create in".to_string())
-            })
+    /// How names resolve in this session now.
+    pub(crate) fn names(&self) -> NameScope {
+        self.planner.names()
     }
 
     /// Pushes settings into DataFusion and the settings-dependent functions.
@@ -293,50 +238,8 @@ impl Session {
             .settings_view
             .write()
             .unwrap_or_else(|e| e.into_inner()) = self.settings.pg_settings_rows();
-        let search_path = self.effective_search_path();
-        let default_schema = search_path
-            .first()
-            .cloned()
-            .unwrap_or_else(|| DEFAULT_SCHEMA.to_string());
-        let time_zone = self.settings.time_zone().datafusion_name();
-        {
-            let state = self.ctx.state_ref();
-            let mut state = state.write();
-            let options = state.config_mut().options_mut();
-            options.catalog.default_schema = default_schema;
-            options.execution.time_zone = Some(time_zone);
-            refresh_configured_functions(&mut state);
-        }
-        let values: HashMap<String, String> = self
-            .settings
-            .all()
-            .into_iter()
-            .map(|(name, value, _)| (name.to_lowercase(), value))
-            .collect();
-        let output = self.output_context();
-        functions::register_settings(&self.ctx, search_path.first().cloned(), values, output);
-        super::pg_catalog::register_search_path_functions(
-            &self.ctx,
-            &self.catalog_relations(),
-            &self.settings.search_path(),
-        );
-    }
-
-    /// featuredb's relations as this session's catalog shows them (with
-    /// its temporary tables).
-    pub(crate) fn catalog_relations(&self) -> super::pg_catalog::Relations {
-        self.relations.clone()
-    }
-
-    /// The schema DataFusion resolves unqualified names in.
-    pub(crate) fn default_schema(&self) -> String {
-        self.ctx
-            .state_ref()
-            .read()
-            .config_options()
-            .catalog
-            .default_schema
-            .clone()
+        self.planner
+            .apply_settings(&self.settings, &self.relations, self.output_context());
     }
 
     /// Refuses statements in a failed transaction block (25P02).
@@ -531,14 +434,7 @@ impl Session {
                     )));
                 }
             };
-            let state = self.ctx.state_ref();
-            let mut state = state.write();
-            state
-                .config_mut()
-                .options_mut()
-                .set(&set.name, &value)
-                .map_err(|e| Error::InvalidParameterValue(e.strip_backtrace()))?;
-            refresh_configured_functions(&mut state);
+            self.planner.set_datafusion_option(&set.name, &value)?;
             return Ok(Outcome::Command(CommandTag::new("SET")));
         }
         if self.transaction != TransactionState::Idle {
@@ -644,7 +540,8 @@ impl Session {
                     datafusion::logical_expr::Deallocate { name: name.clone() },
                 ),
             );
-            self.ctx
+            self.planner
+                .ctx
                 .execute_logical_plan(plan)
                 .await
                 .map_err(Error::from_datafusion)?;
@@ -671,19 +568,5 @@ impl Session {
     pub(crate) fn discard_temp(&mut self) -> Result<Outcome> {
         self.temp.drop_all();
         Ok(Outcome::Command(CommandTag::new("DISCARD TEMP")))
-    }
-}
-
-/// Functions like `now()` bake configuration (the time zone) into their
-/// type; rebuild them after the configuration changes.
-fn refresh_configured_functions(state: &mut datafusion::execution::SessionState) {
-    let options = state.config().options().clone();
-    let updated: Vec<_> = state
-        .scalar_functions()
-        .values()
-        .filter_map(|udf| udf.inner().with_updated_config(&options).map(Arc::new))
-        .collect();
-    for udf in updated {
-        let _ = state.register_udf(udf);
     }
 }

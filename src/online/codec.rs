@@ -458,23 +458,6 @@ fn decode_column(
     })
 }
 
-/// The event time of row `row` as the number stored ahead of the row.
-pub fn event_time(array: &dyn Array, row: usize) -> Option<i64> {
-    if array.is_null(row) {
-        return None;
-    }
-    Some(match array.data_type() {
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            array.as_primitive::<TimestampMicrosecondType>().value(row)
-        }
-        DataType::Date32 => array.as_primitive::<Date32Type>().value(row) as i64,
-        DataType::Int16 => array.as_primitive::<Int16Type>().value(row) as i64,
-        DataType::Int32 => array.as_primitive::<Int32Type>().value(row) as i64,
-        DataType::Int64 => array.as_primitive::<Int64Type>().value(row),
-        _ => return None,
-    })
-}
-
 /// A length-prefixed byte string.
 fn read_bytes<'a>(bytes: &'a [u8], pos: &mut usize) -> Result<&'a [u8]> {
     let len = u32::from_le_bytes(take(bytes, pos, 4)?.try_into().expect("length checked"));

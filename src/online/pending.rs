@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use moka::sync::Cache;
 
-use super::{CacheKey, Cached, StoredRow, cache_key};
+use super::rows::StoredRow;
+use super::store::{CacheKey, Cached, cache_key};
 
 /// Batches of at least this many rows are moved into the cache on two
 /// threads (moka takes inserts concurrently).

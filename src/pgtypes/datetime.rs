@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Offset, TimeZone, Timelike};
 
-use crate::engine::settings::SessionTimeZone;
+use super::time_zone::SessionTimeZone;
 
 /// Days from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch).
 pub const PG_EPOCH_DAYS: i32 = 10_957;

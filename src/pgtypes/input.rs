@@ -23,7 +23,7 @@ use super::datetime::{
     parse_timestamptz,
 };
 use super::numeric::{parse_decimal, read_decimal_binary};
-use crate::engine::settings::SessionTimeZone;
+use super::time_zone::SessionTimeZone;
 use crate::error::{Error, Result};
 
 /// Why one text value was rejected; the caller adds context (parameter
@@ -572,6 +572,56 @@ pub fn parse_binary_param(bytes: &[u8], ty: &Type, target: &DataType) -> Result<
     }
 }
 
+/// PostgreSQL's binary `date`/`timestamp` for `infinity` and `-infinity`:
+/// the type's largest and smallest values. Arrow has no infinite dates or
+/// times, so they are refused rather than stored as far-off instants.
+const INFINITE_DATES: [i32; 2] = [i32::MAX, i32::MIN];
+const INFINITE_TIMESTAMPS: [i64; 2] = [i64::MAX, i64::MIN];
+
+/// The range of PostgreSQL's timestamps, in its binary form (µs since
+/// 2000-01-01): 4714-11-24 BC to the end of 294276 AD.
+const MIN_TIMESTAMP: i64 = -211_813_488_000_000_000;
+const END_TIMESTAMP: i64 = 9_223_371_331_200_000_000;
+
+fn infinite(type_name: &str) -> Error {
+    Error::DatetimeFieldOverflow(format!(
+        "{type_name} out of range: featuredb does not store infinite {type_name}s"
+    ))
+}
+
+/// A binary `date` (days since 2000-01-01) as days since 1970-01-01.
+fn binary_date(days: i32) -> Result<i32> {
+    if INFINITE_DATES.contains(&days) {
+        return Err(infinite("date"));
+    }
+    days.checked_add(PG_EPOCH_DAYS)
+        .ok_or_else(|| Error::DatetimeFieldOverflow("date out of range".to_string()))
+}
+
+/// A binary `time` (µs since midnight), which must lie within a day.
+fn binary_time(micros: i64) -> Result<i64> {
+    if (0..=86_400_000_000).contains(&micros) {
+        Ok(micros)
+    } else {
+        Err(Error::DatetimeFieldOverflow(
+            "time out of range".to_string(),
+        ))
+    }
+}
+
+/// A binary `timestamp[tz]` (µs since 2000-01-01) as µs since 1970-01-01.
+fn binary_timestamp(micros: i64) -> Result<i64> {
+    if INFINITE_TIMESTAMPS.contains(&micros) {
+        return Err(infinite("timestamp"));
+    }
+    if !(MIN_TIMESTAMP..END_TIMESTAMP).contains(&micros) {
+        return Err(Error::DatetimeFieldOverflow(
+            "timestamp out of range".to_string(),
+        ));
+    }
+    Ok(micros + PG_EPOCH_MICROS)
+}
+
 fn decode_binary(bytes: &[u8], ty: &Type) -> Result<ScalarValue> {
     Ok(match *ty {
         Type::BOOL => ScalarValue::Boolean(Some(fixed::<1>(bytes, ty)?[0] != 0)),
@@ -605,15 +655,17 @@ fn decode_binary(bytes: &[u8], ty: &Type) -> Result<ScalarValue> {
         }
         Type::BYTEA => ScalarValue::Binary(Some(bytes.to_vec())),
         Type::DATE => {
-            ScalarValue::Date32(Some(i32::from_be_bytes(fixed(bytes, ty)?) + PG_EPOCH_DAYS))
+            ScalarValue::Date32(Some(binary_date(i32::from_be_bytes(fixed(bytes, ty)?))?))
         }
-        Type::TIME => ScalarValue::Time64Microsecond(Some(i64::from_be_bytes(fixed(bytes, ty)?))),
+        Type::TIME => ScalarValue::Time64Microsecond(Some(binary_time(i64::from_be_bytes(
+            fixed(bytes, ty)?,
+        ))?)),
         Type::TIMESTAMP => ScalarValue::TimestampMicrosecond(
-            Some(i64::from_be_bytes(fixed(bytes, ty)?) + PG_EPOCH_MICROS),
+            Some(binary_timestamp(i64::from_be_bytes(fixed(bytes, ty)?))?),
             None,
         ),
         Type::TIMESTAMPTZ => ScalarValue::TimestampMicrosecond(
-            Some(i64::from_be_bytes(fixed(bytes, ty)?) + PG_EPOCH_MICROS),
+            Some(binary_timestamp(i64::from_be_bytes(fixed(bytes, ty)?))?),
             Some(Arc::from("+00:00")),
         ),
         Type::INTERVAL => {
@@ -621,11 +673,10 @@ fn decode_binary(bytes: &[u8], ty: &Type) -> Result<ScalarValue> {
             let micros = i64::from_be_bytes(raw[..8].try_into().expect("8 bytes"));
             let days = i32::from_be_bytes(raw[8..12].try_into().expect("4 bytes"));
             let months = i32::from_be_bytes(raw[12..].try_into().expect("4 bytes"));
-            ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(
-                months,
-                days,
-                micros * 1000,
-            )))
+            let nanos = micros
+                .checked_mul(1000)
+                .ok_or_else(|| Error::DatetimeFieldOverflow("interval out of range".to_string()))?;
+            ScalarValue::IntervalMonthDayNano(Some(IntervalMonthDayNano::new(months, days, nanos)))
         }
         Type::NUMERIC => {
             let text = read_decimal_binary(bytes).ok_or_else(|| binary_error(ty, "malformed"))?;
@@ -773,5 +824,67 @@ mod tests {
             ScalarValue::Int64(Some(7))
         );
         assert!(parse_binary_param(&[1, 2], &Type::INT8, &DataType::Int64).is_err());
+    }
+
+    /// Binary dates, times, timestamps and intervals out of Arrow's range —
+    /// `infinity`, `-infinity`, garbage — are refused with 22008, never
+    /// wrapped or panicked on.
+    #[test]
+    fn binary_datetimes_out_of_range_are_refused() {
+        let out_of_range = |bytes: &[u8], ty: &Type, target: DataType| match parse_binary_param(
+            bytes, ty, &target,
+        ) {
+            Err(Error::DatetimeFieldOverflow(message)) => message,
+            other => panic!("{ty}: {other:?}"),
+        };
+        let timestamp =
+            DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None);
+        let timestamptz = DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Microsecond,
+            Some(Arc::from("+00:00")),
+        );
+        for micros in [i64::MAX, i64::MIN] {
+            let message = out_of_range(&micros.to_be_bytes(), &Type::TIMESTAMP, timestamp.clone());
+            assert!(message.contains("infinite"), "{message}");
+            out_of_range(
+                &micros.to_be_bytes(),
+                &Type::TIMESTAMPTZ,
+                timestamptz.clone(),
+            );
+        }
+        out_of_range(
+            &(i64::MAX - 1).to_be_bytes(),
+            &Type::TIMESTAMP,
+            timestamp.clone(),
+        );
+        out_of_range(
+            &(MIN_TIMESTAMP - 1).to_be_bytes(),
+            &Type::TIMESTAMP,
+            timestamp.clone(),
+        );
+        for days in [i32::MAX, i32::MIN] {
+            out_of_range(&days.to_be_bytes(), &Type::DATE, DataType::Date32);
+        }
+        out_of_range(&(i32::MAX - 1).to_be_bytes(), &Type::DATE, DataType::Date32);
+        out_of_range(
+            &(-1i64).to_be_bytes(),
+            &Type::TIME,
+            DataType::Time64(datafusion::arrow::datatypes::TimeUnit::Microsecond),
+        );
+        let mut interval = i64::MAX.to_be_bytes().to_vec();
+        interval.extend_from_slice(&[0; 8]);
+        out_of_range(
+            &interval,
+            &Type::INTERVAL,
+            DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano),
+        );
+        // The edges of PostgreSQL's range are fine.
+        let first = parse_binary_param(&MIN_TIMESTAMP.to_be_bytes(), &Type::TIMESTAMP, &timestamp);
+        assert!(first.is_ok());
+        let epoch = parse_binary_param(&0i64.to_be_bytes(), &Type::TIMESTAMP, &timestamp).unwrap();
+        assert_eq!(
+            epoch,
+            ScalarValue::TimestampMicrosecond(Some(PG_EPOCH_MICROS), None)
+        );
     }
 }

@@ -8,8 +8,10 @@ pub mod input;
 pub mod numeric;
 pub mod oid;
 pub mod output;
+pub mod time_zone;
 
 pub use datum::Datum;
 pub use input::{ColumnParser, ValueError, parse_binary_param, parse_text_param};
 pub use oid::{data_type_of_oid, pg_type, type_size};
 pub use output::{ColumnEncoder, OutputContext};
+pub use time_zone::SessionTimeZone;

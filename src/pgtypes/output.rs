@@ -19,7 +19,7 @@ use pgwire::api::Type;
 
 use super::datum::Datum;
 use super::oid::pg_type;
-use crate::engine::settings::SessionTimeZone;
+use super::time_zone::SessionTimeZone;
 use crate::error::Result;
 
 /// Session settings that change how values print.

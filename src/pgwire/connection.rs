@@ -32,12 +32,12 @@ use tokio_util::task::TaskTracker;
 use super::cancel::{CancelHandle, CancelRegistry};
 use super::codec::{CodecError, Phase, ServerCodec};
 use super::copy::CopyInProgress;
-use super::errors::{ClientError, client_error, notice_response};
+use super::errors::{ClientError, error_response, notice_response};
 use super::portal::Portal;
-use super::runtimes::{Home, Runtime, Runtimes};
 use super::stream::ClientStream;
 use crate::engine::{Engine, Prepared, Session, TransactionState};
 use crate::error::Error;
+use crate::placement::{ConnectionPlacement, Runtime, Runtimes, Work};
 use featuredb_catalog::DEFAULT_DATABASE;
 
 /// What every connection shares.
@@ -67,14 +67,8 @@ pub type Reply<T = ()> = std::result::Result<T, Disconnected>;
 pub struct Connection {
     pub(super) framed: Framed<ClientStream, ServerCodec>,
     pub(super) server: Arc<ServerContext>,
-    home: Home,
-    /// The runtime the connection runs on now.
-    runtime: Runtime,
-    /// Syncs handled on protocol threads (see `move_for`).
-    syncs: u32,
-    /// The client's CPU can never be known (a multi-threaded process over
-    /// a Unix-domain socket): asking again, which reads `/proc`, is skipped.
-    cpu_unknowable: bool,
+    /// Which thread serves the connection (see `placement`).
+    placement: ConnectionPlacement,
     pub(super) session: Option<Session>,
     cancel: Option<CancelHandle>,
     pub(super) statements: HashMap<String, Arc<Prepared>>,
@@ -89,19 +83,13 @@ pub struct Connection {
 pub fn serve(stream: ClientStream, server: Arc<ServerContext>) {
     stream.set_nodelay();
     let peer = stream.describe_peer();
-    let cpu = stream.incoming_cpu();
-    let cpu_unknowable = cpu.is_none() && stream.cpu_is_fixed_by_peer();
-    let home = server.runtimes.assign(cpu);
-    let runtime = home.first_runtime();
+    // Accepted on the query runtime: moved to its home if that differs.
+    let (placement, runtime) = ConnectionPlacement::accept(&server.runtimes, stream.incoming_cpu());
     let framed = Framed::new(stream, ServerCodec::new(server.max_message_size));
     let connection = Connection {
         framed,
         server,
-        home,
-        // Accepted on the query runtime: moved to its home if that differs.
-        runtime: Runtime::Query,
-        syncs: 0,
-        cpu_unknowable,
+        placement,
         session: None,
         cancel: None,
         statements: HashMap::new(),
@@ -133,10 +121,6 @@ fn with_stream(
     Ok(Framed::from_parts(changed))
 }
 
-/// How often (in Syncs) a connection on a protocol thread checks that its
-/// client still runs on the thread's CPU: a getsockopt per check.
-const CPU_CHECK_INTERVAL: u32 = 64;
-
 /// Why the message loop stopped.
 enum Ended {
     Closed,
@@ -148,19 +132,15 @@ impl Connection {
     /// Carries on on `runtime`, starting with `first`.
     fn continue_on(mut self, runtime: Runtime, first: Option<PgWireFrontendMessage>) {
         let server = self.server.clone();
-        let thread = self.home.thread();
-        if runtime == Runtime::Protocol {
-            // The thread on the client's CPU, which may differ from its
-            // last visit's.
-            self.home = server.runtimes.assign(self.client_cpu());
-        }
-        let stays =
-            runtime == self.runtime && (runtime == Runtime::Query || thread == self.home.thread());
-        if stays {
+        let stream = self.framed.get_ref();
+        let Some(handle) = self
+            .placement
+            .move_to(runtime, &server.runtimes, || stream.incoming_cpu())
+        else {
             let task: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(drive(self, first));
             server.tasks.spawn(task);
             return;
-        }
+        };
         // Replies already queued travel with the connection, as do bytes
         // read but not yet decoded.
         self.framed = match with_stream(self.framed, ClientStream::detach) {
@@ -170,8 +150,6 @@ impl Connection {
                 return;
             }
         };
-        self.runtime = runtime;
-        let handle = server.runtimes.handle(&self.home, runtime);
         let task: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(async move {
             match with_stream(self.framed, ClientStream::attach) {
                 Ok(framed) => {
@@ -184,42 +162,20 @@ impl Connection {
         handle.spawn(server.tasks.track_future(task));
     }
 
-    /// The CPU the client runs on, if it can be known.
-    fn client_cpu(&self) -> Option<usize> {
-        if self.cpu_unknowable {
-            return None;
-        }
-        self.framed.get_ref().incoming_cpu()
-    }
-
-    /// The runtime `message` should be handled on, if not this one:
-    /// lookups on the protocol thread, anything that may run a query on the
-    /// query runtime. Cheap messages (Describe, Sync, Close, Flush) stay,
-    /// but every [`CPU_CHECK_INTERVAL`]th Sync on a protocol thread checks
-    /// that the client still runs on this thread's CPU (clients migrate).
+    /// The runtime `message` should be handled on, if not this one. The
+    /// protocol says what the message needs ([`Work`]); placement decides
+    /// where that runs.
     fn move_for(&mut self, message: &PgWireFrontendMessage) -> Option<Runtime> {
-        if !self.home.has_protocol_thread() || self.framed.codec().phase != Phase::Normal {
-            return None;
-        }
         let lookup =
             |statement: Option<&Arc<Prepared>>| statement.is_some_and(|s| s.is_direct_lookup());
-        let wanted = match message {
-            PgWireFrontendMessage::Sync(_) if self.runtime == Runtime::Protocol => {
-                self.syncs = self.syncs.wrapping_add(1);
-                let moved = self.syncs.is_multiple_of(CPU_CHECK_INTERVAL)
-                    && self
-                        .server
-                        .runtimes
-                        .thread_for_cpu(self.client_cpu())
-                        .is_some_and(|thread| Some(thread) != self.home.thread());
-                return moved.then_some(Runtime::Protocol);
-            }
+        let work = match message {
+            _ if self.framed.codec().phase != Phase::Normal => Work::Stay,
+            PgWireFrontendMessage::Sync(_) => Work::Sync,
             PgWireFrontendMessage::Describe(_)
-            | PgWireFrontendMessage::Sync(_)
             | PgWireFrontendMessage::Flush(_)
             | PgWireFrontendMessage::Close(_)
-            | PgWireFrontendMessage::Terminate(_) => return None,
-            _ if self.skip_until_sync => return None,
+            | PgWireFrontendMessage::Terminate(_) => Work::Stay,
+            _ if self.skip_until_sync => Work::Stay,
             PgWireFrontendMessage::Bind(bind)
                 if self.copy_in.is_none()
                     && lookup(
@@ -227,7 +183,7 @@ impl Connection {
                             .get(bind.statement_name.as_deref().unwrap_or("")),
                     ) =>
             {
-                Runtime::Protocol
+                Work::Lookup
             }
             // A lookup portal is executed where its Bind was handled.
             PgWireFrontendMessage::Execute(execute)
@@ -238,11 +194,13 @@ impl Connection {
                             .map(|portal| &portal.statement),
                     ) =>
             {
-                return None;
+                Work::Stay
             }
-            _ => Runtime::Query,
+            _ => Work::Query,
         };
-        (wanted != self.runtime).then_some(wanted)
+        let stream = self.framed.get_ref();
+        self.placement
+            .move_for(work, &self.server.runtimes, || stream.incoming_cpu())
     }
 
     async fn run(&mut self, mut first: Option<PgWireFrontendMessage>) -> Ended {
@@ -306,9 +264,7 @@ impl Connection {
                     if let Some(session) = self.session.as_mut() {
                         session.on_error();
                     }
-                    let error = ClientError {
-                        ..client_error(&Error::internal(format!("unexpected failure: {detail}")))
-                    };
+                    let error = Error::internal(format!("unexpected failure: {detail}")).report();
                     if self.send_error(error).await.is_err() {
                         return Ended::Closed;
                     }
@@ -488,6 +444,12 @@ impl Connection {
         }
     }
 
+    pub(super) fn session_ref(&self) -> &Session {
+        self.session
+            .as_ref()
+            .expect("the session exists once startup completed")
+    }
+
     pub(super) fn session(&mut self) -> &mut Session {
         self.session
             .as_mut()
@@ -511,7 +473,7 @@ impl Connection {
 
     pub(super) async fn send_error(&mut self, error: ClientError) -> Reply {
         self.framed
-            .feed(PgWireBackendMessage::ErrorResponse(error.into_response()))
+            .feed(PgWireBackendMessage::ErrorResponse(error_response(error)))
             .await?;
         Ok(())
     }
@@ -534,7 +496,7 @@ impl Connection {
         if !matches!(error, Error::QueryCanceled | Error::StatementTimeout) {
             tracing::debug!(error = ?error, "statement failed");
         }
-        self.send_error(client_error(error)).await
+        self.send_error(error.report()).await
     }
 
     /// Sends notices and parameter changes the session produced.
@@ -579,14 +541,16 @@ impl Connection {
         // is outside every select), and the thread's sender runs in the
         // same turn of the same event loop.
         #[cfg(target_os = "linux")]
-        if let (Some(outbox), Some(fd)) = (super::outbox::current(), self.framed.get_ref().raw_fd())
-        {
+        if let (Some(outbox), Some(fd)) = (
+            crate::placement::outbox::current(),
+            self.framed.get_ref().raw_fd(),
+        ) {
             let reply = self.framed.write_buffer_mut().split().freeze();
             let sent = match outbox.queue(fd, reply.clone()).await {
-                Ok(super::outbox::Sent::Bytes(sent)) => sent.min(reply.len()),
+                Ok(crate::placement::outbox::Sent::Bytes(sent)) => sent.min(reply.len()),
                 // Part of the reply may be on the wire: sending it again
                 // would corrupt the stream.
-                Ok(super::outbox::Sent::Lost) => return Err(Disconnected),
+                Ok(crate::placement::outbox::Sent::Lost) => return Err(Disconnected),
                 // The outbox dropped the reply unsent (it cannot: it runs
                 // as long as the thread); write it here.
                 Err(_) => 0,

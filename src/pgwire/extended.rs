@@ -22,10 +22,11 @@ use super::connection::{Connection, Reply};
 use super::copy::CopyInProgress;
 use super::portal::{Fetched, Portal, PortalState, RowStream};
 use super::rows::{BINARY, TEXT, result_formats, write_lookup_rows, write_row_description};
-use crate::engine::plan::Description;
-use crate::engine::{LookupRows, Outcome, TransactionState};
+use crate::engine::Description;
+use crate::engine::{Outcome, TransactionState};
 use crate::error::{Error, Result};
 use crate::pgtypes::{data_type_of_oid, parse_binary_param, parse_text_param, pg_type};
+use crate::serving::LookupRows;
 
 impl Connection {
     /// Reports an extended-protocol error and skips to the next Sync.
@@ -238,14 +239,21 @@ impl Connection {
         };
         if matches!(portal.state, PortalState::Ready)
             && max_rows == 0
-            && portal.statement.is_direct_lookup()
+            && let Some(plan) = portal.statement.direct_lookup()
         {
             // The request path: no statement future, no cancel/timeout
-            // guard (nothing here waits), rows written as stored.
-            let looked_up = {
-                let (statement, params) = (portal.statement.clone(), &portal.params);
-                self.session().look_up(&statement, params)
-            };
+            // guard (nothing here waits), rows written as stored, straight
+            // from the lookup service.
+            let session = self.session_ref();
+            let looked_up = session
+                .admit(&portal.statement, &portal.params)
+                .and_then(|()| {
+                    self.server.engine.lookups.look_up(
+                        plan,
+                        &portal.params,
+                        session.settings().time_zone(),
+                    )
+                });
             match looked_up {
                 Ok(Some(rows)) => return self.send_lookup_rows(name, portal, rows).await,
                 // The view changed since Parse: the general path plans again.

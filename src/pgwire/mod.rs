@@ -8,15 +8,11 @@ pub mod connection;
 pub mod copy;
 pub mod errors;
 pub mod extended;
-#[cfg(target_os = "linux")]
-pub mod outbox;
 pub mod portal;
 pub mod rows;
-pub mod runtimes;
 pub mod simple;
 pub mod stream;
 
 pub use cancel::CancelRegistry;
 pub use connection::{ServerContext, serve};
-pub use runtimes::Runtimes;
 pub use stream::ClientStream;

@@ -7,9 +7,9 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
 use pgwire::messages::data::DataRow;
 
-use crate::engine::LookupRows;
 use crate::error::{Error, Result};
 use crate::pgtypes::{ColumnEncoder, OutputContext, pg_type, type_size};
+use crate::serving::LookupRows;
 
 pub const TEXT: i16 = 0;
 pub const BINARY: i16 = 1;

@@ -48,47 +48,19 @@ impl ClientStream {
         }
     }
 
-    /// The CPU the client runs on, where the system tells: over TCP the
-    /// CPU that last received packets for this socket (on loopback, the
-    /// client's); over a Unix-domain socket the CPU of the peer process,
-    /// if it has a single thread (see [`single_threaded_peer_cpu`]).
+    /// The CPU the client's packets arrive on, where the system tells:
+    /// over TCP the CPU that last received packets for this socket (on
+    /// loopback, the client's own); over a Unix-domain socket none (the
+    /// kernel records none, and featuredb does not guess it from the peer
+    /// process).
     pub fn incoming_cpu(&self) -> Option<usize> {
-        #[cfg(target_os = "linux")]
-        if let ClientStream::Unix(stream) = self {
-            use std::os::fd::AsRawFd;
-            return single_threaded_peer_cpu(stream.as_raw_fd());
+        match self {
+            ClientStream::Tcp(stream) => {
+                use std::os::fd::AsRawFd;
+                crate::placement::cpus::incoming_cpu(stream.as_raw_fd())
+            }
+            _ => None,
         }
-        #[cfg(target_os = "linux")]
-        if let ClientStream::Tcp(stream) = self {
-            use std::os::fd::AsRawFd;
-            let mut cpu: libc::c_int = -1;
-            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            // SAFETY: getsockopt writes at most `len` bytes into `cpu`.
-            let result = unsafe {
-                libc::getsockopt(
-                    stream.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_INCOMING_CPU,
-                    (&mut cpu as *mut libc::c_int).cast(),
-                    &mut len,
-                )
-            };
-            return (result == 0 && cpu >= 0).then_some(cpu as usize);
-        }
-        None
-    }
-
-    /// Whether a stream that cannot tell its client's CPU now never will:
-    /// over a Unix-domain socket that depends on the peer process (its
-    /// thread count, its PID namespace; a process that later drops to one
-    /// thread stays unpaired), while over TCP no CPU is known before the
-    /// first packets arrive.
-    pub fn cpu_is_fixed_by_peer(&self) -> bool {
-        #[cfg(unix)]
-        if let ClientStream::Unix(_) = self {
-            return true;
-        }
-        false
     }
 
     /// The socket's file descriptor, while attached.
@@ -133,59 +105,6 @@ impl ClientStream {
             let _ = stream.set_nodelay(true);
         }
     }
-}
-
-/// The CPU the process at the other end of Unix-domain socket `fd` runs
-/// on, if that process has one thread (so that its CPU is the one the
-/// connection's requests come from): `SO_PEERCRED` names the process that
-/// connected, and `/proc/<pid>/stat` its thread count and last CPU.
-///
-/// Why: the kernel records no incoming CPU for Unix sockets, and a
-/// connection served on the other CPU than its client's paid a cross-CPU
-/// wakeup each way on every round trip (8 single-threaded clients over
-/// Unix sockets: 84–93k lookups/s, against 119–125k over TCP, where the
-/// pairing works). A multi-threaded client (pgbench -j 2, a connection
-/// pool) does not say which thread owns a connection: none.
-#[cfg(target_os = "linux")]
-fn single_threaded_peer_cpu(fd: std::os::fd::RawFd) -> Option<usize> {
-    let mut credentials = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `credentials`.
-    let result = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut credentials as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    // (A peer in a PID namespace this process cannot see has pid 0.)
-    if result != 0 || credentials.pid <= 0 {
-        return None;
-    }
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", credentials.pid)).ok()?;
-    match process_threads_and_cpu(&stat)? {
-        (1, cpu) => Some(cpu),
-        _ => None,
-    }
-}
-
-/// A process's thread count and the CPU it last ran on, from the text of
-/// its `/proc/<pid>/stat` (fields 20 and 39; the command name, field 2,
-/// is in parentheses and may hold spaces and parentheses itself).
-#[cfg(any(target_os = "linux", test))]
-fn process_threads_and_cpu(stat: &str) -> Option<(u64, usize)> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    // Fields from the 3rd on.
-    let mut fields = after_name.split_ascii_whitespace();
-    let threads = fields.nth(20 - 3)?.parse().ok()?;
-    let cpu = fields.nth(39 - 20 - 1)?.parse().ok()?;
-    Some((threads, cpu))
 }
 
 impl AsyncRead for ClientStream {
@@ -262,51 +181,11 @@ impl AsyncWrite for ClientStream {
 mod tests {
     use super::*;
 
-    #[test]
-    fn reads_thread_count_and_cpu_from_proc_stat() {
-        // A command name with spaces and parentheses; 20 threads, CPU 1.
-        let stat = "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 20 0 \
-                    1000 123456 789 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
-        assert_eq!(process_threads_and_cpu(stat), Some((20, 1)));
-        assert_eq!(process_threads_and_cpu("4242 (x) S 1"), None);
-        assert_eq!(process_threads_and_cpu(""), None);
-        // This process's own line parses (it has several threads here).
-        #[cfg(target_os = "linux")]
-        {
-            let own = std::fs::read_to_string("/proc/self/stat").unwrap();
-            let (threads, cpu) = process_threads_and_cpu(&own).unwrap();
-            assert!(threads >= 1);
-            assert!(cpu < 4096);
-        }
-    }
-
-    /// A single-threaded client over a Unix socket names its CPU; this
-    /// (multi-threaded) test process does not.
-    #[cfg(target_os = "linux")]
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_single_threaded_unix_peer_names_its_cpu() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s");
-        let listener = tokio::net::UnixListener::bind(&path).unwrap();
-        // python3 runs one thread: connect, then wait to be killed.
-        let mut child = std::process::Command::new("python3")
-            .arg("-c")
-            .arg(
-                "import socket, sys, time\n\
-                 s = socket.socket(socket.AF_UNIX)\n\
-                 s.connect(sys.argv[1])\n\
-                 time.sleep(30)",
-            )
-            .arg(&path)
-            .spawn()
-            .unwrap();
-        let (accepted, _) = listener.accept().await.unwrap();
-        let cpu = ClientStream::Unix(accepted).incoming_cpu();
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let cpus = std::thread::available_parallelism().unwrap().get();
-        assert!(cpu.is_some_and(|cpu| cpu < cpus.max(64)), "{cpu:?}");
-
+    /// Only TCP tells where a client's packets arrive; a Unix-domain
+    /// socket's client is placed without it.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_unix_socket_client_has_no_incoming_cpu() {
         let (ours, _theirs) = tokio::net::UnixStream::pair().unwrap();
         assert_eq!(ClientStream::Unix(ours).incoming_cpu(), None);
     }
