@@ -54,7 +54,11 @@ stop_postgres() {
   "${PG_STOP_CMD[@]}" >/dev/null 2>&1 || true
 }
 
-# start_featuredb PORT: the release build on a fresh data directory.
+# The featuredb binary the scripts start: the release build, or FDB_BIN
+# (bench/compare.sh runs two builds side by side this way).
+FDB_BIN="${FDB_BIN:-$BENCH_ROOT/target/release/featuredb}"
+
+# start_featuredb PORT: the featuredb binary on a fresh data directory.
 # FDB_LOG_LEVEL (default warn) sets its log filter, e.g. featuredb=debug to
 # log each refresh's phases into $WORK/fdb-PORT.log.
 start_featuredb() {
@@ -65,7 +69,7 @@ start_featuredb() {
     echo "port $port is taken by another server; stop it first" >&2; exit 1
   fi
   rm -rf "$dir"
-  "$BENCH_ROOT/target/release/featuredb" serve --listen "127.0.0.1:$port" --data-dir "$dir" \
+  "$FDB_BIN" serve --listen "127.0.0.1:$port" --data-dir "$dir" \
     --log-level "${FDB_LOG_LEVEL:-warn}" >"$WORK/fdb-$port.log" 2>&1 &
   FDB_PID=$!
   for _ in $(seq 1 100); do
@@ -81,3 +85,52 @@ stop_featuredb() {
 }
 
 now() { date +%s.%N; }
+
+# gen_rows FILE ROWS KEYS SEED FIRST_T: rows of (user_id, ts, f1, f2, f3, n)
+# over KEYS keys (each key once when ROWS = KEYS), times over a year from
+# FIRST_T seconds after 2024-01-01, fixed seed; kept once generated.
+gen_rows() {
+  [ -s "$1" ] && return
+  echo "generating $1 ..." >&2
+  awk -v n="$2" -v keys="$3" -v seed="$4" -v first="$5" 'BEGIN {
+    srand(seed); base = 1704067200 + first;
+    for (i = 0; i < n; i++) {
+      k = (n == keys) ? i + 1 : int(rand() * keys) + 1;
+      t = base + int(rand() * 31536000);
+      printf "%d,%s,%.6f,%.6f,%.6f,%d\n", k, strftime("%Y-%m-%d %H:%M:%S", t, 1),
+        rand() * 1000, rand() * 2 - 1, rand(), int(rand() * 100000)
+    }
+  }' > "$1"
+}
+
+# run_pgbench HOST PORT SCRIPT LABEL: prints "tps avg_ms p99_ms" after a 5 s
+# warm-up and $T seconds of pgbench -M prepared -c 8 -j 2 (HOST is an
+# address, or a directory holding the server's Unix-domain socket).
+run_pgbench() {
+  local host=$1 port=$2 script=$3 label=$4 logdir="$WORK/pgbench-$4"
+  rm -rf "$logdir"; mkdir -p "$logdir"
+  # A 5 s warm-up (caches, connections) for both systems, not measured.
+  "$PGBENCH" -n -M prepared -c 8 -j 2 -T 5 -h "$host" -p "$port" -f "$script" >/dev/null 2>&1 || true
+  (cd "$logdir" && "$PGBENCH" -n -M prepared -c 8 -j 2 -T "$T" -h "$host" -p "$port" -f "$script" -l >"$logdir/out" 2>&1) \
+    || { cat "$logdir/out" >&2; exit 1; }
+  local tps avg p99
+  tps=$(awk '/^tps/ {print $3}' "$logdir/out")
+  avg=$(awk '/^latency average/ {print $4}' "$logdir/out")
+  # Per-transaction logs: the third field is the latency in microseconds.
+  p99=$(cat "$logdir"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "%.3f", a[int(NR*0.99)]/1000}')
+  echo "$tps $avg $p99"
+}
+
+# bench_venv: PY, a Python with bench/asof/requirements.txt installed into
+# target/bench-venv (reinstalled when the file changes, as tests/interop.rs
+# does).
+bench_venv() {
+  local requirements="$BENCH_ROOT/bench/asof/requirements.txt" venv="$BENCH_ROOT/target/bench-venv"
+  PY="$venv/bin/python"
+  if ! cmp -s "$requirements" "$venv/installed-requirements.txt"; then
+    echo "installing $requirements into $venv ..." >&2
+    [ -x "$PY" ] || python3 -m venv "$venv"
+    "$PY" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$venv/installed-requirements.txt"
+  fi
+}

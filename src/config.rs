@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::placement::PlacementSettings;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -67,6 +66,20 @@ impl Default for ServerConfig {
             io_uring: true,
         }
     }
+}
+
+/// How connections are placed (from the server configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlacementSettings {
+    /// Protocol threads; 0 serves connections on the query runtime.
+    pub protocol_threads: usize,
+    /// Pin each protocol thread to a CPU (when there are no more threads
+    /// than CPUs the process may use) and serve a TCP connection on the
+    /// thread of the CPU its packets arrive on.
+    pub pin_protocol_threads: bool,
+    /// Send protocol threads' replies through io_uring where the kernel
+    /// allows it.
+    pub io_uring: bool,
 }
 
 /// Settings given on the command line; `None` leaves the lower layers' value.

@@ -259,6 +259,39 @@ async fn binary_copy_round_trips() {
     assert_eq!(a, b);
 }
 
+/// A binary COPY row with an infinite date is refused with 22008 (there is
+/// no infinite date to store) and nothing of the COPY is committed.
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_copy_refuses_infinite_dates() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    client
+        .batch_execute("CREATE TABLE days (id BIGINT, d DATE)")
+        .await
+        .unwrap();
+    let mut data = b"PGCOPY\n\xff\r\n\0".to_vec();
+    data.extend_from_slice(&0i32.to_be_bytes()); // flags
+    data.extend_from_slice(&0i32.to_be_bytes()); // header extension
+    for (id, days) in [(1i64, 0i32), (2, i32::MAX)] {
+        data.extend_from_slice(&2i16.to_be_bytes());
+        data.extend_from_slice(&8i32.to_be_bytes());
+        data.extend_from_slice(&id.to_be_bytes());
+        data.extend_from_slice(&4i32.to_be_bytes());
+        data.extend_from_slice(&days.to_be_bytes());
+    }
+    data.extend_from_slice(&(-1i16).to_be_bytes());
+    let err = copy_in(&client, "COPY days FROM STDIN (FORMAT binary)", &[&data])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "22008", "{err:?}");
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM days", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn large_copy_streams_in_many_files_worth_of_batches() {
     let server = TestServer::start();

@@ -44,21 +44,12 @@ case "${1:-all}" in
   *) echo "usage: $0 [small|large|all]" >&2; exit 64 ;;
 esac
 
-# A virtualenv with the pinned packages, reinstalled when requirements.txt
-# changes (same scheme as tests/interop.rs).
-VENV="$BENCH_ROOT/target/bench-venv"
-PY="$VENV/bin/python"
-if ! cmp -s "$HERE/requirements.txt" "$VENV/installed-requirements.txt"; then
-  echo "installing $HERE/requirements.txt into $VENV ..." >&2
-  [ -x "$PY" ] || python3 -m venv "$VENV"
-  "$PY" -m pip install --quiet --disable-pip-version-check -r "$HERE/requirements.txt"
-  cp "$HERE/requirements.txt" "$VENV/installed-requirements.txt"
-fi
+bench_venv
 
 if [ "${BENCH_NO_BUILD:-}" != 1 ]; then
   (cd "$BENCH_ROOT" && cargo build --release --quiet)
 fi
-[ -x "$BENCH_ROOT/target/release/featuredb" ] || { echo "no target/release/featuredb" >&2; exit 1; }
+[ -x "$FDB_BIN" ] || { echo "no $FDB_BIN" >&2; exit 1; }
 
 # featuredb's query parallelism (DataFusion target_partitions); it defaults
 # to the number of CPUs, set explicitly so both systems use $THREADS.

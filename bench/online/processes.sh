@@ -21,14 +21,7 @@ T=${SECONDS_PER_RUN:-15}
 bench_prelude
 
 ENTITIES="$WORK/online-entities-$KEYS.csv"
-if [ ! -s "$ENTITIES" ]; then
-  echo "generating $ENTITIES ..." >&2
-  awk -v n="$KEYS" 'BEGIN { srand(1); base = 1704067200;
-    for (i = 1; i <= n; i++)
-      printf "%d,%s,%.6f,%.6f,%.6f,%d\n", i, strftime("%Y-%m-%d %H:%M:%S", base + int(rand() * 31536000), 1),
-        rand() * 1000, rand() * 2 - 1, rand(), int(rand() * 100000)
-  }' > "$ENTITIES"
-fi
+gen_rows "$ENTITIES" "$KEYS" "$KEYS" 1 0
 COLUMNS="user_id BIGINT, ts TIMESTAMP, f1 DOUBLE PRECISION, f2 DOUBLE PRECISION, f3 DOUBLE PRECISION, n BIGINT"
 ONE="$WORK/online-one.sql"
 printf '\\set id random(1, %d)\nSELECT * FROM user_features WHERE user_id = :id;\n' "$KEYS" > "$ONE"

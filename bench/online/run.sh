@@ -27,27 +27,14 @@ SOURCE_ROWS=${2:-10000000}
 T=${SECONDS_PER_RUN:-30}
 bench_prelude
 
-gen() {  # FILE ROWS KEYS SEED FIRST_T: user_id, ts, f1, f2, f3, n
-  [ -s "$1" ] && return
-  echo "generating $1 ..." >&2
-  awk -v n="$2" -v keys="$3" -v seed="$4" -v first="$5" 'BEGIN {
-    srand(seed); base = 1704067200 + first;
-    for (i = 0; i < n; i++) {
-      k = (n == keys) ? i + 1 : int(rand() * keys) + 1;
-      t = base + int(rand() * 31536000);
-      printf "%d,%s,%.6f,%.6f,%.6f,%d\n", k, strftime("%Y-%m-%d %H:%M:%S", t, 1),
-        rand() * 1000, rand() * 2 - 1, rand(), int(rand() * 100000)
-    }
-  }' > "$1"
-}
 ENTITIES="$WORK/online-entities-$KEYS.csv"
 SOURCE="$WORK/online-source-$SOURCE_ROWS-$KEYS.csv"
 DELTA="$WORK/online-delta-$SOURCE_ROWS-$KEYS.csv"
 SMALL_DELTA="$WORK/online-small-delta-$SOURCE_ROWS-$KEYS.csv"
-gen "$ENTITIES" "$KEYS" "$KEYS" 1 0
-gen "$SOURCE" "$SOURCE_ROWS" "$KEYS" 2 0
-gen "$DELTA" "$((SOURCE_ROWS / 100))" "$KEYS" 3 31536000
-gen "$SMALL_DELTA" "$((SOURCE_ROWS / 10000))" "$KEYS" 4 63072000
+gen_rows "$ENTITIES" "$KEYS" "$KEYS" 1 0
+gen_rows "$SOURCE" "$SOURCE_ROWS" "$KEYS" 2 0
+gen_rows "$DELTA" "$((SOURCE_ROWS / 100))" "$KEYS" 3 31536000
+gen_rows "$SMALL_DELTA" "$((SOURCE_ROWS / 10000))" "$KEYS" 4 63072000
 
 COLUMNS="user_id BIGINT, ts TIMESTAMP, f1 DOUBLE PRECISION, f2 DOUBLE PRECISION, f3 DOUBLE PRECISION, n BIGINT"
 ONE="$WORK/online-one.sql"
@@ -61,23 +48,6 @@ BATCH="$WORK/online-batch.sql"
 } > "$BATCH"
 
 trap 'stop_postgres; stop_featuredb' EXIT
-
-# run_pgbench HOST PORT SCRIPT LABEL: prints "tps avg_ms p99_ms" (HOST is
-# an address, or a directory holding the server's Unix-domain socket)
-run_pgbench() {
-  local host=$1 port=$2 script=$3 label=$4 logdir="$WORK/pgbench-$4"
-  rm -rf "$logdir"; mkdir -p "$logdir"
-  # A 5 s warm-up (caches, connections) for both systems, not measured.
-  "$PGBENCH" -n -M prepared -c 8 -j 2 -T 5 -h "$host" -p "$port" -f "$script" >/dev/null 2>&1 || true
-  (cd "$logdir" && "$PGBENCH" -n -M prepared -c 8 -j 2 -T "$T" -h "$host" -p "$port" -f "$script" -l >"$logdir/out" 2>&1) \
-    || { cat "$logdir/out" >&2; exit 1; }
-  local tps avg p99
-  tps=$(awk '/^tps/ {print $3}' "$logdir/out")
-  avg=$(awk '/^latency average/ {print $4}' "$logdir/out")
-  # Per-transaction logs: the third field is the latency in microseconds.
-  p99=$(cat "$logdir"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "%.3f", a[int(NR*0.99)]/1000}')
-  echo "$tps $avg $p99"
-}
 
 timed() {  # PORT SQL → seconds
   local start end

@@ -305,3 +305,9 @@ impl RegistryState {
             .collect()
     }
 }
+
+/// The current time as the registry and the job history record it
+/// (RFC 3339, UTC, milliseconds).
+pub fn timestamp_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -575,7 +575,13 @@ impl CopyFromStdin {
                             ScalarValue::try_from(&target)?
                         }
                         Some(range) => parse_binary_param(&buffer[range], &types[index], &target)
-                            .map_err(|e| self.bad_data(BadCopyDataKind::Value, e.to_string(), Some(index), None))?,
+                            .map_err(|e| {
+                                let kind = match e {
+                                    Error::DatetimeFieldOverflow(_) => BadCopyDataKind::DateTimeOverflow,
+                                    _ => BadCopyDataKind::Value,
+                                };
+                                self.bad_data(kind, e.to_string(), Some(index), None)
+                            })?,
                     };
                     self.binary_values[index].push(value);
                 }

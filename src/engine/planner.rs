@@ -4,7 +4,7 @@
 //!
 //! A [`Planner`] is the DataFusion context of one session (its settings,
 //! functions and temporary tables) or of work no session started (default
-//! settings); it is also the feature store's [`QueryPlanner`].
+//! settings); it is also the feature store's [`SqlPlanner`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use super::parameters::{
     parameter_any_types, parameter_cast_types, sql_type, type_values_placeholders,
 };
 use crate::error::{Error, Result};
-use crate::features::{NameScope, QueryPlanner, ResolveMode};
+use crate::features::{NameScope, ResolveMode, SqlPlanner};
 use crate::offline::OfflineStore;
 use crate::pgcompat::functions;
 use crate::pgcompat::pg_catalog::{self, Relations};
@@ -128,7 +128,7 @@ impl Planner {
     pub fn names(&self) -> NameScope {
         NameScope {
             offline: self.offline.clone(),
-            search_path: self.effective_search_path(),
+            search_path_setting: self.search_path.clone(),
             default_schema: self.default_schema(),
             temp: self.temp.clone(),
         }
@@ -237,7 +237,7 @@ impl Planner {
 }
 
 #[async_trait]
-impl QueryPlanner for Planner {
+impl SqlPlanner for Planner {
     async fn plan(
         &mut self,
         registry: &RegistryState,

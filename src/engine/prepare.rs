@@ -47,7 +47,7 @@ pub struct Prepared {
     /// For SQL-level `PREPARE name AS query`: the name and the rows the
     /// prepared query returns, which `EXECUTE name` describes.
     pub(super) defines: Option<(String, SchemaRef)>,
-    /// An online lookup, answered without DataFusion (see `lookup`).
+    /// An online lookup, answered without DataFusion (see `serving`).
     pub(super) lookup: Option<Arc<LookupPlan>>,
 }
 
@@ -83,9 +83,7 @@ impl Prepared {
     /// straight from the stored rows: no query runs, whatever the
     /// parameters (unless the view changed since, see `execute`).
     pub fn is_direct_lookup(&self) -> bool {
-        self.lookup
-            .as_ref()
-            .is_some_and(|lookup| lookup.is_direct())
+        self.direct_lookup().is_some()
     }
 
     /// The plan of a direct lookup (see [`Self::is_direct_lookup`]), which

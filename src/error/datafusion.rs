@@ -21,17 +21,20 @@ enum Carrier {
     Plan,
     /// `DataFusionError::Execution`.
     Execution,
-    /// Arrow's `CastError` and `ParseError`, however they arrive.
+    /// Arrow's `CastError`.
     Cast,
+    /// Arrow's `ParseError`.
+    Parse,
     /// Arrow's `InvalidArgumentError`.
     InvalidArgument,
 }
 
-/// How a message-only error maps to a SQLSTATE: the first rule of its
+/// How a message-only error maps to a SQLSTATE: the first rule for its
 /// carrier whose patterns match the lower-cased message (any one of `any`
-/// and all of `all`; a pattern starting with `^` must begin it).
+/// and all of `all`; a pattern starting with `^` must begin it, one ending
+/// with `$` must end it).
 struct TextRule {
-    carrier: Carrier,
+    carriers: &'static [Carrier],
     any: &'static [&'static str],
     all: &'static [&'static str],
     code: &'static str,
@@ -62,7 +65,7 @@ const TEXT_RULES: &[TextRule] = &[
     // Arrow's "Can't cast value 40000 to type Int16": out of range, not
     // bad syntax.
     TextRule {
-        carrier: Carrier::Cast,
+        carriers: &[Carrier::Cast],
         any: &["can't cast value "],
         all: &[" to type "],
         code: "22003",
@@ -70,7 +73,7 @@ const TEXT_RULES: &[TextRule] = &[
     },
     // Strings that do not parse as a date or time: 22007, as PostgreSQL.
     TextRule {
-        carrier: Carrier::Cast,
+        carriers: &[Carrier::Cast, Carrier::Parse],
         any: &[
             "of date",
             "of timestamp",
@@ -91,7 +94,7 @@ const TEXT_RULES: &[TextRule] = &[
     },
     // Any other string that does not parse as its type.
     TextRule {
-        carrier: Carrier::Cast,
+        carriers: &[Carrier::Cast, Carrier::Parse],
         any: &[""],
         all: &[],
         code: "22P02",
@@ -99,7 +102,7 @@ const TEXT_RULES: &[TextRule] = &[
     },
     // A decimal that does not fit its precision.
     TextRule {
-        carrier: Carrier::InvalidArgument,
+        carriers: &[Carrier::InvalidArgument],
         any: &["too large to store in a decimal"],
         all: &[],
         code: "22003",
@@ -107,7 +110,7 @@ const TEXT_RULES: &[TextRule] = &[
     },
     // A table DataFusion resolves itself (a system schema's).
     TextRule {
-        carrier: Carrier::Plan,
+        carriers: &[Carrier::Plan],
         any: &["^table"],
         all: &["not found"],
         code: "42P01",
@@ -115,7 +118,7 @@ const TEXT_RULES: &[TextRule] = &[
     },
     // A parameter without a value or a type.
     TextRule {
-        carrier: Carrier::Plan,
+        carriers: &[Carrier::Plan],
         any: &["placeholder"],
         all: &[],
         code: "42P02",
@@ -123,7 +126,7 @@ const TEXT_RULES: &[TextRule] = &[
     },
     // No function of that name takes these arguments.
     TextRule {
-        carrier: Carrier::Plan,
+        carriers: &[Carrier::Plan],
         any: &[
             "invalid function",
             "no function matches",
@@ -136,7 +139,7 @@ const TEXT_RULES: &[TextRule] = &[
     },
     // Operands of types that do not go together.
     TextRule {
-        carrier: Carrier::Plan,
+        carriers: &[Carrier::Plan],
         any: &[
             "cannot infer common",
             "cannot coerce",
@@ -150,7 +153,7 @@ const TEXT_RULES: &[TextRule] = &[
     },
     // Any other planning error: a syntax or access rule violation.
     TextRule {
-        carrier: Carrier::Plan,
+        carriers: &[Carrier::Plan],
         any: &[""],
         all: &[],
         code: "42000",
@@ -158,23 +161,23 @@ const TEXT_RULES: &[TextRule] = &[
     },
     // SQL-level EXECUTE / DEALLOCATE of a statement never prepared.
     TextRule {
-        carrier: Carrier::Execution,
-        any: &["prepared statement '"],
-        all: &["' does not exist"],
+        carriers: &[Carrier::Execution],
+        any: &["^prepared statement '"],
+        all: &["' does not exist$"],
         code: "26000",
         message: Rewording::PreparedStatement("does not exist"),
     },
     // SQL-level PREPARE of a name in use.
     TextRule {
-        carrier: Carrier::Execution,
-        any: &["prepared statement '"],
-        all: &["' already exists"],
+        carriers: &[Carrier::Execution],
+        any: &["^prepared statement '"],
+        all: &["' already exists$"],
         code: "42P05",
         message: Rewording::PreparedStatement("already exists"),
     },
     // A result too large for its type (`repeat`'s string size).
     TextRule {
-        carrier: Carrier::Execution,
+        carriers: &[Carrier::Execution],
         any: &["overflow"],
         all: &[],
         code: "22003",
@@ -244,7 +247,8 @@ fn arrow(error: &ArrowError) -> ErrorReport {
     match error {
         ArrowError::DivideByZero => ErrorReport::new("22012", "division by zero"),
         ArrowError::ArithmeticOverflow(m) => ErrorReport::new("22003", m.clone()),
-        ArrowError::CastError(m) | ArrowError::ParseError(m) => by_text(Carrier::Cast, m, "22P02"),
+        ArrowError::CastError(m) => by_text(Carrier::Cast, m, "22P02"),
+        ArrowError::ParseError(m) => by_text(Carrier::Parse, m, "22P02"),
         ArrowError::ExternalError(inner) => match inner.downcast_ref::<super::Error>() {
             Some(ours) => ours.report(),
             None => ErrorReport::new("XX000", inner.to_string()),
@@ -259,12 +263,19 @@ fn arrow(error: &ArrowError) -> ErrorReport {
 /// [`TEXT_RULES`], else `default` with the message as it is.
 fn by_text(carrier: Carrier, message: &str, default: &'static str) -> ErrorReport {
     let lower = message.to_lowercase();
-    let matches = |pattern: &&str| match pattern.strip_prefix('^') {
-        Some(start) => lower.starts_with(start),
-        None => lower.contains(pattern),
+    let matches = |pattern: &&str| {
+        if let Some(start) = pattern.strip_prefix('^') {
+            lower.starts_with(start)
+        } else if let Some(end) = pattern.strip_suffix('$') {
+            lower.ends_with(end)
+        } else {
+            lower.contains(pattern)
+        }
     };
     let rule = TEXT_RULES.iter().find(|rule| {
-        rule.carrier == carrier && rule.any.iter().any(matches) && rule.all.iter().all(matches)
+        rule.carriers.contains(&carrier)
+            && rule.any.iter().any(matches)
+            && rule.all.iter().all(matches)
     });
     let Some(rule) = rule else {
         return ErrorReport::new(default, message);
@@ -273,7 +284,12 @@ fn by_text(carrier: Carrier, message: &str, default: &'static str) -> ErrorRepor
         Rewording::Keep => ErrorReport::new(rule.code, message),
         Rewording::OutOfRange => ErrorReport::new(rule.code, out_of_range(message)),
         Rewording::PreparedStatement(what) => {
-            let name = message.split('\'').nth(1).unwrap_or_default().to_string();
+            // The rule matched `Prepared statement '<name>' <what>`.
+            let name = message
+                .len()
+                .checked_sub(what.len() + 2)
+                .and_then(|end| message.get("prepared statement '".len()..end))
+                .unwrap_or_default();
             ErrorReport::new(rule.code, format!("prepared statement \"{name}\" {what}"))
         }
         Rewording::NumericOverflow => ErrorReport {
@@ -338,6 +354,20 @@ mod tests {
         assert_eq!(plan("Invalid function 'nope'"), "42883");
         assert_eq!(plan("something else entirely"), "42000");
         let execution = |m: &str| report(&DataFusionError::Execution(m.into()));
+        let quoted = execution("Prepared statement 'it's' already exists");
+        assert_eq!(
+            (quoted.code, quoted.message.as_str()),
+            ("42P05", "prepared statement \"it's\" already exists")
+        );
+        assert_eq!(
+            execution("a Prepared statement 'p' does not exist, said x").code,
+            "XX000"
+        );
+        // Prefix and suffix sharing the quote: no name, no panic.
+        assert_eq!(
+            execution("Prepared statement ' does not exist").code,
+            "26000"
+        );
         let missing = execution("Prepared statement 'p' does not exist");
         assert_eq!(
             (missing.code, missing.message.as_str()),

@@ -114,6 +114,7 @@ fn report(error: &Error) -> ErrorReport {
                     BadCopyDataKind::Value => "22P02",
                     BadCopyDataKind::OutOfRange => "22003",
                     BadCopyDataKind::DateTime => "22007",
+                    BadCopyDataKind::DateTimeOverflow => "22008",
                     BadCopyDataKind::Encoding => "22021",
                     BadCopyDataKind::NotNull => "23502",
                     BadCopyDataKind::TooLong => "22001",

@@ -209,6 +209,9 @@ pub enum BadCopyDataKind {
     OutOfRange,
     /// A date or time that does not parse (22007).
     DateTime,
+    /// A date or time outside what can be stored, e.g. a binary infinity
+    /// (22008).
+    DateTimeOverflow,
     /// Bytes that are not valid UTF-8 (22021).
     Encoding,
     /// NULL in a NOT NULL column (23502).

@@ -14,7 +14,7 @@
 //! - [`system_tables`] shows the registry and its jobs in the `featuredb`
 //!   schema.
 //!
-//! The feature store plans queries through [`QueryPlanner`], which the SQL
+//! The feature store plans queries through [`SqlPlanner`], which the SQL
 //! engine implements: it never reaches up into a session.
 
 pub mod asof;
@@ -28,5 +28,5 @@ pub mod temporal;
 
 pub use materialize::Materializer;
 pub use names::NameScope;
-pub use planner::QueryPlanner;
+pub use planner::SqlPlanner;
 pub use resolve::{NameResolver, Relation, ResolveMode};

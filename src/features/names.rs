@@ -20,17 +20,28 @@ use crate::pgcompat::temp_tables::TempTables;
 #[derive(Clone)]
 pub struct NameScope {
     pub offline: Arc<OfflineStore>,
-    /// Existing schemas of `search_path`, in order.
-    pub search_path: Vec<String>,
+    /// The `search_path` setting; which of its schemas exist is asked at
+    /// each use ([`Self::search_path`]), as schemas come and go while a
+    /// statement waits for the registry's lock.
+    pub search_path_setting: Vec<String>,
     /// The schema DataFusion resolves unqualified names in.
     pub default_schema: String,
     pub temp: Arc<TempTables>,
 }
 
 impl NameScope {
+    /// The existing schemas of the search path, in order.
+    pub fn search_path(&self) -> Vec<String> {
+        self.search_path_setting
+            .iter()
+            .filter(|schema| self.offline.schema_exists(schema))
+            .cloned()
+            .collect()
+    }
+
     /// Where unqualified new objects go: the first existing schema.
     pub fn creation_schema(&self) -> Result<String> {
-        self.search_path.first().cloned().ok_or_else(|| {
+        self.search_path().into_iter().next().ok_or_else(|| {
             Error::UndefinedSchema("no schema has been selected to create in".to_string())
         })
     }
@@ -45,7 +56,7 @@ impl NameScope {
         NameResolver::new(
             &self.offline,
             registry,
-            &self.search_path,
+            self.search_path(),
             &self.default_schema,
             sql,
             mode,
@@ -98,7 +109,7 @@ impl NameScope {
         let candidates: Vec<QualifiedName> = match &name.schema {
             Some(schema) => vec![QualifiedName::new(schema, &name.name)],
             None => self
-                .search_path
+                .search_path()
                 .iter()
                 .map(|schema| QualifiedName::new(schema, &name.name))
                 .collect(),
@@ -133,7 +144,7 @@ impl NameScope {
     ) -> Option<(ObjectKind, QualifiedName)> {
         let schemas = match &name.schema {
             Some(schema) => vec![schema.clone()],
-            None => self.search_path.clone(),
+            None => self.search_path(),
         };
         schemas.into_iter().find_map(|schema| {
             let qualified = QualifiedName::new(&schema, &name.name);
@@ -188,7 +199,7 @@ impl NameScope {
     pub fn lookup_table(&self, name: &ObjectRef) -> Result<Arc<TableHandle>> {
         let schemas = match &name.schema {
             Some(schema) => vec![schema.clone()],
-            None => self.search_path.clone(),
+            None => self.search_path(),
         };
         for schema in schemas {
             if let Some(reason) = self.offline.broken_table(&schema, &name.name) {

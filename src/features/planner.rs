@@ -15,7 +15,7 @@ use super::resolve::ResolveMode;
 use crate::error::Result;
 
 #[async_trait]
-pub trait QueryPlanner: Send {
+pub trait SqlPlanner: Send {
     /// Plans `statement` (whose text is `sql`) with its names resolved in
     /// `mode` against `registry` — the registry as it is, or as a change
     /// would leave it. Returns the plan and the type of each parameter

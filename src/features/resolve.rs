@@ -60,7 +60,7 @@ pub struct NameResolver<'a> {
     pub store: &'a OfflineStore,
     pub registry: &'a RegistryState,
     /// Existing schemas of `search_path`, in order.
-    pub search_path: &'a [String],
+    pub search_path: Vec<String>,
     /// The schema DataFusion resolves unqualified names in.
     pub default_schema: &'a str,
     /// The statement text, to turn spans into positions.
@@ -79,7 +79,7 @@ impl<'a> NameResolver<'a> {
     pub fn new(
         store: &'a OfflineStore,
         registry: &'a RegistryState,
-        search_path: &'a [String],
+        search_path: Vec<String>,
         default_schema: &'a str,
         sql: &'a str,
         mode: ResolveMode,
@@ -287,7 +287,7 @@ impl<'a> NameResolver<'a> {
         let mut nested = NameResolver::new(
             self.store,
             self.registry,
-            self.search_path,
+            self.search_path.clone(),
             self.default_schema,
             "",
             ResolveMode::Definition,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use featuredb_catalog::QualifiedName;
+use featuredb_catalog::{QualifiedName, timestamp_now as now};
 
 use super::locks::{TargetLock, TargetLocks};
 use super::records::{Job, JobRecords};
@@ -25,10 +25,6 @@ pub struct RunningJob {
     /// is recorded over it.
     recorded_finished: bool,
     _turn: TargetLock,
-}
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 impl JobRunner {

@@ -132,7 +132,7 @@ impl DeltaRuns {
 }
 
 /// [`DeltaRuns`] read-locked (see [`DeltaRuns::hold`]). Runs are only
-/// added by the refresh that holds the view's refresh lock, after its
+/// added by the refresh that holds the view's turn (its job), after its
 /// reads: holding this while deciding its upserts blocks no one.
 pub struct HeldRuns<'a>(std::sync::RwLockReadGuard<'a, Runs>);
 

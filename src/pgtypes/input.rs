@@ -579,9 +579,15 @@ const INFINITE_DATES: [i32; 2] = [i32::MAX, i32::MIN];
 const INFINITE_TIMESTAMPS: [i64; 2] = [i64::MAX, i64::MIN];
 
 /// The range of PostgreSQL's timestamps, in its binary form (µs since
-/// 2000-01-01): 4714-11-24 BC to the end of 294276 AD.
+/// 2000-01-01): 4714-11-24 BC to the end of 294276 AD. Arrow counts from
+/// 1970, so the last 30 years of it do not fit (refused as well).
 const MIN_TIMESTAMP: i64 = -211_813_488_000_000_000;
 const END_TIMESTAMP: i64 = 9_223_371_331_200_000_000;
+
+/// The range of PostgreSQL's dates, in its binary form (days since
+/// 2000-01-01): 4714-11-24 BC to the end of 5874897 AD.
+const MIN_DATE: i32 = -2_451_545;
+const END_DATE: i32 = 2_145_031_949;
 
 fn infinite(type_name: &str) -> Error {
     Error::DatetimeFieldOverflow(format!(
@@ -594,18 +600,23 @@ fn binary_date(days: i32) -> Result<i32> {
     if INFINITE_DATES.contains(&days) {
         return Err(infinite("date"));
     }
-    days.checked_add(PG_EPOCH_DAYS)
-        .ok_or_else(|| Error::DatetimeFieldOverflow("date out of range".to_string()))
+    if !(MIN_DATE..END_DATE).contains(&days) {
+        return Err(Error::DatetimeFieldOverflow(
+            "date out of range".to_string(),
+        ));
+    }
+    Ok(days + PG_EPOCH_DAYS)
 }
 
-/// A binary `time` (µs since midnight), which must lie within a day.
+/// A binary `time` (µs since midnight), which must lie within a day
+/// (PostgreSQL answers 22P03 otherwise, as here).
 fn binary_time(micros: i64) -> Result<i64> {
     if (0..=86_400_000_000).contains(&micros) {
         Ok(micros)
     } else {
-        Err(Error::DatetimeFieldOverflow(
-            "time out of range".to_string(),
-        ))
+        Err(Error::InvalidBinaryRepresentation {
+            message: "time out of range".to_string(),
+        })
     }
 }
 
@@ -614,12 +625,11 @@ fn binary_timestamp(micros: i64) -> Result<i64> {
     if INFINITE_TIMESTAMPS.contains(&micros) {
         return Err(infinite("timestamp"));
     }
+    let out_of_range = || Error::DatetimeFieldOverflow("timestamp out of range".to_string());
     if !(MIN_TIMESTAMP..END_TIMESTAMP).contains(&micros) {
-        return Err(Error::DatetimeFieldOverflow(
-            "timestamp out of range".to_string(),
-        ));
+        return Err(out_of_range());
     }
-    Ok(micros + PG_EPOCH_MICROS)
+    micros.checked_add(PG_EPOCH_MICROS).ok_or_else(out_of_range)
 }
 
 fn decode_binary(bytes: &[u8], ty: &Type) -> Result<ScalarValue> {
@@ -826,9 +836,9 @@ mod tests {
         assert!(parse_binary_param(&[1, 2], &Type::INT8, &DataType::Int64).is_err());
     }
 
-    /// Binary dates, times, timestamps and intervals out of Arrow's range —
-    /// `infinity`, `-infinity`, garbage — are refused with 22008, never
-    /// wrapped or panicked on.
+    /// Binary dates, timestamps and intervals out of range — `infinity`,
+    /// `-infinity`, garbage — are refused with 22008 (a time with 22P03, as
+    /// PostgreSQL does), never wrapped or panicked on.
     #[test]
     fn binary_datetimes_out_of_range_are_refused() {
         let out_of_range = |bytes: &[u8], ty: &Type, target: DataType| match parse_binary_param(
@@ -866,11 +876,19 @@ mod tests {
             out_of_range(&days.to_be_bytes(), &Type::DATE, DataType::Date32);
         }
         out_of_range(&(i32::MAX - 1).to_be_bytes(), &Type::DATE, DataType::Date32);
+        out_of_range(&END_DATE.to_be_bytes(), &Type::DATE, DataType::Date32);
+        out_of_range(&(MIN_DATE - 1).to_be_bytes(), &Type::DATE, DataType::Date32);
+        // Within PostgreSQL's range, past what Arrow's µs since 1970 hold.
         out_of_range(
-            &(-1i64).to_be_bytes(),
-            &Type::TIME,
-            DataType::Time64(datafusion::arrow::datatypes::TimeUnit::Microsecond),
+            &(END_TIMESTAMP - 1).to_be_bytes(),
+            &Type::TIMESTAMP,
+            timestamp.clone(),
         );
+        let time = DataType::Time64(datafusion::arrow::datatypes::TimeUnit::Microsecond);
+        assert!(matches!(
+            parse_binary_param(&(-1i64).to_be_bytes(), &Type::TIME, &time),
+            Err(Error::InvalidBinaryRepresentation { .. })
+        ));
         let mut interval = i64::MAX.to_be_bytes().to_vec();
         interval.extend_from_slice(&[0; 8]);
         out_of_range(
@@ -881,6 +899,12 @@ mod tests {
         // The edges of PostgreSQL's range are fine.
         let first = parse_binary_param(&MIN_TIMESTAMP.to_be_bytes(), &Type::TIMESTAMP, &timestamp);
         assert!(first.is_ok());
+        let last_date = parse_binary_param(
+            &(END_DATE - 1).to_be_bytes(),
+            &Type::DATE,
+            &DataType::Date32,
+        );
+        assert!(last_date.is_ok());
         let epoch = parse_binary_param(&0i64.to_be_bytes(), &Type::TIMESTAMP, &timestamp).unwrap();
         assert_eq!(
             epoch,

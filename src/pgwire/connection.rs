@@ -7,7 +7,7 @@
 //! that is already sending rows.
 //!
 //! A connection runs on its protocol thread or on the query runtime and
-//! moves between them by message (see `runtimes`): the loop hands the
+//! moves between them by message (see `placement`): the loop hands the
 //! message that needs the other runtime back to [`drive`], which detaches
 //! the socket and carries on from that message over there.
 
@@ -32,11 +32,12 @@ use tokio_util::task::TaskTracker;
 use super::cancel::{CancelHandle, CancelRegistry};
 use super::codec::{CodecError, Phase, ServerCodec};
 use super::copy::CopyInProgress;
-use super::errors::{ClientError, error_response, notice_response};
+use super::errors::{error_response, notice_response};
 use super::portal::Portal;
 use super::stream::ClientStream;
 use crate::engine::{Engine, Prepared, Session, TransactionState};
 use crate::error::Error;
+use crate::error::ErrorReport;
 use crate::placement::{ConnectionPlacement, Runtime, Runtimes, Work};
 use featuredb_catalog::DEFAULT_DATABASE;
 
@@ -218,7 +219,7 @@ impl Connection {
             };
             let Some(message) = message else {
                 let _ = self
-                    .send_error(ClientError::fatal(
+                    .send_error(ErrorReport::fatal(
                         "57P01",
                         "terminating connection due to administrator command",
                     ))
@@ -236,7 +237,7 @@ impl Connection {
                         _ => "08P01",
                     };
                     let _ = self
-                        .send_error(ClientError::fatal(code, e.to_string()))
+                        .send_error(ErrorReport::fatal(code, e.to_string()))
                         .await;
                     let _ = self.framed.flush().await;
                     return Ended::Closed;
@@ -314,7 +315,7 @@ impl Connection {
             }
             PgWireFrontendMessage::Startup(startup) => self.startup(startup).await,
             _ => {
-                self.send_error(ClientError::fatal("08P01", "expected a startup message"))
+                self.send_error(ErrorReport::fatal("08P01", "expected a startup message"))
                     .await?;
                 self.framed.flush().await?;
                 Ok(Continue::No)
@@ -326,7 +327,7 @@ impl Connection {
     /// asked: the embedded default trusts local clients.
     async fn startup(&mut self, startup: Startup) -> Reply<Continue> {
         if startup.protocol_number_major != 3 {
-            self.send_error(ClientError::fatal(
+            self.send_error(ErrorReport::fatal(
                 "0A000",
                 format!(
                     "unsupported frontend protocol {}.{}: server supports 3.0",
@@ -339,7 +340,7 @@ impl Connection {
         }
         let user = startup.parameters.get("user").cloned().unwrap_or_default();
         if user.is_empty() {
-            self.send_error(ClientError::fatal(
+            self.send_error(ErrorReport::fatal(
                 "28000",
                 "no PostgreSQL user name specified in startup packet",
             ))
@@ -353,7 +354,7 @@ impl Connection {
             .cloned()
             .unwrap_or_else(|| user.clone());
         if database != DEFAULT_DATABASE {
-            self.send_error(ClientError::fatal(
+            self.send_error(ErrorReport::fatal(
                 "3D000",
                 format!("database \"{database}\" does not exist"),
             ))
@@ -372,7 +373,7 @@ impl Connection {
         let mut session = match self.server.engine.new_session(&user) {
             Ok(session) => session,
             Err(e) => {
-                self.send_error(ClientError::fatal("XX000", e.to_string()))
+                self.send_error(ErrorReport::fatal("XX000", e.to_string()))
                     .await?;
                 self.framed.flush().await?;
                 return Ok(Continue::No);
@@ -430,7 +431,7 @@ impl Connection {
             | PgWireFrontendMessage::CopyDone(_)
             | PgWireFrontendMessage::CopyFail(_) => Ok(()),
             other => {
-                self.send_error(ClientError::fatal(
+                self.send_error(ErrorReport::fatal(
                     "08P01",
                     format!("unexpected message in this state: {other:?}")
                         .chars()
@@ -471,7 +472,7 @@ impl Connection {
         StatementGuard { token, deadline }
     }
 
-    pub(super) async fn send_error(&mut self, error: ClientError) -> Reply {
+    pub(super) async fn send_error(&mut self, error: ErrorReport) -> Reply {
         self.framed
             .feed(PgWireBackendMessage::ErrorResponse(error_response(error)))
             .await?;
@@ -536,7 +537,7 @@ impl Connection {
             )))
             .await?;
         // On a protocol thread the reply goes out with the others of this
-        // turn of its event loop (see `outbox`). The socket stays open until
+        // turn of its event loop (see `placement::outbox`). The socket stays open until
         // the send is done: nothing cancels a connection at this await (it
         // is outside every select), and the thread's sender runs in the
         // same turn of the same event loop.

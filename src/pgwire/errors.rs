@@ -4,7 +4,6 @@
 
 use pgwire::messages::response::{ErrorResponse, NoticeResponse};
 
-pub use crate::error::ErrorReport as ClientError;
 use crate::error::ErrorReport;
 use crate::notice::Notice;
 

@@ -2,7 +2,7 @@
 //! protocol is the same on both; only how bytes move differs.
 //!
 //! A socket belongs to the event loop of the runtime that registered it. A
-//! connection moving to another runtime (see `runtimes`) detaches its
+//! connection moving to another runtime (see `placement`) detaches its
 //! socket from one ([`ClientStream::detach`]) and attaches it to the other
 //! ([`ClientStream::attach`], inside the target runtime).
 

@@ -23,16 +23,4 @@ pub mod runtimes;
 pub use connection::{ConnectionPlacement, Work};
 pub use runtimes::{Home, Runtime, Runtimes};
 
-/// How connections are placed (from the server configuration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlacementSettings {
-    /// Protocol threads; 0 serves connections on the query runtime.
-    pub protocol_threads: usize,
-    /// Pin each protocol thread to a CPU (when there are no more threads
-    /// than CPUs the process may use) and serve a TCP connection on the
-    /// thread of the CPU its packets arrive on.
-    pub pin_protocol_threads: bool,
-    /// Send protocol threads' replies through io_uring where the kernel
-    /// allows it.
-    pub io_uring: bool,
-}
+pub use crate::config::PlacementSettings;

@@ -72,7 +72,12 @@ impl Runtimes {
         let count = settings.protocol_threads;
         let cpus = allowed_cpus();
         let pin = settings.pin_protocol_threads && count <= cpus.len();
-        let io_uring = settings.io_uring;
+        // What the threads will do, not only what was asked: the log below
+        // says whether replies really go through io_uring.
+        #[cfg(target_os = "linux")]
+        let io_uring = settings.io_uring && super::outbox::available();
+        #[cfg(not(target_os = "linux"))]
+        let io_uring = false;
         let protocol = (0..count)
             .map(|index| {
                 let runtime = tokio::runtime::Builder::new_current_thread()

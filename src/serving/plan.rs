@@ -19,7 +19,7 @@ use super::shape::{KeyMatch, ValueRef, column_name, is_whole_row, key_match, loo
 use crate::error::{Error, Result};
 use crate::features::materialize::shape_of;
 use crate::features::temporal::parse_query;
-use crate::features::{NameScope, QueryPlanner, Relation, ResolveMode};
+use crate::features::{NameScope, Relation, ResolveMode, SqlPlanner};
 use crate::online::readable_as_datum;
 use crate::pgcompat::column_names::{postgres_column_names, rename_columns};
 
@@ -159,7 +159,7 @@ impl LookupService {
         statement: &ast::Statement,
         declared: &[Option<DataType>],
         names: &NameScope,
-        planner: &mut dyn QueryPlanner,
+        planner: &mut dyn SqlPlanner,
     ) -> Result<Option<LookupPlan>> {
         let ast::Statement::Query(query) = statement else {
             return Ok(None);
@@ -180,7 +180,7 @@ impl LookupService {
             // A temporary table shadows everything on the path.
             [relation] if names.temp.contains(relation) => None,
             [relation] => names
-                .search_path
+                .search_path()
                 .iter()
                 .find_map(|schema| resolver.lookup(schema, relation)),
             _ => None,
@@ -458,7 +458,7 @@ impl LookupService {
 
 /// Plans the select list over an empty relation with the rows' columns.
 async fn plan_expressions(
-    planner: &mut dyn QueryPlanner,
+    planner: &mut dyn SqlPlanner,
     registry: &RegistryState,
     query: &Query,
     row_schema: &SchemaRef,

@@ -7,12 +7,13 @@ use std::collections::HashSet;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::sql::sqlparser::ast;
+pub(super) use featuredb_catalog::timestamp_now as now;
 use featuredb_catalog::{ColumnType, ObjectKind, QualifiedName, Registry, RegistryState};
 use featuredb_sql::feature::{FeatureStatement, RegistryKind};
 
 use crate::error::{Error, Result};
 use crate::features::names::NameScope;
-use crate::features::planner::QueryPlanner;
+use crate::features::planner::SqlPlanner;
 use crate::features::resolve::ResolveMode;
 use crate::notice::Notice;
 
@@ -21,7 +22,7 @@ pub struct RegistryDdl<'a> {
     pub names: NameScope,
     pub registry: &'a Registry,
     /// Plans definitions against the state a change would produce.
-    pub planner: &'a mut dyn QueryPlanner,
+    pub planner: &'a mut dyn SqlPlanner,
     /// Notices the statement raises ("already exists, skipping", …).
     pub notices: &'a mut Vec<Notice>,
 }
@@ -39,10 +40,6 @@ pub enum DdlOutcome {
     },
     /// A SHOW: the query over the system tables that answers it.
     Show(String),
-}
-
-pub fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 pub(super) fn kind_of(kind: RegistryKind) -> ObjectKind {

@@ -13,7 +13,7 @@ mod service;
 mod show;
 mod sql_views;
 
-pub use context::{DdlOutcome, RegistryDdl, now, type_name};
+pub use context::{DdlOutcome, RegistryDdl};
 pub use dependencies::{
     check_no_cycle, dependents_closure, describe_dependents, remove_registry_objects,
 };

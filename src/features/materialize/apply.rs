@@ -72,7 +72,7 @@ impl Phases {
                 )
             }));
             // Also when the apply failed, or panicked, before it waited:
-            // the commit must not outlive the refresh lock.
+            // the commit must not outlive the view's job (its turn).
             let committed = offline.wait_blocking();
             match applied {
                 Ok(applied) => applied.and_then(|applied| committed.map(|()| applied)),

@@ -40,8 +40,8 @@ pub(super) struct Computed {
 /// then appended in one Iceberg commit. It runs in a task of its own
 /// while the online rows are prepared; the online store commits after it
 /// (see the module comment), and a refresh waits for it before it
-/// returns, whatever happened meanwhile: it holds the view's refresh
-/// lock, and the next refresh must see this commit's outcome.
+/// returns, whatever happened meanwhile: it holds the view's turn (its
+/// job), and the next refresh must see this commit's outcome.
 pub(super) struct OfflineCommit(Option<tokio::task::JoinHandle<Result<()>>>);
 
 impl OfflineCommit {

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use featuredb_catalog::{FeatureViewVersion, ObjectKind, QualifiedName, Registry, RegistryState};
+use featuredb_catalog::{
+    FeatureViewVersion, ObjectKind, QualifiedName, Registry, RegistryState, timestamp_now as now,
+};
 
 use super::apply::{apply_online, upsert};
 use super::definition::{Rows, offline_schema, offline_table_prefix, online_storable, shape_of};
@@ -14,7 +16,7 @@ use super::inputs::{
     refresh_order, total_rows,
 };
 use crate::error::{Error, Result};
-use crate::features::planner::QueryPlanner;
+use crate::features::planner::SqlPlanner;
 use crate::jobs::{JobRunner, RunningJob};
 use crate::notice::{Notice, NoticeSink};
 use crate::offline::OfflineStore;
@@ -33,7 +35,7 @@ pub struct Materializer {
 /// Who asked for a refresh: the planner its queries go through (with the
 /// caller's settings), and where its notices go.
 pub struct Caller<'a> {
-    pub planner: &'a mut dyn QueryPlanner,
+    pub planner: &'a mut dyn SqlPlanner,
     pub notices: NoticeSink<'a>,
 }
 
@@ -364,10 +366,6 @@ impl Materializer {
     /// state and offline tables. The drop itself is already committed, so
     /// failures here are logged, not returned (the next refresh of a view
     /// with the same name drops leftover tables).
-    /// Deletes what refreshes kept of dropped feature views: online rows,
-    /// state and offline tables. The drop itself is already committed, so
-    /// failures here are logged, not returned (the next refresh of a view
-    /// with the same name drops leftover tables).
     pub async fn forget(&self, dropped: &[(ObjectKind, QualifiedName)]) {
         for (kind, name) in dropped {
             if *kind != ObjectKind::FeatureView {
@@ -412,8 +410,4 @@ impl Materializer {
         }
         Ok(())
     }
-}
-
-pub(super) fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
