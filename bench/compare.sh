@@ -50,15 +50,7 @@ ASOF="$WORK/asof/n1000000-m10000000-k100000"
 [ -s "$ASOF/features.csv" ] || "$PY" "$BENCH_ROOT/bench/asof/gen.py" 1000000 10000000 100000 "$ASOF"
 
 COLUMNS="user_id BIGINT, ts TIMESTAMP, f1 DOUBLE PRECISION, f2 DOUBLE PRECISION, f3 DOUBLE PRECISION, n BIGINT"
-ONE="$WORK/compare-one.sql"
-printf '\\set id random(1, %d)\nSELECT * FROM user_features WHERE user_id = :id;\n' "$KEYS" > "$ONE"
-BATCH="$WORK/compare-batch.sql"
-{
-  for i in $(seq 1 100); do printf '\\set k%d random(1, %d)\n' "$i" "$KEYS"; done
-  printf 'SELECT * FROM user_features WHERE user_id IN ('
-  for i in $(seq 1 100); do printf ':k%d' "$i"; [ "$i" -lt 100 ] && printf ', '; done
-  printf ');\n'
-} > "$BATCH"
+lookup_scripts "$KEYS"
 ASOF_QUERY="SELECT count(*), sum(f1), sum(f3) FROM spine s ASOF LEFT JOIN features f ON s.user_id = f.user_id AND s.ts >= f.ts"
 
 trap stop_featuredb EXIT

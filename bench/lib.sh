@@ -134,3 +134,17 @@ bench_venv() {
     cp "$requirements" "$venv/installed-requirements.txt"
   fi
 }
+
+# lookup_scripts KEYS: pgbench scripts reading user_features by key over
+# 1..KEYS: ONE (one key a transaction) and BATCH (100 keys, IN (...)).
+lookup_scripts() {
+  ONE="$WORK/online-one.sql"
+  printf '\\set id random(1, %d)\nSELECT * FROM user_features WHERE user_id = :id;\n' "$1" > "$ONE"
+  BATCH="$WORK/online-batch.sql"
+  {
+    for i in $(seq 1 100); do printf '\\set k%d random(1, %d)\n' "$i" "$1"; done
+    printf 'SELECT * FROM user_features WHERE user_id IN ('
+    for i in $(seq 1 100); do printf ':k%d' "$i"; [ "$i" -lt 100 ] && printf ', '; done
+    printf ');\n'
+  } > "$BATCH"
+}

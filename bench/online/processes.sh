@@ -23,8 +23,7 @@ bench_prelude
 ENTITIES="$WORK/online-entities-$KEYS.csv"
 gen_rows "$ENTITIES" "$KEYS" "$KEYS" 1 0
 COLUMNS="user_id BIGINT, ts TIMESTAMP, f1 DOUBLE PRECISION, f2 DOUBLE PRECISION, f3 DOUBLE PRECISION, n BIGINT"
-ONE="$WORK/online-one.sql"
-printf '\\set id random(1, %d)\nSELECT * FROM user_features WHERE user_id = :id;\n' "$KEYS" > "$ONE"
+lookup_scripts "$KEYS"
 
 trap 'stop_postgres; stop_featuredb' EXIT
 

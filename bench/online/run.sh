@@ -37,15 +37,7 @@ gen_rows "$DELTA" "$((SOURCE_ROWS / 100))" "$KEYS" 3 31536000
 gen_rows "$SMALL_DELTA" "$((SOURCE_ROWS / 10000))" "$KEYS" 4 63072000
 
 COLUMNS="user_id BIGINT, ts TIMESTAMP, f1 DOUBLE PRECISION, f2 DOUBLE PRECISION, f3 DOUBLE PRECISION, n BIGINT"
-ONE="$WORK/online-one.sql"
-printf '\\set id random(1, %d)\nSELECT * FROM user_features WHERE user_id = :id;\n' "$KEYS" > "$ONE"
-BATCH="$WORK/online-batch.sql"
-{
-  for i in $(seq 1 100); do printf '\\set k%d random(1, %d)\n' "$i" "$KEYS"; done
-  printf 'SELECT * FROM user_features WHERE user_id IN ('
-  for i in $(seq 1 100); do printf ':k%d' "$i"; [ "$i" -lt 100 ] && printf ', '; done
-  printf ');\n'
-} > "$BATCH"
+lookup_scripts "$KEYS"
 
 trap 'stop_postgres; stop_featuredb' EXIT
 

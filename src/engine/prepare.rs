@@ -130,14 +130,7 @@ impl Session {
         self.check_transaction(&statement)?;
         let mut prepared = Prepared {
             sql: sql.to_string(),
-            statement: None,
-            plan: None,
-            param_types: Vec::new(),
-            declared_oids: Vec::new(),
-            description: Description::NoData,
-            column_names: Vec::new(),
-            defines: None,
-            lookup: None,
+            ..Prepared::empty()
         };
         match &statement {
             Statement::Query(ast) => {
