@@ -37,14 +37,7 @@ FDB_PORT=${FDB_PORT:-55463}
 export PGHOST=127.0.0.1 PGUSER=bench PGDATABASE=featuredb
 export FEATUREDB_TARGET_PARTITIONS=2
 
-ENTITIES="$WORK/online-entities-$KEYS.csv"
-SOURCE="$WORK/online-source-$ROWS-$KEYS.csv"
-DELTA="$WORK/online-delta-$ROWS-$KEYS.csv"
-SMALL_DELTA="$WORK/online-small-delta-$ROWS-$KEYS.csv"
-gen_rows "$ENTITIES" "$KEYS" "$KEYS" 1 0
-gen_rows "$SOURCE" "$ROWS" "$KEYS" 2 0
-gen_rows "$DELTA" "$((ROWS / 100))" "$KEYS" 3 31536000
-gen_rows "$SMALL_DELTA" "$((ROWS / 10000))" "$KEYS" 4 63072000
+online_data "$KEYS" "$ROWS"
 bench_venv
 ASOF="$WORK/asof/n1000000-m10000000-k100000"
 [ -s "$ASOF/features.csv" ] || "$PY" "$BENCH_ROOT/bench/asof/gen.py" 1000000 10000000 100000 "$ASOF"

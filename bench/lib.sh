@@ -103,6 +103,20 @@ gen_rows() {
   }' > "$1"
 }
 
+# online_data KEYS ROWS: the online benchmark's CSVs, generated once:
+# ENTITIES (each key once), SOURCE (ROWS rows over the keys), DELTA (a 1%
+# append, a year later) and SMALL_DELTA (0.01%, two years later).
+online_data() {
+  ENTITIES="$WORK/online-entities-$1.csv"
+  SOURCE="$WORK/online-source-$2-$1.csv"
+  DELTA="$WORK/online-delta-$2-$1.csv"
+  SMALL_DELTA="$WORK/online-small-delta-$2-$1.csv"
+  gen_rows "$ENTITIES" "$1" "$1" 1 0
+  gen_rows "$SOURCE" "$2" "$1" 2 0
+  gen_rows "$DELTA" "$(($2 / 100))" "$1" 3 31536000
+  gen_rows "$SMALL_DELTA" "$(($2 / 10000))" "$1" 4 63072000
+}
+
 # run_pgbench HOST PORT SCRIPT LABEL: prints "tps avg_ms p99_ms" after a 5 s
 # warm-up and $T seconds of pgbench -M prepared -c 8 -j 2 (HOST is an
 # address, or a directory holding the server's Unix-domain socket).

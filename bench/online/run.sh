@@ -27,14 +27,7 @@ SOURCE_ROWS=${2:-10000000}
 T=${SECONDS_PER_RUN:-30}
 bench_prelude
 
-ENTITIES="$WORK/online-entities-$KEYS.csv"
-SOURCE="$WORK/online-source-$SOURCE_ROWS-$KEYS.csv"
-DELTA="$WORK/online-delta-$SOURCE_ROWS-$KEYS.csv"
-SMALL_DELTA="$WORK/online-small-delta-$SOURCE_ROWS-$KEYS.csv"
-gen_rows "$ENTITIES" "$KEYS" "$KEYS" 1 0
-gen_rows "$SOURCE" "$SOURCE_ROWS" "$KEYS" 2 0
-gen_rows "$DELTA" "$((SOURCE_ROWS / 100))" "$KEYS" 3 31536000
-gen_rows "$SMALL_DELTA" "$((SOURCE_ROWS / 10000))" "$KEYS" 4 63072000
+online_data "$KEYS" "$SOURCE_ROWS"
 
 COLUMNS="user_id BIGINT, ts TIMESTAMP, f1 DOUBLE PRECISION, f2 DOUBLE PRECISION, f3 DOUBLE PRECISION, n BIGINT"
 lookup_scripts "$KEYS"
