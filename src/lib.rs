@@ -26,6 +26,7 @@ pub mod pgwire;
 pub mod placement;
 pub mod server;
 pub mod serving;
+pub mod stream;
 
 pub use config::ServerConfig;
 pub use error::{Error, Result};

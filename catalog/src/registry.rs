@@ -118,6 +118,10 @@ pub struct FeatureViewVersion {
     /// The TTL as SQL (`INTERVAL '30 days'`), if any.
     pub ttl: Option<String>,
     pub online: bool,
+    /// Kept current by the stream engine as rows are written (ONLINE
+    /// STREAMING), rather than by REFRESH alone.
+    #[serde(default)]
+    pub streaming: bool,
     pub owner: Option<String>,
     pub tags: Option<String>,
     pub description: Option<String>,

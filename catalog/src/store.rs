@@ -317,6 +317,7 @@ mod tests {
             timestamp: "ts".into(),
             ttl: Some("INTERVAL '1 day'".into()),
             online: false,
+            streaming: false,
             owner: None,
             tags: None,
             description: None,

@@ -6,11 +6,12 @@
 //! CREATE ENTITY [IF NOT EXISTS] customer (customer_id BIGINT [, …]) [COMMENT '…']
 //! CREATE [OR REPLACE] FEATURE VIEW [IF NOT EXISTS] name
 //!     { ENTITY entity | KEY (col [, …]) } TIMESTAMP col
-//!     [TTL INTERVAL '…'] [ONLINE | OFFLINE] [WITH (owner = '…', tags = '…', description = '…')]
+//!     [TTL INTERVAL '…'] [ONLINE [STREAMING] | OFFLINE]
+//!     [WITH (owner = '…', tags = '…', description = '…')]
 //!     AS query
 //! CREATE [OR REPLACE] FEATURE SERVICE [IF NOT EXISTS] name [WITH (…)]
 //!     AS view.feature [AS alias] | view.* | view [VERSION n] (feature [AS alias], … | *) [, …]
-//! ALTER FEATURE VIEW name SET (ttl = INTERVAL '…' | NULL, online = true, owner = '…', …)
+//! ALTER FEATURE VIEW name SET (ttl = INTERVAL '…' | NULL, online = true, streaming = true, owner = '…', …)
 //! DROP { ENTITY | FEATURE VIEW | FEATURE SERVICE } [IF EXISTS] name [, …] [CASCADE | RESTRICT]
 //! SHOW { ENTITIES | FEATURE VIEWS | FEATURE SERVICES }
 //! SHOW CREATE { ENTITY | FEATURE VIEW | FEATURE SERVICE } name [VERSION n]
@@ -100,6 +101,9 @@ pub struct CreateFeatureView {
     /// The TTL as an interval expression (`INTERVAL '30 days'`).
     pub ttl: Option<Expr>,
     pub online: bool,
+    /// `ONLINE STREAMING`: every write to the source reaches the online
+    /// rows when it is acknowledged, not at the next REFRESH.
+    pub streaming: bool,
     pub descriptors: Descriptors,
     pub query: Box<ast::Query>,
 }
@@ -132,6 +136,7 @@ pub struct CreateFeatureService {
 pub enum FeatureViewChange {
     Ttl(Option<Box<Expr>>),
     Online(bool),
+    Streaming(bool),
     Owner(Option<String>),
     Tags(Option<String>),
     Description(Option<String>),
@@ -507,6 +512,7 @@ fn parse_create_feature_view(
     let mut timestamp = None;
     let mut ttl: Option<Option<Expr>> = None;
     let mut online = None;
+    let mut streaming = false;
     let mut with = None;
     let duplicate = |clause: &str| ParseError::syntax(format!("{clause} specified more than once"));
     loop {
@@ -540,6 +546,13 @@ fn parse_create_feature_view(
             }
             online = Some(word_is(parser, 0, "online"));
             parser.next_token();
+            if online == Some(true) && parse_word(parser, "streaming") {
+                streaming = true;
+            }
+        } else if word_is(parser, 0, "streaming") {
+            return Err(ParseError::syntax(
+                "STREAMING follows ONLINE: a streaming view is kept online (ONLINE STREAMING)",
+            ));
         } else if parser.parse_keyword(Keyword::WITH) {
             if with.is_some() {
                 return Err(duplicate("WITH"));
@@ -569,6 +582,7 @@ fn parse_create_feature_view(
             timestamp,
             ttl: ttl.flatten(),
             online: online.unwrap_or(false),
+            streaming,
             descriptors: with.unwrap_or_default(),
             query,
         },
@@ -774,13 +788,17 @@ fn parse_alter(parser: &mut Parser) -> Result<FeatureStatement, ParseError> {
     parser
         .expect_keyword_is(Keyword::SET)
         .map_err(ParseError::from_raw)?;
-    let options = parse_options(parser, &["ttl", "online", "owner", "tags", "description"])?;
+    let options = parse_options(
+        parser,
+        &["ttl", "online", "streaming", "owner", "tags", "description"],
+    )?;
     let changes = options
         .into_iter()
         .map(|(key, value)| {
             Ok(match key.as_str() {
                 "ttl" => FeatureViewChange::Ttl(ttl_value(value)?.map(Box::new)),
                 "online" => FeatureViewChange::Online(bool_option(&key, &value)?),
+                "streaming" => FeatureViewChange::Streaming(bool_option(&key, &value)?),
                 "owner" => FeatureViewChange::Owner(string_option(&key, &value)?),
                 "tags" => FeatureViewChange::Tags(string_option(&key, &value)?),
                 "description" => FeatureViewChange::Description(string_option(&key, &value)?),
@@ -889,6 +907,9 @@ impl fmt::Display for CreateFeatureView {
             write!(f, " TTL {ttl}")?;
         }
         write!(f, " {}", if self.online { "ONLINE" } else { "OFFLINE" })?;
+        if self.streaming {
+            write!(f, " STREAMING")?;
+        }
         write!(f, "{} AS {}", self.descriptors, self.query)
     }
 }
@@ -1037,6 +1058,39 @@ mod tests {
             position("CREATE ENTITY \"é\" (id bigint) WHATEVER"),
             Some(31)
         );
+    }
+
+    #[test]
+    fn streaming_views() {
+        let sql =
+            "CREATE FEATURE VIEW v KEY (id) TIMESTAMP ts ONLINE STREAMING AS SELECT id, ts FROM t";
+        match feature(sql) {
+            FeatureStatement::CreateFeatureView(v) => {
+                assert!(v.online && v.streaming);
+                assert!(v.to_string().contains(" ONLINE STREAMING AS SELECT"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match feature("CREATE FEATURE VIEW v KEY (id) TIMESTAMP ts ONLINE AS SELECT id, ts FROM t")
+        {
+            FeatureStatement::CreateFeatureView(v) => assert!(!v.streaming),
+            other => panic!("{other:?}"),
+        }
+        let refused = parse_statement(
+            "CREATE FEATURE VIEW v KEY (id) TIMESTAMP ts STREAMING AS SELECT id, ts FROM t",
+        )
+        .unwrap_err();
+        assert!(
+            refused.to_string().contains("STREAMING follows ONLINE"),
+            "{refused}"
+        );
+        round_trip(sql);
+        match feature("ALTER FEATURE VIEW v SET (streaming = false)") {
+            FeatureStatement::AlterFeatureView(a) => {
+                assert_eq!(a.changes, vec![FeatureViewChange::Streaming(false)])
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

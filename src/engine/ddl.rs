@@ -84,6 +84,7 @@ impl Session {
         remove_registry_objects(&mut txn, &doomed, &[], &mut self.notices);
         let _registry_lock = txn.commit_holding_lock().await?;
         self.engine.materializer.forget(&doomed).await;
+        self.engine.stream.reload().await?;
         for name in &drop.names {
             let dropped = self
                 .engine
@@ -350,6 +351,7 @@ impl Session {
         remove_registry_objects(&mut txn, &dependents, &targets, &mut self.notices);
         let _registry_lock = txn.commit_holding_lock().await?;
         self.engine.materializer.forget(&dependents).await;
+        self.engine.stream.reload().await?;
         for (_, table) in targets {
             self.engine
                 .offline

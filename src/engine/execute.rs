@@ -159,6 +159,12 @@ impl Session {
         };
         let tag = match &plan {
             LogicalPlan::Dml(_) => None,
+            // EXECUTE of a prepared INSERT: a command, like the INSERT.
+            LogicalPlan::Statement(PlanStatement::Execute(execute))
+                if matches!(self.sql_prepared.get(&execute.name), Some(None)) =>
+            {
+                None
+            }
             LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => Some("EXPLAIN"),
             LogicalPlan::Statement(PlanStatement::Prepare(_)) => {
                 self.planner

@@ -54,9 +54,13 @@ impl Session {
 
     async fn finish_ddl(&mut self, done: DdlOutcome) -> Result<Outcome> {
         match done {
-            DdlOutcome::Command(tag) => Ok(Outcome::Command(CommandTag::new(tag))),
+            DdlOutcome::Command(tag) => {
+                self.follow_streams().await?;
+                Ok(Outcome::Command(CommandTag::new(tag)))
+            }
             DdlOutcome::Dropped { tag, objects } => {
                 self.engine.materializer.forget(&objects).await;
+                self.follow_streams().await?;
                 Ok(Outcome::Command(CommandTag::new(tag)))
             }
             DdlOutcome::Show(query) => {
@@ -76,6 +80,36 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// After a registry change: the stream engine follows it, and each
+    /// streaming view whose online rows are not of its current version
+    /// (new, replaced, or just made STREAMING) is refreshed now, in this
+    /// statement, so that it serves online when the statement returns.
+    pub(crate) async fn follow_streams(&mut self) -> Result<()> {
+        let streaming = self.engine.stream.reload().await?;
+        let registry = self.engine.registry.snapshot();
+        let behind: Vec<_> = streaming
+            .into_iter()
+            .filter(|name| {
+                let version = registry.views.get(name).map(|v| v.current().version);
+                self.engine
+                    .online
+                    .materialization(name)
+                    .is_none_or(|m| !m.online || Some(m.version) != version)
+            })
+            .collect();
+        if behind.is_empty() {
+            return Ok(());
+        }
+        let materializer = self.engine.materializer.clone();
+        let mut caller = Caller {
+            planner: &mut self.planner,
+            notices: crate::notice::NoticeSink::new(&mut self.notices, self.progress_sink.as_ref()),
+        };
+        materializer
+            .refresh(&registry, &behind, false, &mut caller)
+            .await
     }
 
     /// `REFRESH FEATURE VIEW`: the named views (and the views they read)

@@ -225,13 +225,19 @@ impl Session {
                 prepared.defines = rows.map(|rows| (prepare.name.clone(), rows));
             }
             LogicalPlan::Statement(PlanStatement::Execute(execute)) => {
-                if let Some(rows) = self.sql_prepared_rows(&execute.name) {
-                    prepared.column_names = rows
-                        .fields()
-                        .iter()
-                        .map(|f| Some(f.name().clone()))
-                        .collect();
-                    prepared.description = Description::Rows(rows);
+                match self.sql_prepared.get(&execute.name) {
+                    Some(Some(rows)) => {
+                        prepared.column_names = rows
+                            .fields()
+                            .iter()
+                            .map(|f| Some(f.name().clone()))
+                            .collect();
+                        prepared.description = Description::Rows(rows.clone());
+                    }
+                    // A prepared INSERT returns no rows: its EXECUTE
+                    // answers with a command tag only.
+                    Some(None) => prepared.description = Description::NoData,
+                    None => {}
                 }
             }
             _ => {}

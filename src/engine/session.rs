@@ -63,10 +63,10 @@ pub struct Session {
     /// sends them at once); without one they wait for the statement's end.
     pub(crate) progress_sink: Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
     reported: Vec<ReportedChange>,
-    /// Rows returned by SQL-level prepared statements, by name, for
-    /// describing `EXECUTE name` (DataFusion does not describe it).
-    /// Every SQL-level prepared statement, with the rows it returns (if any).
-    sql_prepared: HashMap<String, Option<SchemaRef>>,
+    /// Every SQL-level prepared statement, with the rows it returns (none
+    /// for an INSERT), for describing `EXECUTE name` (DataFusion does not
+    /// describe it).
+    pub(crate) sql_prepared: HashMap<String, Option<SchemaRef>>,
     /// This session's temporary tables.
     pub(crate) temp: Arc<TempTables>,
     /// The settings before the current block's first SET (a rollback puts
@@ -513,10 +513,6 @@ impl Session {
 
     /// `DISCARD ALL`: settings back to defaults; the serving layer also
     /// drops prepared statements and portals.
-    pub(crate) fn sql_prepared_rows(&self, name: &str) -> Option<SchemaRef> {
-        self.sql_prepared.get(name).cloned().flatten()
-    }
-
     /// Records SQL-level prepared statement `name` and the rows it returns.
     pub(crate) fn remember_sql_prepared(&mut self, name: &str, rows: Option<SchemaRef>) {
         self.sql_prepared.insert(name.to_string(), rows);

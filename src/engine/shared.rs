@@ -3,8 +3,8 @@
 //! queries run on.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Weak};
 
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use featuredb_catalog::Registry;
@@ -13,8 +13,8 @@ use super::catalog::FeatureDbCatalogList;
 use super::planner::Planner;
 use super::session::Session;
 use crate::error::{Error, Result};
-use crate::features::Materializer;
 use crate::features::system_tables::RegistrySchema;
+use crate::features::{Materializer, SqlPlanner};
 use crate::jobs::{JobRecords, JobRunner};
 use crate::offline::OfflineStore;
 use crate::online::OnlineStore;
@@ -23,6 +23,7 @@ use crate::pgcompat::pg_catalog::Relations;
 use crate::pgcompat::settings::{SessionSettings, SettingsView};
 use crate::pgcompat::temp_tables::TempTables;
 use crate::serving::LookupService;
+use crate::stream::{PlannerSource, StreamEngine};
 
 /// Who work without a session (a background planner's) runs as.
 const BACKGROUND_USER: &str = "featuredb";
@@ -56,6 +57,20 @@ impl Default for EngineOptions {
     }
 }
 
+/// Planners for the stream engine's own work. Weak: the stream engine is
+/// part of the engine and must not keep it alive.
+struct BackgroundPlanners(Weak<Engine>);
+
+impl PlannerSource for BackgroundPlanners {
+    fn planner(&self) -> Result<Box<dyn SqlPlanner>> {
+        let engine = self
+            .0
+            .upgrade()
+            .ok_or_else(|| Error::internal("the server is shutting down"))?;
+        Ok(Box::new(engine.background_planner()?))
+    }
+}
+
 /// State shared by every session of one server.
 pub struct Engine {
     pub offline: Arc<OfflineStore>,
@@ -66,6 +81,8 @@ pub struct Engine {
     /// Refreshes, as jobs.
     pub materializer: Arc<Materializer>,
     pub jobs: Arc<JobRunner>,
+    /// Keeps STREAMING views current as rows are written.
+    pub stream: Arc<StreamEngine>,
     /// The registry's system tables (`featuredb.*`).
     system_tables: Arc<RegistrySchema>,
     /// featuredb's objects (and roles) as PostgreSQL's catalog shows them.
@@ -115,7 +132,13 @@ impl Engine {
             jobs.records().clone(),
         ));
         let relations = Relations::new(offline.clone(), registry.clone(), system_tables.clone());
-        Ok(Arc::new(Self {
+        let stream = Arc::new(StreamEngine::new(
+            registry.clone(),
+            offline.clone(),
+            online.clone(),
+            materializer.clone(),
+        ));
+        let engine = Arc::new(Self {
             system_tables,
             relations,
             offline,
@@ -124,10 +147,16 @@ impl Engine {
             lookups,
             materializer,
             jobs,
+            stream,
             runtime,
             options,
             next_backend_pid: AtomicI32::new(1000),
-        }))
+        });
+        engine
+            .stream
+            .start(Arc::new(BackgroundPlanners(Arc::downgrade(&engine))))
+            .await?;
+        Ok(engine)
     }
 
     /// A planner with default settings, for work that no session started

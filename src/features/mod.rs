@@ -11,6 +11,7 @@
 //!   against the state it would produce.
 //! - [`materialize`] refreshes views into their offline history and the
 //!   online store, as jobs ([`crate::jobs`]).
+//! - [`streaming`] is what a STREAMING view computes from each write.
 //! - [`system_tables`] shows the registry and its jobs in the `featuredb`
 //!   schema.
 //!
@@ -23,6 +24,7 @@ pub mod materialize;
 pub mod names;
 pub mod planner;
 pub mod resolve;
+pub mod streaming;
 pub mod system_tables;
 pub mod temporal;
 

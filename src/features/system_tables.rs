@@ -33,6 +33,7 @@ const TABLES: &[&str] = &[
     "materializations",
     "jobs",
     "online_cache",
+    "streams",
 ];
 
 pub struct RegistrySchema {
@@ -82,6 +83,7 @@ impl SchemaProvider for RegistrySchema {
                 jobs_table(&jobs)
             }
             "online_cache" => online_cache(&self.online),
+            "streams" => streams(&state, &self.online),
             _ => return Ok(None),
         }
         .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?;
@@ -243,6 +245,7 @@ fn feature_views(state: &RegistryState) -> Built {
         ("timestamp_column", DataType::Utf8),
         ("ttl", DataType::Utf8),
         ("online", DataType::Boolean),
+        ("streaming", DataType::Boolean),
         ("owner", DataType::Utf8),
         ("tags", DataType::Utf8),
         ("description", DataType::Utf8),
@@ -263,6 +266,7 @@ fn feature_views(state: &RegistryState) -> Built {
             Value::Text(Some(&current.timestamp)),
             Value::Text(current.ttl.as_deref()),
             Value::Bool(current.online),
+            Value::Bool(current.streaming),
             Value::Text(current.owner.as_deref()),
             Value::Text(current.tags.as_deref()),
             Value::Text(current.description.as_deref()),
@@ -518,6 +522,98 @@ fn online_cache(online: &OnlineStore) -> Built {
         Value::BigInt(Some(usage.blocks as i64)),
     ]);
     table.finish()
+}
+
+/// One row per streaming view: what its stream applied, what it holds
+/// in memory until a refresh stores it, and how fresh it is.
+fn streams(state: &RegistryState, online: &OnlineStore) -> Built {
+    let mut table = TableBuilder::new(&[
+        ("schema_name", DataType::Utf8),
+        ("name", DataType::Utf8),
+        ("source", DataType::Utf8),
+        ("rows_applied", DataType::Int64),
+        ("rows_in_memory", DataType::Int64),
+        ("newest_event_time", DataType::Utf8),
+        ("last_applied_at", timestamptz()),
+        ("apply_lag_ms", DataType::Float64),
+        ("stored_through_seq", DataType::Int64),
+        ("last_stored_at", timestamptz()),
+        ("storage_lag_ms", DataType::Float64),
+        ("last_error", DataType::Utf8),
+    ]);
+    let mut reports = online.stream_reports();
+    reports.sort_by(|a, b| a.view.cmp(&b.view));
+    let now = chrono::Utc::now().timestamp_micros();
+    let time = |micros: Option<i64>| {
+        micros
+            .and_then(chrono::DateTime::from_timestamp_micros)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default()
+    };
+    for report in &reports {
+        let status = &report.status;
+        let applied_at = time(status.last_applied_at);
+        let newest = status
+            .newest_event_time
+            .map(|t| event_time_text(state, &report.view, t));
+        let stored_at = time(status.last_stored_at);
+        // How long the oldest row in memory has waited to be stored.
+        let storage_lag = (report.rows_pending > 0)
+            .then(|| {
+                status
+                    .last_stored_at
+                    .or(status.last_applied_at)
+                    .map(|t| (now - t) as f64 / 1000.0)
+            })
+            .flatten()
+            .or(Some(0.0));
+        table.row(vec![
+            Value::Text(Some(&report.view.schema)),
+            Value::Text(Some(&report.view.name)),
+            Value::Text(Some(&status.source)),
+            Value::BigInt(Some(report.rows_applied as i64)),
+            Value::BigInt(Some(report.rows_pending as i64)),
+            Value::Text(newest.as_deref()),
+            Value::Time(&applied_at),
+            Value::Double(status.last_apply_micros.map(|m| m as f64 / 1000.0)),
+            Value::BigInt(Some(status.stored_through as i64)),
+            Value::Time(&stored_at),
+            Value::Double(storage_lag),
+            Value::Text(status.last_error.as_deref()),
+        ]);
+    }
+    table.finish()
+}
+
+/// An event time as the online store holds it, in words: timestamps are
+/// microseconds (shown in UTC), dates days since 1970, integers
+/// themselves.
+fn event_time_text(
+    state: &RegistryState,
+    view: &featuredb_catalog::QualifiedName,
+    t: i64,
+) -> String {
+    use featuredb_catalog::ColumnType;
+    let column_type = state.views.get(view).and_then(|v| {
+        let current = v.current();
+        current
+            .columns
+            .iter()
+            .find(|c| c.name == current.timestamp)
+            .and_then(|c| c.column_type.clone())
+    });
+    match column_type {
+        Some(ColumnType::Timestamp) => chrono::DateTime::from_timestamp_micros(t)
+            .map(|d| d.naive_utc().to_string())
+            .unwrap_or_default(),
+        Some(ColumnType::TimestampTz) => chrono::DateTime::from_timestamp_micros(t)
+            .map(|d| format!("{}+00", d.naive_utc()))
+            .unwrap_or_default(),
+        Some(ColumnType::Date) => chrono::NaiveDate::from_num_days_from_ce_opt(t as i32 + 719_163)
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+        _ => t.to_string(),
+    }
 }
 
 fn jobs_table(jobs: &[Job]) -> Built {

@@ -1,6 +1,7 @@
 //! The offline store: every table's full history in Apache Iceberg.
 
 mod file_write;
+pub mod observer;
 pub mod provider;
 pub mod schema;
 pub mod storage;
@@ -11,6 +12,7 @@ pub mod wal;
 pub mod write_order;
 pub mod writer;
 
+pub use observer::{WriteObserver, WriteObservers};
 pub use provider::IcebergTableProvider;
 pub use store::{CATALOG_NAME, FlushPolicy, OfflineStore};
 pub use table::TableHandle;

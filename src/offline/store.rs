@@ -18,6 +18,7 @@ use iceberg::spec::FormatVersion;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 
+use super::observer::WriteObservers;
 use super::schema::{SCHEMA_PROPERTY, iceberg_schema};
 use super::storage::{DurableFsStorageFactory, create_dir_durable, local_path};
 use super::table::TableHandle;
@@ -62,6 +63,8 @@ pub struct OfflineStore {
     pointer: Arc<CatalogPointer>,
     /// Held around every write to the catalog (see [`CatalogPointer`]).
     catalog_writes: Arc<tokio::sync::Mutex<()>>,
+    /// Told about every table's writes (the stream engine).
+    observers: Arc<WriteObservers>,
 }
 
 #[derive(Default)]
@@ -103,12 +106,18 @@ impl OfflineStore {
             wal_root: data_dir.join("wal"),
             state: RwLock::new(StoreState::default()),
             ddl: tokio::sync::Mutex::new(()),
+            observers: Arc::default(),
         };
         store.load_all().await?;
         if !store.schema_exists(DEFAULT_SCHEMA) {
             store.create_schema(DEFAULT_SCHEMA, true).await?;
         }
         Ok(store)
+    }
+
+    /// Where every table reports its writes (see [`WriteObservers`]).
+    pub fn observers(&self) -> &WriteObservers {
+        &self.observers
     }
 
     pub fn warehouse(&self) -> &Path {
@@ -178,6 +187,7 @@ impl OfflineStore {
             table,
             self.catalog.clone(),
             self.pointer.clone(),
+            self.observers.clone(),
             &self.wal_root,
         )
     }
@@ -409,6 +419,7 @@ impl OfflineStore {
             table,
             self.catalog.clone(),
             self.pointer.clone(),
+            self.observers.clone(),
             &self.wal_root,
         )?);
         self.write_state()?

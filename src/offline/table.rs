@@ -41,6 +41,7 @@ use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, TableIdent};
 use tokio::sync::oneshot;
 
+use super::observer::WriteObservers;
 use super::schema::{storage_arrow_schema, table_schema_def};
 use super::truncate::{CatalogPointer, commit_empty_snapshot};
 use super::wal::{Wal, encode_batch};
@@ -68,6 +69,8 @@ pub struct TableHandle {
     pending_logged: Mutex<Vec<PendingLogged>>,
     log: tokio::sync::Mutex<LogState>,
     dropped: AtomicBool,
+    /// Told about this table's acknowledged writes and commits.
+    observers: Arc<WriteObservers>,
     /// Write order of committed files, for write-ordered scans.
     pub(super) manifest_order: super::write_order::ManifestOrderCache,
 }
@@ -155,6 +158,7 @@ impl TableHandle {
         table: Table,
         catalog: Arc<dyn Catalog>,
         pointer: Arc<CatalogPointer>,
+        observers: Arc<WriteObservers>,
         wal_root: &Path,
     ) -> Result<Self> {
         let metadata = table.metadata();
@@ -209,6 +213,7 @@ impl TableHandle {
             pending_logged: Mutex::new(Vec::new()),
             log: tokio::sync::Mutex::new(LogState { wal, next_seq }),
             dropped: AtomicBool::new(false),
+            observers,
             manifest_order: Default::default(),
         })
     }
@@ -343,7 +348,47 @@ impl TableHandle {
         if let Err(e) = tokio::task::block_in_place(|| log.wal.release_through(watermark)) {
             tracing::warn!(table = %self.name, error = %e, "could not delete truncated log segments");
         }
+        drop(log);
+        self.observers.committed(&self.name);
         Ok(removed)
+    }
+
+    /// The logged writes not yet committed, with their sequence numbers
+    /// (what a restart replayed from the log, and what came since).
+    pub fn tail_records(&self) -> Result<Vec<(u64, RecordBatch)>> {
+        Ok(self
+            .read_state()?
+            .tail
+            .iter()
+            .map(|t| (t.seq, t.batch.clone()))
+            .collect())
+    }
+
+    /// The highest log sequence number in the data files of the snapshot
+    /// with Iceberg sequence number `snapshot_seq` (or the newest before
+    /// it): what a reader of that snapshot saw of the logged writes.
+    pub fn wal_watermark_at(&self, snapshot_seq: i64) -> Result<u64> {
+        let table = self.current()?;
+        let metadata = table.metadata();
+        let mut snapshot = metadata
+            .snapshots()
+            .filter(|s| s.sequence_number() <= snapshot_seq)
+            .max_by_key(|s| s.sequence_number())
+            .cloned();
+        while let Some(current) = snapshot {
+            if let Some(seq) = current
+                .summary()
+                .additional_properties
+                .get(WAL_SEQ_PROPERTY)
+                .and_then(|v| v.parse().ok())
+            {
+                return Ok(seq);
+            }
+            snapshot = current
+                .parent_snapshot_id()
+                .and_then(|id| metadata.snapshot_by_id(id).cloned());
+        }
+        Ok(0)
     }
 
     pub fn is_dropped(&self) -> bool {
@@ -411,7 +456,7 @@ impl TableHandle {
         let outcome = match outcome {
             Ok(()) => {
                 log.next_seq = first_seq + waiting.len() as u64;
-                match self.write_state() {
+                let pushed = match self.write_state() {
                     Ok(mut state) => {
                         for (i, w) in waiting.iter().enumerate() {
                             state.push_tail(first_seq + i as u64, w.batch.clone());
@@ -419,7 +464,17 @@ impl TableHandle {
                         Ok(())
                     }
                     Err(e) => Err(e.to_string()),
+                };
+                // Still under the log turn: observers hear writes in
+                // sequence order, and before their writers are
+                // acknowledged.
+                if pushed.is_ok() {
+                    for (i, w) in waiting.iter().enumerate() {
+                        self.observers
+                            .logged(&self.name, first_seq + i as u64, &w.batch);
+                    }
                 }
+                pushed
             }
             Err(e) => {
                 tracing::error!(table = %self.name, error = %e, "write-ahead log append failed");
@@ -488,6 +543,9 @@ impl TableHandle {
             tracing::error!(table = %self.name, error = %e, "commit failed");
             format!("commit to {} failed: {e}", self.name)
         });
+        if outcome.is_ok() && !waiting.is_empty() {
+            self.observers.committed(&self.name);
+        }
         for pending in waiting {
             let _ = pending.done.send(outcome.clone());
         }

@@ -39,7 +39,8 @@
 //! Where things are: [`store`] (the database, the cache, the states),
 //! [`read`] (lookups), [`write`] (applying a refresh, dropping a view),
 //! [`warm`] (filling the cache in the background), [`state`], [`rows`] and
-//! [`tables`] (what is stored and where), [`blocks`], [`delta`], [`index`]
+//! [`tables`] (what is stored and where), [`streamed`] (rows of streaming
+//! views not yet stored), [`blocks`], [`delta`], [`index`]
 //! and [`pending`] (how). The byte format of keys and rows ([`codec`]) is
 //! private: the refresh encodes through [`RowEncoder`] and [`KeyEncoder`],
 //! lookups read through [`ValueReader`] and [`decode_columns`].
@@ -54,6 +55,7 @@ mod read;
 mod rows;
 mod state;
 mod store;
+mod streamed;
 mod tables;
 mod warm;
 mod write;
@@ -69,3 +71,4 @@ pub use rows::{
 };
 pub use state::{MATERIALIZED_SCHEMA, Materialization};
 pub use store::{CacheUsage, OnlineStore};
+pub use streamed::{StreamReport, StreamStatus, StreamedRow, ViewStream};

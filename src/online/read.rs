@@ -33,7 +33,7 @@ impl OnlineStore {
         loop {
             let current = fresh.as_deref().unwrap_or(state);
             match self.probe(current, key, buffer)? {
-                Probe::Found(row) => return Ok(row),
+                Probe::Found(row) => return Ok(self.with_streamed(current, key, row)),
                 Probe::Stale => match current.view.as_ref().and_then(|v| self.materialization(v)) {
                     Some(next) => fresh = Some(next),
                     None => return Ok(None),

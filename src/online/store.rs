@@ -67,6 +67,8 @@ pub struct OnlineStore {
     pub(super) pending: Arc<PendingRows>,
     /// Shared by cache fills, exclusive for a refresh's commit.
     pub(super) fill_lock: RwLock<()>,
+    /// Rows of streaming views not yet stored by a refresh.
+    pub(super) streamed: super::streamed::StreamedRows,
 }
 
 pub(super) fn storage<E: std::fmt::Display>(context: &'static str) -> impl Fn(E) -> Error {
@@ -129,6 +131,7 @@ impl OnlineStore {
             states: RwLock::new(states),
             pending: Arc::default(),
             fill_lock: RwLock::new(()),
+            streamed: Default::default(),
         })
     }
 

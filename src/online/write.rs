@@ -314,6 +314,7 @@ impl OnlineStore {
 
     /// Forgets a view (DROP FEATURE VIEW): its state and online rows.
     pub fn remove(&self, view: &QualifiedName) -> Result<Option<Arc<Materialization>>> {
+        self.end_stream(view);
         let Some(previous) = self.materialization(view) else {
             return Ok(None);
         };

@@ -16,8 +16,10 @@ use featuredb_sql::feature::{AlterFeatureView, CreateFeatureView, FeatureKey, Fe
 use super::context::{DdlOutcome, RegistryDdl, invalid, is_named_column, now, type_name};
 use super::dependencies::{check_no_cycle, describe_column_changes};
 use crate::error::{Error, Result};
+use crate::features::materialize::online_storable;
 use crate::features::names::undefined;
 use crate::features::resolve::ResolveMode;
+use crate::features::streaming::RowPipeline;
 use crate::features::temporal::write_ordered_query;
 use crate::notice::Notice;
 
@@ -233,6 +235,7 @@ impl RegistryDdl<'_> {
             timestamp: create.timestamp.clone(),
             ttl,
             online: create.online,
+            streaming: create.streaming,
             owner: create.descriptors.owner.clone(),
             tags: create.descriptors.tags.clone(),
             description: create.descriptors.description.clone(),
@@ -244,6 +247,10 @@ impl RegistryDdl<'_> {
             write_ordered_query,
         };
         definition.sql = view_sql(&name, &definition);
+        if definition.streaming {
+            self.check_streamable(&txn.state, &name, &definition)
+                .await?;
+        }
         // Replacing a view by what it already is makes no new version (dbt
         // and migration scripts re-run the same CREATE OR REPLACE).
         if let Some(current) = existing.as_ref().map(FeatureView::current) {
@@ -393,6 +400,19 @@ impl RegistryDdl<'_> {
         Ok(())
     }
 
+    /// Refuses a STREAMING definition the stream engine cannot keep, or
+    /// whose rows the online store cannot hold.
+    async fn check_streamable(
+        &mut self,
+        state: &RegistryState,
+        name: &QualifiedName,
+        view: &FeatureViewVersion,
+    ) -> Result<()> {
+        online_storable(view)?;
+        RowPipeline::compile(name, view, state, &mut *self.planner).await?;
+        Ok(())
+    }
+
     pub(super) async fn alter_feature_view(
         &mut self,
         alter: &AlterFeatureView,
@@ -411,12 +431,22 @@ impl RegistryDdl<'_> {
                     next.ttl = ttl.as_deref().map(Self::check_ttl).transpose()?
                 }
                 FeatureViewChange::Online(online) => next.online = *online,
+                FeatureViewChange::Streaming(streaming) => next.streaming = *streaming,
                 FeatureViewChange::Owner(owner) => next.owner = owner.clone(),
                 FeatureViewChange::Tags(tags) => next.tags = tags.clone(),
                 FeatureViewChange::Description(description) => {
                     next.description = description.clone()
                 }
             }
+        }
+        if next.streaming && !next.online {
+            return Err(Error::InvalidParameterValue(format!(
+                "feature view {name} is STREAMING, which keeps it online: set streaming = false \
+                 to take it offline"
+            )));
+        }
+        if next.streaming && !view.current().streaming {
+            self.check_streamable(&txn.state, &name, &next).await?;
         }
         next.version += 1;
         next.created_at = now();
@@ -451,6 +481,9 @@ fn view_sql(name: &QualifiedName, view: &FeatureViewVersion) -> String {
         sql.push_str(&format!(" TTL {ttl}"));
     }
     sql.push_str(if view.online { " ONLINE" } else { " OFFLINE" });
+    if view.streaming {
+        sql.push_str(" STREAMING");
+    }
     let options: Vec<String> = [
         ("owner", &view.owner),
         ("tags", &view.tags),

@@ -124,7 +124,7 @@ pub(super) fn offline_schema(view: &FeatureViewVersion) -> Result<TableSchemaDef
 }
 
 /// Whether every column of the view can be held online.
-pub(super) fn online_storable(view: &FeatureViewVersion) -> Result<()> {
+pub fn online_storable(view: &FeatureViewVersion) -> Result<()> {
     for column in &view.columns {
         let storable = column
             .column_type
@@ -159,16 +159,16 @@ pub(super) fn online_storable(view: &FeatureViewVersion) -> Result<()> {
 }
 
 /// Where a view's columns are in the rows a refresh computes.
-pub(super) struct RowShape {
+pub struct RowShape {
     /// The view's columns in their declared types.
-    pub(super) target: Arc<Schema>,
-    pub(super) key_indices: Vec<usize>,
-    pub(super) key_types: Vec<DataType>,
-    pub(super) ts_index: usize,
+    pub target: Arc<Schema>,
+    pub key_indices: Vec<usize>,
+    pub key_types: Vec<DataType>,
+    pub ts_index: usize,
 }
 
 impl RowShape {
-    pub(super) fn of(view: &FeatureViewVersion) -> Result<Self> {
+    pub fn of(view: &FeatureViewVersion) -> Result<Self> {
         let target = Arc::new(Schema::new(
             view.columns
                 .iter()

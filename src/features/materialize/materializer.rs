@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::features::planner::SqlPlanner;
 use crate::jobs::{JobRunner, RunningJob};
 use crate::notice::{Notice, NoticeSink};
-use crate::offline::OfflineStore;
+use crate::offline::{OfflineStore, TableHandle};
 use crate::online::{MATERIALIZED_SCHEMA, Materialization, OnlineChange, OnlineStore, OwnedRows};
 
 /// Refreshes feature views: what a session's REFRESH calls, and what a
@@ -37,6 +37,27 @@ pub struct Materializer {
 pub struct Caller<'a> {
     pub planner: &'a mut dyn SqlPlanner,
     pub notices: NoticeSink<'a>,
+}
+
+/// How to refresh a view.
+#[derive(Debug, Clone, Copy)]
+struct How {
+    /// Recompute from scratch.
+    full: bool,
+    /// Commit the inputs' logged writes first (a stream's refresh stores
+    /// only what its source committed).
+    flush_inputs: bool,
+}
+
+/// What a refresh reads, fixed before it decides anything.
+struct FixedInputs {
+    /// Input key → the sequence number of the snapshot read.
+    inputs: BTreeMap<String, i64>,
+    handles: BTreeMap<String, Arc<TableHandle>>,
+    /// The input of a one-table view (which refreshes incrementally).
+    one_table: Option<String>,
+    /// When the refresh started preparing.
+    preparing: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,9 +104,31 @@ impl Materializer {
     ) -> Result<()> {
         for name in refresh_order(registry, targets) {
             let full = full && targets.contains(&name);
-            self.refresh_view(registry, &name, full, caller).await?;
+            let how = How {
+                full,
+                flush_inputs: true,
+            };
+            self.refresh_view(registry, &name, how, caller).await?;
         }
         Ok(())
+    }
+
+    /// Stores what a streaming view's source committed since its last
+    /// refresh: an incremental refresh of `name` alone that does not flush
+    /// the source (the stream engine calls it after each commit to the
+    /// source; flushing here would commit again, and again). The rows it
+    /// stores leave the stream's memory.
+    pub async fn refresh_stream(
+        &self,
+        registry: &RegistryState,
+        name: &QualifiedName,
+        caller: &mut Caller<'_>,
+    ) -> Result<()> {
+        let how = How {
+            full: false,
+            flush_inputs: false,
+        };
+        self.refresh_view(registry, name, how, caller).await
     }
 
     /// Refreshes one view, as a job.
@@ -93,7 +136,7 @@ impl Materializer {
         &self,
         registry: &RegistryState,
         name: &QualifiedName,
-        full: bool,
+        how: How,
         caller: &mut Caller<'_>,
     ) -> Result<()> {
         let view = registry
@@ -120,7 +163,7 @@ impl Materializer {
         }
         let mut job = self.jobs.start(turn, name, view.version)?;
         let outcome = self
-            .refresh_view_inner(registry, name, &view, full, &mut job, caller)
+            .refresh_view_inner(registry, name, &view, how, &mut job, caller)
             .await;
         // A refresh that committed a state recorded its job with it; the
         // others (nothing to apply, or failed) are recorded here.
@@ -146,18 +189,15 @@ impl Materializer {
         registry: &RegistryState,
         name: &QualifiedName,
         view: &FeatureViewVersion,
-        full: bool,
+        how: How,
         job: &mut RunningJob,
         caller: &mut Caller<'_>,
     ) -> Result<()> {
         let preparing = Instant::now();
         let offline = self.offline.clone();
-        let online_store = self.online.clone();
-        let wants_online = view.online;
-        if wants_online {
+        if view.online {
             online_storable(view)?;
         }
-        let schema_def = offline_schema(view)?;
 
         // What the inputs hold now: flush their logged writes, then fix
         // each one's snapshot.
@@ -173,7 +213,9 @@ impl Materializer {
                         name: table.to_string(),
                         position: None,
                     })?;
-            handle.flush().await?;
+            if how.flush_inputs {
+                handle.flush().await?;
+            }
             let key = input_key(&handle)?;
             inputs.insert(key.clone(), current_sequence(&handle)?);
             handles.insert(key, handle);
@@ -181,6 +223,49 @@ impl Materializer {
         let one_table = (view.write_ordered_query.is_some() && handles.len() == 1)
             .then(|| handles.keys().next().cloned())
             .flatten();
+        // The logged writes this refresh stores: streamed rows of these
+        // leave memory once it has published.
+        let stored_through = match &one_table {
+            Some(input) => Some(handles[input].wal_watermark_at(inputs[input])?),
+            None => None,
+        };
+        let fixed = FixedInputs {
+            inputs,
+            handles,
+            one_table,
+            preparing,
+        };
+        let outcome = self
+            .refresh_fixed(name, view, how.full, fixed, job, caller)
+            .await;
+        if outcome.is_ok()
+            && let Some(through) = stored_through
+        {
+            self.online.prune_streamed(name, through);
+        }
+        outcome
+    }
+
+    /// Decides the kind of refresh and runs it, from the inputs fixed.
+    async fn refresh_fixed(
+        &self,
+        name: &QualifiedName,
+        view: &FeatureViewVersion,
+        full: bool,
+        fixed: FixedInputs,
+        job: &mut RunningJob,
+        caller: &mut Caller<'_>,
+    ) -> Result<()> {
+        let FixedInputs {
+            inputs,
+            handles,
+            one_table,
+            preparing,
+        } = fixed;
+        let offline = self.offline.clone();
+        let online_store = self.online.clone();
+        let wants_online = view.online;
+        let schema_def = offline_schema(view)?;
 
         let shape = shape_of(view);
         let mut state = online_store

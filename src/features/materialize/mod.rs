@@ -44,6 +44,6 @@ mod materializer;
 mod newest;
 mod row_arena;
 
-pub use definition::shape_of;
+pub use definition::{RowShape, online_storable, shape_of};
 pub use inputs::REFRESH_INPUTS_PROPERTY;
 pub use materializer::{Caller, Materializer};
