@@ -79,6 +79,7 @@ fn report(error: &Error) -> ErrorReport {
             detail: detail.clone(),
             ..ErrorReport::new("42P17", error.to_string())
         },
+        Error::WindowingError(_) => ErrorReport::new("42P20", error.to_string()),
         Error::DependentObjectsExist { detail, .. } => ErrorReport {
             detail: Some(detail.clone()),
             hint: Some("Use DROP ... CASCADE to drop the dependent objects too.".to_string()),

@@ -44,6 +44,12 @@ pub enum Error {
         detail: Option<String>,
     },
 
+    /// A window specification the feature store cannot compute (42P20
+    /// windowing_error): a sliding window not over the view's key and
+    /// event time, or not a fixed interval.
+    #[error("{0}")]
+    WindowingError(String),
+
     /// Dropping something others depend on without CASCADE (2BP01).
     #[error("cannot drop {object} because other objects depend on it")]
     DependentObjectsExist { object: String, detail: String },

@@ -11,6 +11,8 @@
 //!   against the state it would produce.
 //! - [`materialize`] refreshes views into their offline history and the
 //!   online store, as jobs ([`crate::jobs`]).
+//! - [`windows`] says what a view's sliding-window features are and how
+//!   they read as of a time.
 //! - [`streaming`] is what a STREAMING view computes from each write.
 //! - [`system_tables`] shows the registry and its jobs in the `featuredb`
 //!   schema.
@@ -27,6 +29,7 @@ pub mod resolve;
 pub mod streaming;
 pub mod system_tables;
 pub mod temporal;
+pub mod windows;
 
 pub use materialize::Materializer;
 pub use names::NameScope;

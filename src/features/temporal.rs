@@ -126,6 +126,12 @@ pub fn view_sql(view: &FeatureViewVersion, clause: &TemporalClause) -> String {
         Some(column) => format!("CAST({time} AS {})", column.data_type),
         None => time,
     };
+    // Windowed features are aggregated at the time read, not taken from
+    // the newest row (see `windows`). Definitions were checked when
+    // stored.
+    if let Ok(Some(windowed)) = super::windows::windowed_view(view) {
+        return super::windows::as_of_sql(view, &windowed, &time);
+    }
     let history = format!(
         "({}) AS featuredb_history",
         view.write_ordered_query.as_deref().unwrap_or(&view.query)
@@ -334,6 +340,14 @@ pub fn view_subquery(
     clause: &TemporalClause,
 ) -> Result<Box<Query>, Error> {
     let view = view_version(resolver, name, version)?;
+    if let TemporalClause::AsOfJoinHistory { .. } = clause
+        && super::windows::windowed_view(view)?.is_some()
+    {
+        return Err(Error::FeatureNotSupported(format!(
+            "AS OF joins with windowed feature view {name} are not supported yet; read it \
+             FOR SYSTEM_TIME AS OF a time, or join its history (FOR SYSTEM_TIME ALL)"
+        )));
+    }
     let mut query = parse_query(&view_sql(view, clause))?;
     resolver.nested()?.resolve_query(&mut query)?;
     Ok(query)

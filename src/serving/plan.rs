@@ -186,8 +186,11 @@ impl LookupService {
             _ => None,
         };
         let online = &self.online;
+        // Windowed features are computed when read: not from stored rows
+        // (yet).
         let materialized = |view: &FeatureViewVersion, name: &QualifiedName| {
             view.online
+                && !matches!(crate::features::windows::windowed_view(view), Ok(Some(_)))
                 && online.materialization(name).is_some_and(|m| {
                     m.online && (m.version == view.version || m.shape == shape_of(view))
                 })

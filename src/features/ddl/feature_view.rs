@@ -21,6 +21,7 @@ use crate::features::names::undefined;
 use crate::features::resolve::ResolveMode;
 use crate::features::streaming::RowPipeline;
 use crate::features::temporal::write_ordered_query;
+use crate::features::windows::{as_of_sql, check_event_time, windowed_view};
 use crate::notice::Notice;
 
 /// Whether two key types join: same type, or both integers, or both text.
@@ -247,6 +248,7 @@ impl RegistryDdl<'_> {
             write_ordered_query,
         };
         definition.sql = view_sql(&name, &definition);
+        self.check_windows(&txn.state, &definition).await?;
         if definition.streaming {
             self.check_streamable(&txn.state, &name, &definition)
                 .await?;
@@ -396,6 +398,36 @@ impl RegistryDdl<'_> {
                     _ => {}
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A view with windowed features: they must be over its key and
+    /// event time, and its reads as of a time must plan to its columns.
+    async fn check_windows(
+        &mut self,
+        state: &RegistryState,
+        view: &FeatureViewVersion,
+    ) -> Result<()> {
+        let Some(windowed) = windowed_view(view)? else {
+            return Ok(());
+        };
+        check_event_time(view)?;
+        let ts_type = view
+            .columns
+            .iter()
+            .find(|c| c.name == view.timestamp)
+            .map(|c| c.data_type.clone())
+            .unwrap_or_default();
+        let sql = as_of_sql(view, &windowed, &format!("CAST(now() AS {ts_type})"));
+        let columns = self.definition_schema(state, &sql).await?;
+        let read: Vec<String> = columns.iter().map(|(_, t)| type_name(t).0).collect();
+        let declared: Vec<String> = view.columns.iter().map(|c| c.data_type.clone()).collect();
+        if read != declared {
+            return Err(Error::InvalidDefinition {
+                message: "the view's windowed features do not read back with their types".into(),
+                detail: Some(format!("declared {declared:?}, read as of a time {read:?}")),
+            });
         }
         Ok(())
     }

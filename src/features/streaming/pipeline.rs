@@ -67,6 +67,13 @@ impl RowPipeline {
         planner: &mut dyn SqlPlanner,
     ) -> Result<Self> {
         let source = source_table(name, view, registry)?;
+        if crate::features::windows::windowed_view(view)?.is_some() {
+            return Err(cannot(
+                name,
+                "the stream engine does not keep windowed features yet (they are computed \
+                 exactly when read, from the source)",
+            ));
+        }
         let query = parse_query(&view.query)?;
         let statement = ast::Statement::Query(query);
         let (plan, _) = planner
