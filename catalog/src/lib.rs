@@ -17,7 +17,7 @@ pub use names::{
 pub use registry::{
     ColumnRole, Dependency, Entity, FeatureService, FeatureServiceVersion, FeatureView,
     FeatureViewVersion, KeyColumn, ObjectKind, RegistryState, ServiceFeature, SqlView, ViewColumn,
-    timestamp_now,
+    WindowedBase, timestamp_now,
 };
 pub use store::{Registry, RegistryError, RegistryLock, RegistryTransaction};
 pub use types::{ColumnDef, ColumnType, TableSchemaDef};

@@ -137,9 +137,39 @@ pub struct FeatureViewVersion {
     /// ties on event time then go to the row written last.
     #[serde(default)]
     pub write_ordered_query: Option<String>,
+    /// For a view with windowed features: the rows they aggregate (the
+    /// query without its window functions), which is what refreshes and
+    /// the stream engine materialize; the windows are computed when read.
+    #[serde(default)]
+    pub windowed_base: Option<WindowedBase>,
+}
+
+/// The row-level part of a windowed view: its query with each window
+/// function replaced by its argument, that query's columns, and its
+/// write-ordered variant (see [`FeatureViewVersion::write_ordered_query`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowedBase {
+    pub query: String,
+    pub columns: Vec<ViewColumn>,
+    pub write_ordered_query: Option<String>,
 }
 
 impl FeatureViewVersion {
+    /// What refreshes materialize of this version: itself, or for a
+    /// windowed view its row-level base (same key, time, TTL).
+    pub fn materialized_form(&self) -> std::borrow::Cow<'_, FeatureViewVersion> {
+        match &self.windowed_base {
+            None => std::borrow::Cow::Borrowed(self),
+            Some(base) => std::borrow::Cow::Owned(FeatureViewVersion {
+                query: base.query.clone(),
+                columns: base.columns.clone(),
+                write_ordered_query: base.write_ordered_query.clone(),
+                windowed_base: None,
+                ..self.clone()
+            }),
+        }
+    }
+
     pub fn features(&self) -> impl Iterator<Item = &ViewColumn> {
         self.columns
             .iter()

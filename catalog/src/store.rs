@@ -332,6 +332,7 @@ mod tests {
             created_at: "2024-01-01T00:00:00Z".into(),
             sql: String::new(),
             write_ordered_query: None,
+            windowed_base: None,
         }
     }
 

@@ -76,3 +76,16 @@ impl<'a> ValueReader<'a> {
 pub fn decode_columns(types: &[DataType], rows: &[Option<&[u8]>]) -> Result<Vec<ArrayRef>> {
     codec::decode_columns(types, rows)
 }
+
+/// Where each value of an encoded row (of `types`) lies in `values`.
+pub fn value_ranges(types: &[DataType], values: &[u8]) -> Result<Vec<std::ops::Range<usize>>> {
+    let mut pos = 0;
+    types
+        .iter()
+        .map(|data_type| {
+            let start = pos;
+            codec::decode_value(data_type, values, &mut pos)?;
+            Ok(start..pos)
+        })
+        .collect()
+}

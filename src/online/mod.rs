@@ -40,7 +40,8 @@
 //! [`read`] (lookups), [`write`] (applying a refresh, dropping a view),
 //! [`warm`] (filling the cache in the background), [`state`], [`rows`] and
 //! [`tables`] (what is stored and where), [`streamed`] (rows of streaming
-//! views not yet stored), [`blocks`], [`delta`], [`index`]
+//! views not yet stored), [`window_events`] (the rows windowed features
+//! aggregate, in memory), [`blocks`], [`delta`], [`index`]
 //! and [`pending`] (how). The byte format of keys and rows ([`codec`]) is
 //! private: the refresh encodes through [`RowEncoder`] and [`KeyEncoder`],
 //! lookups read through [`ValueReader`] and [`decode_columns`].
@@ -58,13 +59,14 @@ mod store;
 mod streamed;
 mod tables;
 mod warm;
+mod window_events;
 mod write;
 
 #[cfg(test)]
 mod tests;
 
 pub use format::{
-    KeyEncoder, RowEncoder, ValueReader, decode_columns, readable_as_datum, storable,
+    KeyEncoder, RowEncoder, ValueReader, decode_columns, readable_as_datum, storable, value_ranges,
 };
 pub use rows::{
     GenerationRows, OnlineChange, OwnedRows, RowRef, RowUpdate, RowUpdates, StoredRow, Upserts,
@@ -72,3 +74,4 @@ pub use rows::{
 pub use state::{MATERIALIZED_SCHEMA, Materialization};
 pub use store::{CacheUsage, OnlineStore};
 pub use streamed::{StreamReport, StreamStatus, StreamedRow, ViewStream};
+pub use window_events::{WindowEvent, WindowUsage, WindowValue};

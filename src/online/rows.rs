@@ -32,6 +32,12 @@ impl StoredRow {
         Self::new(Arc::from_iter(data.chain(values.iter().copied())))
     }
 
+    /// A row of `event_time` and encoded `values` (a lookup assembling a
+    /// windowed view's row).
+    pub fn assemble(event_time: i64, values: &[u8]) -> Self {
+        Self::from_parts(event_time, values)
+    }
+
     /// The row at `range` of `data` (at least 8 bytes: checked when read).
     pub(super) fn within(data: Arc<[u8]>, range: std::ops::Range<usize>) -> Self {
         Self {

@@ -69,6 +69,8 @@ pub struct OnlineStore {
     pub(super) fill_lock: RwLock<()>,
     /// Rows of streaming views not yet stored by a refresh.
     pub(super) streamed: super::streamed::StreamedRows,
+    /// The rows windowed features aggregate.
+    pub(super) windows: super::window_events::WindowRows,
 }
 
 pub(super) fn storage<E: std::fmt::Display>(context: &'static str) -> impl Fn(E) -> Error {
@@ -132,6 +134,7 @@ impl OnlineStore {
             pending: Arc::default(),
             fill_lock: RwLock::new(()),
             streamed: Default::default(),
+            windows: Default::default(),
         })
     }
 

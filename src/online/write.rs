@@ -315,6 +315,7 @@ impl OnlineStore {
     /// Forgets a view (DROP FEATURE VIEW): its state and online rows.
     pub fn remove(&self, view: &QualifiedName) -> Result<Option<Arc<Materialization>>> {
         self.end_stream(view);
+        self.drop_window_events(view);
         let Some(previous) = self.materialization(view) else {
             return Ok(None);
         };

@@ -9,12 +9,13 @@ use datafusion::arrow::array::Array;
 use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano};
 use datafusion::common::ScalarValue;
 
-use super::plan::{EventTimeUnit, LookupPlan, Ttl};
+use super::plan::{EventTimeUnit, LookupPlan, Ttl, WindowedPart, WindowedSource};
 use super::rows::LookupRows;
 use super::service::LookupService;
 use super::shape::{KeyMatch, ValueRef};
 use crate::error::{Error, Result};
-use crate::online::{KeyEncoder, Materialization, StoredRow};
+use crate::features::windows::evaluate_windows;
+use crate::online::{KeyEncoder, Materialization, StoredRow, value_ranges};
 use crate::pgtypes::SessionTimeZone;
 
 impl LookupService {
@@ -47,10 +48,20 @@ impl LookupService {
             vec![Vec::with_capacity(keys.len()); plan.parts.len()];
         for key in keys {
             let mut any = false;
-            for ((rows, state), cutoff) in found.iter_mut().zip(&states).zip(&cutoffs) {
-                let row = online
+            for (((rows, state), cutoff), part) in
+                found.iter_mut().zip(&states).zip(&cutoffs).zip(&plan.parts)
+            {
+                let mut row = online
                     .get(state, &key.1, &mut buffer)?
                     .filter(|row| cutoff.is_none_or(|c| c.admits(row.event_time())));
+                if let (Some(windows), Some(stored)) = (&part.windows, &row) {
+                    let t = now_in(windows.unit, now, time_zone);
+                    match self.windowed_row(&part.name, windows, &key.1, stored, t)? {
+                        Some(assembled) => row = Some(assembled),
+                        // Its rows left memory: plan again.
+                        None => return Ok(None),
+                    }
+                }
                 any |= row.is_some();
                 rows.push(row);
             }
@@ -92,6 +103,58 @@ impl LookupService {
                 })
             })
             .collect()
+    }
+}
+
+impl LookupService {
+    /// A windowed view's row for a key: the stored row's other columns,
+    /// and each window computed at `t` from the key's rows in memory.
+    /// `None` if those rows are not in memory.
+    fn windowed_row(
+        &self,
+        view: &featuredb_catalog::QualifiedName,
+        windows: &WindowedPart,
+        key: &[u8],
+        stored: &StoredRow,
+        t: i64,
+    ) -> Result<Option<StoredRow>> {
+        let Some(values) = self
+            .online
+            .with_window_events(view, &windows.shape, key, |events| {
+                evaluate_windows(&windows.arguments, events, t)
+            })
+        else {
+            return Ok(None);
+        };
+        let values = values?;
+        let base = stored.values();
+        let ranges = value_ranges(&windows.base_types, base)?;
+        let mut out = Vec::with_capacity(base.len() + values.len() * 9);
+        for source in &windows.sources {
+            match source {
+                WindowedSource::Base(i) => out.extend_from_slice(&base[ranges[*i].clone()]),
+                WindowedSource::Window(w) => KeyEncoder::scalar(&values[*w], &mut out)?,
+            }
+        }
+        Ok(Some(StoredRow::assemble(stored.event_time(), &out)))
+    }
+}
+
+/// `now` as event times of `unit` count it: µs in UTC, or wall-clock µs
+/// in the session's time zone for `timestamp`.
+fn now_in(
+    unit: EventTimeUnit,
+    now: chrono::DateTime<chrono::Utc>,
+    time_zone: &SessionTimeZone,
+) -> i64 {
+    match unit {
+        EventTimeUnit::WallMicros => match time_zone {
+            SessionTimeZone::Named(zone) => now.with_timezone(zone).naive_local(),
+            SessionTimeZone::Fixed(offset) => now.with_timezone(offset).naive_local(),
+        }
+        .and_utc()
+        .timestamp_micros(),
+        _ => now.timestamp_micros(),
     }
 }
 

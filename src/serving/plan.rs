@@ -19,6 +19,7 @@ use super::shape::{KeyMatch, ValueRef, column_name, is_whole_row, key_match, loo
 use crate::error::{Error, Result};
 use crate::features::materialize::shape_of;
 use crate::features::temporal::parse_query;
+use crate::features::windows::{WindowArguments, windowed_view};
 use crate::features::{NameScope, Relation, ResolveMode, SqlPlanner};
 use crate::online::readable_as_datum;
 use crate::pgcompat::column_names::{postgres_column_names, rename_columns};
@@ -42,6 +43,66 @@ pub(super) struct ViewPart {
     /// The inverse of `mapping`: for each view column, its row column.
     pub(super) targets: Vec<Option<usize>>,
     pub(super) ttl: Option<Ttl>,
+    /// For a windowed view: how its rows (its base's) become the view's.
+    pub(super) windows: Option<Arc<WindowedPart>>,
+}
+
+/// How a windowed view's stored rows (rows of its base query) become its
+/// rows: its other columns copied, its windows computed at request time.
+#[derive(Debug)]
+pub(super) struct WindowedPart {
+    pub(super) arguments: WindowArguments,
+    /// The base's column types, as stored online.
+    pub(super) base_types: Vec<DataType>,
+    /// For each view column, where it comes from.
+    pub(super) sources: Vec<WindowedSource>,
+    /// Which rows in memory are the view's ([`shape_of`]).
+    pub(super) shape: String,
+    pub(super) unit: EventTimeUnit,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum WindowedSource {
+    Base(usize),
+    Window(usize),
+}
+
+/// The [`WindowedPart`] of `view`, if it has windowed features.
+fn windowed_part(view: &FeatureViewVersion) -> Result<Option<WindowedPart>> {
+    let (Some(base), Some(windowed)) = (&view.windowed_base, windowed_view(view)?) else {
+        return Ok(None);
+    };
+    let arguments = WindowArguments::of(view, &windowed)?;
+    let base_types = base
+        .columns
+        .iter()
+        .map(|c| c.column_type.as_ref().map(ColumnType::to_arrow))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| Error::internal("a windowed view's base has a column with no type"))?;
+    let sources = view
+        .columns
+        .iter()
+        .map(
+            |c| match arguments.features.iter().position(|f| f.name == c.name) {
+                Some(window) => Ok(WindowedSource::Window(window)),
+                None => base
+                    .columns
+                    .iter()
+                    .position(|b| b.name == c.name)
+                    .map(WindowedSource::Base)
+                    .ok_or_else(|| {
+                        Error::internal(format!("column {} is not in the base", c.name))
+                    }),
+            },
+        )
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(WindowedPart {
+        arguments,
+        base_types,
+        sources,
+        shape: shape_of(view),
+        unit: event_time_unit(view),
+    }))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -105,7 +166,17 @@ pub(super) fn ttl_of(view: &FeatureViewVersion) -> Result<Option<Ttl>> {
     let Some(ttl) = &view.ttl else {
         return Ok(None);
     };
-    let unit = match view
+    let unit = event_time_unit(view);
+    let text = parse_interval_text(ttl)
+        .ok_or_else(|| Error::internal(format!("cannot read the TTL {ttl}")))?;
+    let interval =
+        datafusion::arrow::compute::kernels::cast_utils::parse_interval_month_day_nano(&text)?;
+    Ok(Some(Ttl { interval, unit }))
+}
+
+/// How the online store records `view`'s event time.
+fn event_time_unit(view: &FeatureViewVersion) -> EventTimeUnit {
+    match view
         .columns
         .iter()
         .find(|c| c.name == view.timestamp)
@@ -115,12 +186,7 @@ pub(super) fn ttl_of(view: &FeatureViewVersion) -> Result<Option<Ttl>> {
         Some(ColumnType::Timestamp) => EventTimeUnit::WallMicros,
         Some(ColumnType::Date) => EventTimeUnit::Days,
         _ => EventTimeUnit::Integer,
-    };
-    let text = parse_interval_text(ttl)
-        .ok_or_else(|| Error::internal(format!("cannot read the TTL {ttl}")))?;
-    let interval =
-        datafusion::arrow::compute::kernels::cast_utils::parse_interval_month_day_nano(&text)?;
-    Ok(Some(Ttl { interval, unit }))
+    }
 }
 
 /// `INTERVAL '30 days'` / `INTERVAL '30' DAY` → "30 days" / "30 DAY".
@@ -186,11 +252,10 @@ impl LookupService {
             _ => None,
         };
         let online = &self.online;
-        // Windowed features are computed when read: not from stored rows
-        // (yet).
+        // A windowed view is served online once its rows are in memory.
         let materialized = |view: &FeatureViewVersion, name: &QualifiedName| {
             view.online
-                && !matches!(crate::features::windows::windowed_view(view), Ok(Some(_)))
+                && (view.windowed_base.is_none() || online.has_window_events(name, &shape_of(view)))
                 && online.materialization(name).is_some_and(|m| {
                     m.online && (m.version == view.version || m.shape == shape_of(view))
                 })
@@ -223,6 +288,7 @@ impl LookupService {
                 mapping: Vec::new(),
                 targets: Vec::new(),
                 ttl: ttl_of(view)?,
+                windows: windowed_part(view)?.map(Arc::new),
             }))
         };
 

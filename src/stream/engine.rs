@@ -9,9 +9,11 @@ use featuredb_catalog::{QualifiedName, Registry};
 
 use crate::error::Result;
 use crate::features::Materializer;
-use crate::features::materialize::shape_of;
+use crate::features::materialize::{Caller, WindowCollect, shape_of, window_collect};
 use crate::features::planner::SqlPlanner;
 use crate::features::streaming::{RowPipeline, offer_rows};
+use crate::features::windows::oldest_needed;
+use crate::notice::NoticeSink;
 use crate::offline::{OfflineStore, WriteObserver};
 use crate::online::{OnlineStore, ViewStream};
 
@@ -28,6 +30,10 @@ pub(super) struct Feed {
     version: u32,
     pipeline: RowPipeline,
     pub(super) stream: Arc<ViewStream>,
+    /// A windowed view's windows: what they keep of each row.
+    windows: Option<Arc<WindowCollect>>,
+    /// The materialized shape the stream's rows are of.
+    shape: String,
 }
 
 pub struct StreamEngine {
@@ -79,6 +85,7 @@ impl StreamEngine {
         let _ = self.planners.set(planners);
         self.offline.observers().set(self.clone());
         self.reload().await?;
+        self.rebuild_windows().await;
         let feeds: Vec<(QualifiedName, Arc<Feed>)> = self
             .read_feeds()
             .iter()
@@ -87,7 +94,7 @@ impl StreamEngine {
         for (table, feed) in &feeds {
             if let Some(handle) = self.offline.table(&table.schema, &table.name) {
                 for (seq, batch) in handle.tail_records()? {
-                    apply(feed, seq, &batch);
+                    apply(&self.online, feed, seq, &batch);
                 }
             }
             self.mark_unstored(&feed.view);
@@ -126,16 +133,17 @@ impl StreamEngine {
                     };
                     match RowPipeline::compile(name, view, &registry, planner.as_mut()).await {
                         Ok(pipeline) => {
-                            let stream = self.online.stream(
-                                name,
-                                &shape_of(view),
-                                &pipeline.source.to_string(),
-                            );
+                            let shape = shape_of(view);
+                            let stream =
+                                self.online
+                                    .stream(name, &shape, &pipeline.source.to_string());
                             Arc::new(Feed {
                                 view: name.clone(),
                                 version: view.version,
                                 pipeline,
                                 stream,
+                                windows: window_collect(view)?,
+                                shape,
                             })
                         }
                         Err(e) => {
@@ -164,6 +172,42 @@ impl StreamEngine {
         Ok(streaming)
     }
 
+    /// Computes the rows of every windowed view with stored rows (they
+    /// are kept in memory only): from its source, up to what its last
+    /// refresh stored. A view whose rows cannot be computed is served by
+    /// the planner until its next refresh.
+    async fn rebuild_windows(&self) {
+        let registry = self.registry.snapshot();
+        for (name, view) in &registry.views {
+            let view = view.current();
+            let collect = match window_collect(view) {
+                Ok(Some(collect)) => collect,
+                _ => continue,
+            };
+            let started = Instant::now();
+            let outcome = async {
+                let mut planner = self.planner()?;
+                let mut notices = Vec::new();
+                let mut caller = Caller {
+                    planner: planner.as_mut(),
+                    notices: NoticeSink::new(&mut notices, None),
+                };
+                self.materializer
+                    .rebuild_window_events(name, &view.materialized_form(), &collect, &mut caller)
+                    .await
+            }
+            .await;
+            match outcome {
+                Ok(()) => {
+                    tracing::info!(view = %name, elapsed = ?started.elapsed(), "rebuilt the rows of windowed features")
+                }
+                Err(e) => {
+                    tracing::warn!(view = %name, error = %e, "cannot rebuild the rows of windowed features")
+                }
+            }
+        }
+    }
+
     fn read_feeds(&self) -> std::sync::RwLockReadGuard<'_, HashMap<QualifiedName, Vec<Arc<Feed>>>> {
         self.feeds.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -186,13 +230,19 @@ impl StreamEngine {
     }
 }
 
-/// Runs one logged write through a view's pipeline into its stream.
-fn apply(feed: &Feed, seq: u64, batch: &RecordBatch) {
+/// Runs one logged write through a view's pipeline into its stream (and
+/// a windowed view's rows in memory).
+fn apply(online: &OnlineStore, feed: &Feed, seq: u64, batch: &RecordBatch) {
     let started = Instant::now();
-    let outcome = feed
-        .pipeline
-        .apply(batch)
-        .and_then(|rows| offer_rows(&feed.stream, &feed.pipeline.shape, &rows, seq));
+    let outcome = feed.pipeline.apply(batch).and_then(|rows| {
+        offer_rows(&feed.stream, &feed.pipeline.shape, &rows, seq)?;
+        if let Some(windows) = &feed.windows {
+            let keep_after = oldest_needed(windows.arguments.widest_micros);
+            let events = windows.arguments.events(&rows, |_| seq, keep_after)?;
+            online.stream_window_events(&feed.view, &feed.shape, events, keep_after);
+        }
+        Ok(())
+    });
     match outcome {
         Ok(_) => feed.stream.applied(started.elapsed().as_micros() as u64),
         Err(e) => {
@@ -209,7 +259,7 @@ impl WriteObserver for StreamEngine {
     fn logged(&self, table: &QualifiedName, seq: u64, batch: &RecordBatch) {
         if let Some(feeds) = self.read_feeds().get(table) {
             for feed in feeds {
-                apply(feed, seq, batch);
+                apply(&self.online, feed, seq, batch);
             }
         }
     }

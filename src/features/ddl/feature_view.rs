@@ -9,7 +9,7 @@ use datafusion::sql::sqlparser::ast;
 use featuredb_catalog::names::quote_ident;
 use featuredb_catalog::{
     ColumnRole, ColumnType, FeatureView, FeatureViewVersion, KeyColumn, ObjectKind, QualifiedName,
-    RegistryState, ViewColumn,
+    RegistryState, ViewColumn, WindowedBase,
 };
 use featuredb_sql::feature::{AlterFeatureView, CreateFeatureView, FeatureKey, FeatureViewChange};
 
@@ -20,8 +20,11 @@ use crate::features::materialize::online_storable;
 use crate::features::names::undefined;
 use crate::features::resolve::ResolveMode;
 use crate::features::streaming::RowPipeline;
+use crate::features::temporal::parse_query;
 use crate::features::temporal::write_ordered_query;
-use crate::features::windows::{as_of_sql, check_event_time, windowed_view};
+use crate::features::windows::{
+    WindowArguments, as_of_sql, check_event_time, windowed_query, windowed_view,
+};
 use crate::notice::Notice;
 
 /// Whether two key types join: same type, or both integers, or both text.
@@ -204,19 +207,9 @@ impl RegistryDdl<'_> {
             check_no_cycle(&txn.state, &name, &dependencies)?;
         }
         let columns = self.definition_schema(&txn.state, &stored_query).await?;
-        // Only a variant that plans to the same columns is kept.
-        let write_ordered_query = match write_ordered_query(&query, &self.names.offline) {
-            Some(variant) => match self.definition_schema(&txn.state, &variant).await {
-                Ok(variant_columns)
-                    if variant_columns.len() == columns.len() + 1
-                        && columns.iter().all(|c| variant_columns.contains(c)) =>
-                {
-                    Some(variant)
-                }
-                _ => None,
-            },
-            None => None,
-        };
+        let write_ordered_query = self
+            .write_ordered_variant(&txn.state, &query, &columns)
+            .await;
         let columns = Self::view_columns(
             &columns,
             &keys,
@@ -224,6 +217,31 @@ impl RegistryDdl<'_> {
             entity.as_ref(),
             &create.timestamp,
         )?;
+        // A windowed view materializes its row-level base.
+        let windowed_base = match windowed_query(&query, &keys, &create.timestamp)? {
+            None => None,
+            Some(windowed) => {
+                let base = parse_query(&windowed.base_query)?;
+                let base_columns = self
+                    .definition_schema(&txn.state, &windowed.base_query)
+                    .await?;
+                let write_ordered_query = self
+                    .write_ordered_variant(&txn.state, &base, &base_columns)
+                    .await;
+                let columns = Self::view_columns(
+                    &base_columns,
+                    &keys,
+                    key_types.as_deref(),
+                    entity.as_ref(),
+                    &create.timestamp,
+                )?;
+                Some(WindowedBase {
+                    query: windowed.base_query,
+                    columns,
+                    write_ordered_query,
+                })
+            }
+        };
 
         let version = existing
             .as_ref()
@@ -246,6 +264,7 @@ impl RegistryDdl<'_> {
             created_at: now(),
             sql: String::new(),
             write_ordered_query,
+            windowed_base,
         };
         definition.sql = view_sql(&name, &definition);
         self.check_windows(&txn.state, &definition).await?;
@@ -402,6 +421,27 @@ impl RegistryDdl<'_> {
         Ok(())
     }
 
+    /// `query` (with output `columns`) reading its one table in write
+    /// order, if it has that shape; only a variant that plans to the same
+    /// columns (and the write order) is kept.
+    async fn write_ordered_variant(
+        &mut self,
+        state: &RegistryState,
+        query: &ast::Query,
+        columns: &[(String, DataType)],
+    ) -> Option<String> {
+        let variant = write_ordered_query(query, &self.names.offline)?;
+        match self.definition_schema(state, &variant).await {
+            Ok(variant_columns)
+                if variant_columns.len() == columns.len() + 1
+                    && columns.iter().all(|c| variant_columns.contains(c)) =>
+            {
+                Some(variant)
+            }
+            _ => None,
+        }
+    }
+
     /// A view with windowed features: they must be over its key and
     /// event time, and its reads as of a time must plan to its columns.
     async fn check_windows(
@@ -413,6 +453,8 @@ impl RegistryDdl<'_> {
             return Ok(());
         };
         check_event_time(view)?;
+        // What lookups will keep of each row must exist for its type.
+        WindowArguments::of(view, &windowed)?;
         let ts_type = view
             .columns
             .iter()

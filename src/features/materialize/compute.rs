@@ -23,17 +23,42 @@ use super::newest::{MergedWinners, NewestRows, SortedWinners};
 use crate::error::{Error, Result};
 use crate::features::resolve::ResolveMode;
 use crate::features::temporal::parse_query;
+use crate::features::windows::{WindowArguments, oldest_needed, windowed_view};
 use crate::notice::Notice;
 use crate::offline::TableHandle;
 use crate::offline::writer::DataFileWriter;
+use crate::online::WindowEvent;
 
 /// What a pass produced.
 pub(super) struct Computed {
     pub(super) rows_out: u64,
+    /// The rows windowed features may still count (windowed views).
+    pub(super) window_events: Vec<(Vec<u8>, WindowEvent)>,
     pub(super) newest: MergedWinners,
     pub(super) phases: Phases,
     /// The offline commit of its rows, still running.
     pub(super) offline: OfflineCommit,
+}
+
+/// What a pass keeps of a windowed view's rows for its windows: the
+/// rows at or after `keep_after`, as `arguments` says.
+pub struct WindowCollect {
+    pub arguments: WindowArguments,
+    pub keep_after: i64,
+}
+
+/// What a refresh of `view` (as defined, not its materialized form)
+/// keeps for its windows, if it is windowed.
+pub fn window_collect(view: &FeatureViewVersion) -> Result<Option<Arc<WindowCollect>>> {
+    let Some(windowed) = windowed_view(view)? else {
+        return Ok(None);
+    };
+    let arguments = WindowArguments::of(view, &windowed)?;
+    let keep_after = oldest_needed(arguments.widest_micros);
+    Ok(Some(Arc::new(WindowCollect {
+        arguments,
+        keep_after,
+    })))
 }
 
 /// A pass's offline commit: its data files finished (flushed, fsynced),
@@ -78,6 +103,7 @@ impl Materializer {
         offline: Option<(Arc<TableHandle>, &BTreeMap<String, i64>)>,
         online: bool,
         expected_rows: Option<u64>,
+        windows: Option<&Arc<WindowCollect>>,
     ) -> Result<Computed> {
         let mut phases = Phases::default();
         let planning = Instant::now();
@@ -124,8 +150,18 @@ impl Materializer {
             let shape = shape.clone();
             let table = offline.as_ref().map(|(table, _)| table.clone());
             let rows_done = rows_done.clone();
+            let windows = windows.cloned();
             tasks.spawn(async move {
-                process_partition(stream, shape, table, online, capacity_hint, rows_done).await
+                process_partition(
+                    stream,
+                    shape,
+                    table,
+                    online,
+                    capacity_hint,
+                    rows_done,
+                    windows,
+                )
+                .await
             });
         }
 
@@ -163,8 +199,10 @@ impl Materializer {
         let mut rows_out = 0;
         let mut runs = Vec::with_capacity(results.len());
         let mut finishing = Vec::with_capacity(results.len());
-        for partition in results {
+        let mut window_events = Vec::new();
+        for mut partition in results {
             rows_out += partition.rows_out;
+            window_events.append(&mut partition.window_events);
             runs.push(partition.newest);
             finishing.extend(partition.files);
         }
@@ -183,6 +221,7 @@ impl Materializer {
         phases.merge = merging.elapsed();
         Ok(Computed {
             rows_out,
+            window_events,
             newest,
             phases,
             offline,
@@ -236,6 +275,7 @@ pub(super) fn spread_over_partitions(
 /// What one partition of a refresh produced.
 pub(super) struct PartitionOutput {
     pub(super) rows_out: u64,
+    pub(super) window_events: Vec<(Vec<u8>, WindowEvent)>,
     pub(super) newest: SortedWinners,
     /// Its data files, being finished by a task of their own (flushing
     /// and fsyncing while the newest rows are sorted and merged).
@@ -249,7 +289,9 @@ pub(super) async fn process_partition(
     online: bool,
     capacity_hint: usize,
     rows_done: Arc<std::sync::atomic::AtomicU64>,
+    windows: Option<Arc<WindowCollect>>,
 ) -> Result<PartitionOutput> {
+    let mut window_events = Vec::new();
     let mut writer = match table {
         Some(table) => Some(DataFileWriter::new(table).await?),
         None => None,
@@ -279,6 +321,9 @@ pub(super) async fn process_partition(
         if online {
             newest.offer_batch(&out, &shape.key_indices, shape.ts_index, tie)?;
         }
+        if let Some(windows) = &windows {
+            window_events.append(&mut windows.arguments.events(&out, |_| 0, windows.keep_after)?);
+        }
         rows_out += out.num_rows() as u64;
         rows_done.fetch_add(out.num_rows() as u64, std::sync::atomic::Ordering::Relaxed);
         if let Some(writer) = &mut writer {
@@ -288,6 +333,7 @@ pub(super) async fn process_partition(
     let files = writer.map(|writer| tokio::spawn(writer.finish()));
     Ok(PartitionOutput {
         rows_out,
+        window_events,
         newest: newest.into_sorted(),
         files,
     })

@@ -18,6 +18,7 @@ use crate::online::storable;
 
 /// The definition fields a materialization depends on.
 pub fn shape_of(view: &FeatureViewVersion) -> String {
+    let view = view.materialized_form();
     serde_json::json!({
         "query": view.query,
         "keys": view.keys,

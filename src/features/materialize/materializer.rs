@@ -10,6 +10,7 @@ use featuredb_catalog::{
 };
 
 use super::apply::{apply_online, upsert};
+use super::compute::{WindowCollect, window_collect};
 use super::definition::{Rows, offline_schema, offline_table_prefix, online_storable, shape_of};
 use super::inputs::{
     added_rows, base_tables, committed_inputs, current_sequence, input_key, only_appends,
@@ -20,7 +21,9 @@ use crate::features::planner::SqlPlanner;
 use crate::jobs::{JobRunner, RunningJob};
 use crate::notice::{Notice, NoticeSink};
 use crate::offline::{OfflineStore, TableHandle};
-use crate::online::{MATERIALIZED_SCHEMA, Materialization, OnlineChange, OnlineStore, OwnedRows};
+use crate::online::{
+    MATERIALIZED_SCHEMA, Materialization, OnlineChange, OnlineStore, OwnedRows, WindowEvent,
+};
 
 /// Refreshes feature views: what a session's REFRESH calls, and what a
 /// scheduler or a stream pipeline will. Every refresh of a view is a job
@@ -40,13 +43,24 @@ pub struct Caller<'a> {
 }
 
 /// How to refresh a view.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 struct How {
     /// Recompute from scratch.
     full: bool,
     /// Commit the inputs' logged writes first (a stream's refresh stores
     /// only what its source committed).
     flush_inputs: bool,
+    /// What a windowed view keeps of its rows for its windows (set once
+    /// the view is known).
+    windows: Option<Arc<WindowCollect>>,
+}
+
+/// What a refresh changes of a windowed view's rows in memory.
+enum WindowUpdate {
+    /// Rows added (incremental), stored through the refresh's snapshot.
+    Store(Vec<(Vec<u8>, WindowEvent)>),
+    /// Every row (full).
+    Reset(Vec<(Vec<u8>, WindowEvent)>),
 }
 
 /// What a refresh reads, fixed before it decides anything.
@@ -58,6 +72,8 @@ struct FixedInputs {
     one_table: Option<String>,
     /// When the refresh started preparing.
     preparing: Instant,
+    /// What a windowed view keeps of its rows for its windows.
+    windows: Option<Arc<WindowCollect>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +123,7 @@ impl Materializer {
             let how = How {
                 full,
                 flush_inputs: true,
+                windows: None,
             };
             self.refresh_view(registry, &name, how, caller).await?;
         }
@@ -127,6 +144,7 @@ impl Materializer {
         let how = How {
             full: false,
             flush_inputs: false,
+            windows: None,
         };
         self.refresh_view(registry, name, how, caller).await
     }
@@ -136,18 +154,19 @@ impl Materializer {
         &self,
         registry: &RegistryState,
         name: &QualifiedName,
-        how: How,
+        mut how: How,
         caller: &mut Caller<'_>,
     ) -> Result<()> {
-        let view = registry
+        let defined = registry
             .views
             .get(name)
             .ok_or_else(|| Error::UndefinedTable {
                 name: name.to_string(),
                 position: None,
             })?
-            .current()
-            .clone();
+            .current();
+        how.windows = window_collect(defined)?;
+        let view = defined.materialized_form().into_owned();
         let turn = self.jobs.lock(name).await;
         // The view may have been dropped or replaced while we waited.
         let now_current = self
@@ -234,16 +253,91 @@ impl Materializer {
             handles,
             one_table,
             preparing,
+            windows: how.windows.clone(),
         };
-        let outcome = self
+        let update = self
             .refresh_fixed(name, view, how.full, fixed, job, caller)
-            .await;
-        if outcome.is_ok()
-            && let Some(through) = stored_through
-        {
+            .await?;
+        let through = stored_through.unwrap_or(0);
+        if let Some(windows) = &how.windows {
+            let shape = shape_of(view);
+            let stored = match update {
+                WindowUpdate::Store(events) => self.online.store_window_events(
+                    name,
+                    &shape,
+                    through,
+                    events,
+                    windows.keep_after,
+                ),
+                WindowUpdate::Reset(events) => {
+                    self.online.reset_window_events(
+                        name,
+                        &shape,
+                        through,
+                        events,
+                        windows.keep_after,
+                    );
+                    true
+                }
+            };
+            if !stored || !self.online.has_window_events(name, &shape) {
+                self.rebuild_window_events(name, view, windows, caller)
+                    .await?;
+            }
+        }
+        if stored_through.is_some() {
             self.online.prune_streamed(name, through);
         }
-        outcome
+        Ok(())
+    }
+
+    /// Computes a windowed view's rows in memory from its source, up to
+    /// the snapshot its last refresh stored (after a restart, or when
+    /// they were lost).
+    pub async fn rebuild_window_events(
+        &self,
+        name: &QualifiedName,
+        view: &FeatureViewVersion,
+        windows: &Arc<WindowCollect>,
+        caller: &mut Caller<'_>,
+    ) -> Result<()> {
+        let shape = shape_of(view);
+        let Some(state) = self
+            .online
+            .materialization(name)
+            .filter(|s| s.shape == shape)
+        else {
+            return Ok(());
+        };
+        let mut tables = BTreeSet::new();
+        base_tables(&self.registry.snapshot(), view, &mut tables, 0)?;
+        let one_table = match (tables.iter().next(), &view.write_ordered_query) {
+            (Some(table), Some(_)) if tables.len() == 1 => {
+                self.offline.table(&table.schema, &table.name)
+            }
+            _ => None,
+        };
+        let (rows, through) = match &one_table {
+            Some(handle) => {
+                let through = state.inputs.get(&input_key(handle)?).copied().unwrap_or(0);
+                (
+                    Rows::Range { after: 0, through },
+                    handle.wal_watermark_at(through)?,
+                )
+            }
+            None => (Rows::All, 0),
+        };
+        let computed = self
+            .compute_rows(caller, name, view, &rows, None, false, None, Some(windows))
+            .await?;
+        self.online.reset_window_events(
+            name,
+            &shape,
+            through,
+            computed.window_events,
+            windows.keep_after,
+        );
+        Ok(())
     }
 
     /// Decides the kind of refresh and runs it, from the inputs fixed.
@@ -255,13 +349,16 @@ impl Materializer {
         fixed: FixedInputs,
         job: &mut RunningJob,
         caller: &mut Caller<'_>,
-    ) -> Result<()> {
+    ) -> Result<WindowUpdate> {
         let FixedInputs {
             inputs,
             handles,
             one_table,
             preparing,
+            windows,
         } = fixed;
+        let windows = windows.as_ref();
+        let mut repaired_events = Vec::new();
         let offline = self.offline.clone();
         let online_store = self.online.clone();
         let wants_online = view.online;
@@ -295,8 +392,10 @@ impl Materializer {
                     None,
                     current.online,
                     None,
+                    windows,
                 )
                 .await?;
+            repaired_events = computed.window_events;
             let mut repaired = current.clone();
             repaired.inputs = committed;
             let change = upsert(current.online, computed.newest);
@@ -334,7 +433,7 @@ impl Materializer {
                         apply_online(&online_store, name, updated, OnlineChange::None)?;
                     }
                 }
-                Ok(())
+                Ok(WindowUpdate::Store(repaired_events))
             }
             RefreshKind::Incremental => {
                 let current = state.expect("incremental refresh has a state");
@@ -359,8 +458,11 @@ impl Materializer {
                         Some((table, &inputs)),
                         current.online,
                         Some(job.record.rows_in),
+                        windows,
                     )
                     .await?;
+                let mut events = std::mem::take(&mut repaired_events);
+                events.extend(computed.window_events);
                 job.record.rows_out = computed.rows_out;
                 let mut next = current.clone();
                 next.inputs = inputs;
@@ -370,7 +472,7 @@ impl Materializer {
                 let change = upsert(next.online, computed.newest);
                 phases.prepare = prepared;
                 phases.apply_online(&online_store, name, job, next, change, computed.offline)?;
-                Ok(())
+                Ok(WindowUpdate::Store(events))
             }
             RefreshKind::Full => {
                 let previous = online_store.materialization(name);
@@ -405,8 +507,10 @@ impl Materializer {
                         Some((table, &inputs)),
                         wants_online,
                         Some(job.record.rows_in),
+                        windows,
                     )
                     .await?;
+                let events = computed.window_events;
                 job.record.rows_out = computed.rows_out;
                 let mut next = Materialization::new(
                     shape,
@@ -442,7 +546,7 @@ impl Materializer {
                         tracing::warn!(table = %old, error = %e, "could not drop an old generation");
                     }
                 }
-                Ok(())
+                Ok(WindowUpdate::Reset(events))
             }
         }
     }

@@ -36,7 +36,7 @@
 //! reads and what a pass computes.
 
 mod apply;
-mod compute;
+pub mod compute;
 mod definition;
 mod inputs;
 mod integer_winners;
@@ -44,6 +44,7 @@ mod materializer;
 mod newest;
 mod row_arena;
 
+pub use compute::{WindowCollect, window_collect};
 pub use definition::{RowShape, online_storable, shape_of};
 pub use inputs::REFRESH_INPUTS_PROPERTY;
 pub use materializer::{Caller, Materializer};

@@ -67,13 +67,9 @@ impl RowPipeline {
         planner: &mut dyn SqlPlanner,
     ) -> Result<Self> {
         let source = source_table(name, view, registry)?;
-        if crate::features::windows::windowed_view(view)?.is_some() {
-            return Err(cannot(
-                name,
-                "the stream engine does not keep windowed features yet (they are computed \
-                 exactly when read, from the source)",
-            ));
-        }
+        // A windowed view streams its row-level base; its windows are
+        // computed from the rows when read.
+        let view = &*view.materialized_form();
         let query = parse_query(&view.query)?;
         let statement = ast::Statement::Query(query);
         let (plan, _) = planner

@@ -1,33 +1,5 @@
-//! Windowed features: aggregates over a sliding window of event time,
-//! written as standard window functions.
-//!
-//! ```sql
-//! SELECT card_id, ts, count(*) OVER w10m AS tx_10m, sum(amount) OVER w1h AS amount_1h
-//! FROM transactions
-//! WINDOW w10m AS (PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL '10 minutes' PRECEDING AND CURRENT ROW),
-//!        w1h  AS (PARTITION BY card_id ORDER BY ts RANGE BETWEEN INTERVAL '1 hour' PRECEDING AND CURRENT ROW)
-//! ```
-//!
-//! **What a windowed view means when read as of time t** (a query as of
-//! now, `FOR SYSTEM_TIME AS OF t`, an online lookup): the view's other
-//! columns come from the key's newest row at or before t, as for every
-//! view; each windowed feature is the aggregate over the key's rows with
-//! event time in `[t − W, t]` — what the window frame computes for a row
-//! at time t. So values decay as time passes with no new events (a card
-//! idle for an hour has `tx_10m = 0`, or NULL for avg/min/max), rather
-//! than staying at what they were at the key's last event. Read as a
-//! history (`FOR SYSTEM_TIME ALL`) the view is its query: each row with
-//! its windows at its own time.
-//!
-//! A view is windowed when a window function's frame is `RANGE BETWEEN
-//! INTERVAL '…' PRECEDING AND CURRENT ROW`; every window function of such a
-//! view must then be one of [`WindowFunction`], partitioned by the view's
-//! key and ordered by its event time, a whole select item. Intervals are
-//! fixed durations (a day is 24 hours; months are refused).
-//!
-//! The rows the windows aggregate are those of the **base query**: the
-//! view's query with each window item replaced by its argument (named
-//! `featuredb_window_arg_N`) and the WINDOW clause removed.
+//! Which views are windowed, and their windowed features: parsed from
+//! the view's query and checked (see the module above).
 
 use std::collections::HashMap;
 
@@ -35,7 +7,6 @@ use datafusion::sql::sqlparser::ast::{
     self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, NamedWindowExpr, Query,
     SelectItem, SetExpr, WindowFrameBound, WindowFrameUnits, WindowSpec, WindowType,
 };
-use featuredb_catalog::names::quote_ident;
 use featuredb_catalog::{ColumnType, FeatureViewVersion};
 
 use crate::error::{Error, Result};
@@ -411,89 +382,6 @@ fn interval_micros(expr: &Expr) -> Option<i64> {
     (days as i64)
         .checked_mul(86_400_000_000)?
         .checked_add(micros)
-}
-
-/// The SQL reading a windowed view as of `time` (an expression of the
-/// view's event time type): the newest row at or before `time` per key,
-/// with each windowed feature aggregated over `[time − W, time]`.
-pub fn as_of_sql(view: &FeatureViewVersion, windowed: &WindowedView, time: &str) -> String {
-    let ts = quote_ident(&view.timestamp);
-    let keys: Vec<String> = view.keys.iter().map(|k| quote_ident(k)).collect();
-    let base = &windowed.base_query;
-    let not_null: Vec<String> = keys.iter().map(|k| format!("{k} IS NOT NULL")).collect();
-    let mut newest_conditions = not_null.clone();
-    newest_conditions.push(format!("{ts} <= {time}"));
-    if let Some(ttl) = &view.ttl {
-        newest_conditions.push(format!("{ts} >= {time} - {ttl}"));
-    }
-    // Ties on event time: a deterministic order on the other columns.
-    let mut order = vec![format!("{ts} DESC")];
-    order.extend(
-        view.columns
-            .iter()
-            .filter(|c| {
-                !view.keys.contains(&c.name)
-                    && c.name != view.timestamp
-                    && !windowed.features.iter().any(|f| f.name == c.name)
-            })
-            .map(|c| format!("{} DESC NULLS LAST", quote_ident(&c.name))),
-    );
-    let aggregates: Vec<String> = windowed
-        .features
-        .iter()
-        .map(|f| {
-            let argument = f
-                .argument
-                .as_deref()
-                .map(quote_ident)
-                .unwrap_or_else(|| "*".into());
-            format!(
-                "{}({argument}) FILTER (WHERE {ts} >= {time} - INTERVAL '{} microseconds') AS {}",
-                f.function.sql_name(),
-                f.width_micros,
-                quote_ident(&f.name)
-            )
-        })
-        .collect();
-    let mut window_conditions = not_null;
-    window_conditions.push(format!("{ts} <= {time}"));
-    window_conditions.push(format!(
-        "{ts} >= {time} - INTERVAL '{} microseconds'",
-        windowed.widest_micros
-    ));
-    let join: Vec<String> = keys
-        .iter()
-        .map(|k| format!("featuredb_newest.{k} = featuredb_windows.{k}"))
-        .collect();
-    let columns: Vec<String> = view
-        .columns
-        .iter()
-        .map(|c| {
-            let name = quote_ident(&c.name);
-            match windowed.features.iter().find(|f| f.name == c.name) {
-                Some(f) if f.function.zero_when_empty() => {
-                    format!("COALESCE(featuredb_windows.{name}, 0) AS {name}")
-                }
-                Some(_) => format!("featuredb_windows.{name} AS {name}"),
-                None => format!("featuredb_newest.{name} AS {name}"),
-            }
-        })
-        .collect();
-    format!(
-        "SELECT {columns} FROM \
-         (SELECT *, row_number() OVER (PARTITION BY {partition} ORDER BY {order}) AS featuredb_rank \
-          FROM ({base}) AS featuredb_history WHERE {newest}) AS featuredb_newest \
-         LEFT JOIN (SELECT {partition}, {aggregates} FROM ({base}) AS featuredb_events \
-          WHERE {window} GROUP BY {partition}) AS featuredb_windows ON {join} \
-         WHERE featuredb_newest.featuredb_rank = 1",
-        columns = columns.join(", "),
-        partition = keys.join(", "),
-        order = order.join(", "),
-        newest = newest_conditions.join(" AND "),
-        aggregates = aggregates.join(", "),
-        window = window_conditions.join(" AND "),
-        join = join.join(" AND "),
-    )
 }
 
 /// Whether a windowed view's event time can bound windows: a timestamp.

@@ -1,0 +1,255 @@
+//! The rows windowed features aggregate, per view and key, in memory.
+//!
+//! A windowed view's lookups compute each window at the time of the
+//! request from the key's rows in `[now − W, now]`: exact at both edges,
+//! which needs every row's event time inside the widest window (an exact
+//! sliding-window count needs that much; tiles would bound the state at
+//! the cost of exactness at the older edge). Rows older than the widest
+//! window are dropped when their key is written or a refresh runs.
+//!
+//! Two kinds of rows, told apart by the write-ahead log sequence number
+//! each carries, so that a row is never counted twice nor missed:
+//! - **stored**: rows a refresh stored, up to the input snapshot whose
+//!   logged writes go up to `stored_through` (`seq` 0);
+//! - **streamed**: rows of logged writes with `seq > stored_through`,
+//!   applied as they are acknowledged. A refresh that stores them adds
+//!   them as stored rows and drops the streamed ones it covers, in one
+//!   step under the view's lock.
+//!
+//! The state is rebuilt when the server starts, from the source rows up
+//! to the last refresh's snapshot (then the log's tail is replayed), so
+//! it needs no storage of its own.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use featuredb_catalog::QualifiedName;
+
+use super::store::OnlineStore;
+
+/// An argument of a windowed feature, as kept for aggregation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WindowValue {
+    Null,
+    Int(i64),
+    Float(f64),
+}
+
+/// One row of a windowed view's base, as its windows see it.
+#[derive(Debug, Clone)]
+pub struct WindowEvent {
+    /// Event time, in the unit the online store keeps (µs).
+    pub ts: i64,
+    /// The log sequence number of a streamed row; 0 for a stored one.
+    pub seq: u64,
+    /// The windows' arguments.
+    pub values: Box<[WindowValue]>,
+}
+
+#[derive(Default)]
+struct ViewWindows {
+    /// The definition the rows were computed for.
+    shape: String,
+    /// Logged writes up to here are among the stored rows.
+    stored_through: u64,
+    /// Each key's rows, by event time.
+    keys: HashMap<Vec<u8>, Vec<WindowEvent>, ahash::RandomState>,
+}
+
+impl ViewWindows {
+    fn add(&mut self, key: Vec<u8>, event: WindowEvent, keep_after: i64) {
+        if event.ts < keep_after {
+            return;
+        }
+        let events = self.keys.entry(key).or_default();
+        if events.last().is_none_or(|last| last.ts <= event.ts) {
+            events.push(event);
+        } else {
+            let at = events.partition_point(|e| e.ts <= event.ts);
+            events.insert(at, event);
+        }
+        let old = events.partition_point(|e| e.ts < keep_after);
+        if old > 0 {
+            events.drain(..old);
+        }
+    }
+
+    fn sweep(&mut self, keep_after: i64) {
+        self.keys.retain(|_, events| {
+            let old = events.partition_point(|e| e.ts < keep_after);
+            if old > 0 {
+                events.drain(..old);
+            }
+            !events.is_empty()
+        });
+    }
+}
+
+/// The rows of every windowed view.
+#[derive(Default)]
+pub(super) struct WindowRows {
+    views: RwLock<HashMap<QualifiedName, Arc<RwLock<ViewWindows>>>>,
+}
+
+/// What `featuredb.streams` shows of a view's windows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WindowUsage {
+    pub keys: u64,
+    pub rows: u64,
+    /// Bytes the rows take in memory, keys included.
+    pub bytes: u64,
+}
+
+impl OnlineStore {
+    fn view_windows(&self, view: &QualifiedName) -> Option<Arc<RwLock<ViewWindows>>> {
+        self.windows
+            .views
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(view)
+            .cloned()
+    }
+
+    /// Replaces `view`'s rows with `events` (a full refresh, or the rebuild
+    /// at startup), stored through log sequence number `stored_through`.
+    /// Streamed rows beyond it stay.
+    pub fn reset_window_events(
+        &self,
+        view: &QualifiedName,
+        shape: &str,
+        stored_through: u64,
+        events: Vec<(Vec<u8>, WindowEvent)>,
+        keep_after: i64,
+    ) {
+        let mut next = ViewWindows {
+            shape: shape.to_string(),
+            stored_through,
+            keys: HashMap::default(),
+        };
+        let previous = self.view_windows(view);
+        if let Some(previous) = &previous {
+            let previous = previous.read().unwrap_or_else(|p| p.into_inner());
+            if previous.shape == shape {
+                for (key, events) in &previous.keys {
+                    for event in events.iter().filter(|e| e.seq > stored_through) {
+                        next.add(key.clone(), event.clone(), keep_after);
+                    }
+                }
+            }
+        }
+        for (key, event) in events {
+            next.add(key, event, keep_after);
+        }
+        self.windows
+            .views
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(view.clone(), Arc::new(RwLock::new(next)));
+    }
+
+    /// Adds the rows a refresh stored, which cover the logged writes up to
+    /// `stored_through`: streamed rows it covers leave. `false` if the
+    /// view has no rows of `shape` (they must be rebuilt).
+    pub fn store_window_events(
+        &self,
+        view: &QualifiedName,
+        shape: &str,
+        stored_through: u64,
+        events: Vec<(Vec<u8>, WindowEvent)>,
+        keep_after: i64,
+    ) -> bool {
+        let Some(windows) = self.view_windows(view) else {
+            return false;
+        };
+        let mut windows = windows.write().unwrap_or_else(|p| p.into_inner());
+        if windows.shape != shape {
+            return false;
+        }
+        if stored_through > windows.stored_through {
+            for events in windows.keys.values_mut() {
+                events.retain(|e| e.seq == 0 || e.seq > stored_through);
+            }
+            windows.stored_through = stored_through;
+        }
+        for (key, event) in events {
+            windows.add(key, event, keep_after);
+        }
+        windows.sweep(keep_after);
+        true
+    }
+
+    /// Adds rows of a logged write (sequence number in each row); rows a
+    /// refresh already stored are skipped.
+    pub fn stream_window_events(
+        &self,
+        view: &QualifiedName,
+        shape: &str,
+        events: Vec<(Vec<u8>, WindowEvent)>,
+        keep_after: i64,
+    ) {
+        let Some(windows) = self.view_windows(view) else {
+            return;
+        };
+        let mut windows = windows.write().unwrap_or_else(|p| p.into_inner());
+        if windows.shape != shape {
+            return;
+        }
+        let through = windows.stored_through;
+        for (key, event) in events.into_iter().filter(|(_, e)| e.seq > through) {
+            windows.add(key, event, keep_after);
+        }
+    }
+
+    /// Runs `read` on the rows of `key` (by event time), if the view's
+    /// rows of `shape` are in memory.
+    pub fn with_window_events<R>(
+        &self,
+        view: &QualifiedName,
+        shape: &str,
+        key: &[u8],
+        read: impl FnOnce(&[WindowEvent]) -> R,
+    ) -> Option<R> {
+        let windows = self.view_windows(view)?;
+        let windows = windows.read().unwrap_or_else(|p| p.into_inner());
+        if windows.shape != shape {
+            return None;
+        }
+        Some(read(
+            windows.keys.get(key).map(Vec::as_slice).unwrap_or(&[]),
+        ))
+    }
+
+    /// Whether `view`'s rows of `shape` are in memory.
+    pub fn has_window_events(&self, view: &QualifiedName, shape: &str) -> bool {
+        self.view_windows(view)
+            .is_some_and(|w| w.read().unwrap_or_else(|p| p.into_inner()).shape == shape)
+    }
+
+    /// Forgets `view`'s rows (dropped, or no longer windowed).
+    pub fn drop_window_events(&self, view: &QualifiedName) {
+        self.windows
+            .views
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(view);
+    }
+
+    /// How much memory `view`'s rows take.
+    pub fn window_usage(&self, view: &QualifiedName) -> Option<WindowUsage> {
+        let windows = self.view_windows(view)?;
+        let windows = windows.read().unwrap_or_else(|p| p.into_inner());
+        let mut usage = WindowUsage::default();
+        for (key, events) in &windows.keys {
+            usage.keys += 1;
+            usage.rows += events.len() as u64;
+            usage.bytes += (key.len()
+                + std::mem::size_of::<Vec<WindowEvent>>()
+                + events.capacity() * std::mem::size_of::<WindowEvent>()
+                + events
+                    .iter()
+                    .map(|e| e.values.len() * std::mem::size_of::<WindowValue>())
+                    .sum::<usize>()) as u64;
+        }
+        Some(usage)
+    }
+}
