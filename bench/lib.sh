@@ -135,11 +135,14 @@ run_pgbench() {
   echo "$tps $avg $p99"
 }
 
-# bench_venv: PY, a Python with bench/asof/requirements.txt installed into
-# target/bench-venv (reinstalled when the file changes, as tests/interop.rs
-# does).
+# bench_venv [REQUIREMENTS]: PY, a Python with REQUIREMENTS (default
+# bench/asof/requirements.txt) installed into a venv under target/ named
+# after its directory (reinstalled when the file changes, as
+# tests/interop.rs does).
 bench_venv() {
-  local requirements="$BENCH_ROOT/bench/asof/requirements.txt" venv="$BENCH_ROOT/target/bench-venv"
+  local requirements="${1:-$BENCH_ROOT/bench/asof/requirements.txt}" venv
+  venv="$BENCH_ROOT/target/bench-venv"
+  [ -z "${1:-}" ] || venv="$BENCH_ROOT/target/bench-venv-$(basename "$(dirname "$1")")"
   PY="$venv/bin/python"
   if ! cmp -s "$requirements" "$venv/installed-requirements.txt"; then
     echo "installing $requirements into $venv ..." >&2

@@ -539,6 +539,9 @@ fn streams(state: &RegistryState, online: &OnlineStore) -> Built {
         ("stored_through_seq", DataType::Int64),
         ("last_stored_at", timestamptz()),
         ("storage_lag_ms", DataType::Float64),
+        ("window_keys", DataType::Int64),
+        ("window_rows", DataType::Int64),
+        ("window_bytes", DataType::Int64),
         ("last_error", DataType::Utf8),
     ]);
     let mut reports = online.stream_reports();
@@ -553,6 +556,7 @@ fn streams(state: &RegistryState, online: &OnlineStore) -> Built {
     for report in &reports {
         let status = &report.status;
         let applied_at = time(status.last_applied_at);
+        let windows = online.window_usage(&report.view);
         let newest = status
             .newest_event_time
             .map(|t| event_time_text(state, &report.view, t));
@@ -579,6 +583,9 @@ fn streams(state: &RegistryState, online: &OnlineStore) -> Built {
             Value::BigInt(Some(status.stored_through as i64)),
             Value::Time(&stored_at),
             Value::Double(storage_lag),
+            Value::BigInt(windows.map(|w| w.keys as i64)),
+            Value::BigInt(windows.map(|w| w.rows as i64)),
+            Value::BigInt(windows.map(|w| w.bytes as i64)),
             Value::Text(status.last_error.as_deref()),
         ]);
     }
