@@ -353,3 +353,81 @@ async fn kill_during_a_stream_of_writes_loses_and_duplicates_nothing() {
         .await;
     }
 }
+
+/// Prepared one-row INSERTs run without the planner: they must behave as
+/// planned INSERTs do — omitted columns NULL, `now()` per execution, casts
+/// in the session's time zone, constraints with their SQLSTATEs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_inserts_keep_insert_semantics() {
+    let server = TestServer::start();
+    let client = server.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id BIGINT NOT NULL, at TIMESTAMP, code VARCHAR(3), n INTEGER, seen TIMESTAMPTZ)",
+        )
+        .await
+        .unwrap();
+    let insert = client
+        .prepare("INSERT INTO t (id, code, seen) VALUES ($1, $2, now())")
+        .await
+        .unwrap();
+    client.execute(&insert, &[&1i64, &"abc"]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    client.execute(&insert, &[&2i64, &"de"]).await.unwrap();
+    let error = client
+        .execute(&insert, &[&3i64, &"long"])
+        .await
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&error), "22001", "{error}");
+    let insert_null = client
+        .prepare_typed(
+            "INSERT INTO t (id) VALUES ($1)",
+            &[tokio_postgres::types::Type::INT8],
+        )
+        .await
+        .unwrap();
+    let error = client
+        .execute(&insert_null, &[&None::<i64>])
+        .await
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&error), "23502", "{error}");
+    // A timestamptz into a timestamp column: wall-clock time in the
+    // session's zone, before and after the zone changes.
+    let at = client
+        .prepare("INSERT INTO t (id, at, n) VALUES ($1, CAST($2 AS TIMESTAMPTZ), $3 + 1)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("SET TimeZone = 'Europe/Paris'")
+        .await
+        .unwrap();
+    let noon = timestamp(BASE + 12 * 3_600_000_000);
+    client.execute(&at, &[&4i64, &noon, &41i64]).await.unwrap();
+    client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
+    client.execute(&at, &[&5i64, &noon, &1i64]).await.unwrap();
+    let rows: Vec<(i64, Option<String>, Option<String>, Option<i32>, bool)> = client
+        .query(
+            "SELECT id, CAST(at AS TEXT), code, n, seen IS NOT NULL FROM t ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (1, None, Some("abc".into()), None, true),
+            (2, None, Some("de".into()), None, true),
+            (4, Some("2026-01-01 13:00:00".into()), None, Some(42), false),
+            (5, Some("2026-01-01 12:00:00".into()), None, Some(2), false),
+        ]
+    );
+    let distinct: i64 = client
+        .query_one("SELECT count(DISTINCT seen) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(distinct, 2, "now() is the time of each INSERT");
+}

@@ -21,6 +21,8 @@ use crate::error::{Error, Result};
 use crate::pgcompat::column_names::rename_columns;
 use crate::serving::LookupPlan;
 
+use super::fast_insert::FastInsert;
+
 impl Session {
     /// Runs a prepared statement with parameter values.
     pub async fn execute(
@@ -50,6 +52,19 @@ impl Session {
             return Box::pin(self.execute(&fresh, params)).await;
         }
         let outcome = match statement {
+            Statement::Query(_) if prepared.insert.is_some() && !params.is_empty() => {
+                let insert = prepared.insert.as_ref().expect("checked");
+                match self.fast_insert(insert, &params).await? {
+                    Some(outcome) => outcome,
+                    None => {
+                        let plan = prepared
+                            .plan
+                            .clone()
+                            .ok_or_else(|| Error::internal("INSERT without a plan"))?;
+                        self.run_plan(plan, params).await?
+                    }
+                }
+            }
             Statement::Query(_) => {
                 let plan = prepared
                     .plan
@@ -115,6 +130,21 @@ impl Session {
             self.check_transaction(statement)?;
         }
         prepared.check_param_count(params)
+    }
+
+    /// Runs a prepared one-row INSERT without the planner; `None` when
+    /// this execution must take the planned path.
+    async fn fast_insert(
+        &mut self,
+        insert: &FastInsert,
+        params: &[ScalarValue],
+    ) -> Result<Option<Outcome>> {
+        let state = self.planner.ctx.state();
+        let Some((table, row)) = insert.row(params, &state, self.settings.time_zone())? else {
+            return Ok(None);
+        };
+        table.append_logged(row).await?;
+        Ok(Some(Outcome::Command(CommandTag::with_rows("INSERT", 1))))
     }
 
     /// Runs a lookup. `None` when the plan no longer matches the registry

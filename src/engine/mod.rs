@@ -6,7 +6,8 @@
 //! - A statement is prepared ([`prepare`]: a lookup for the lookup service,
 //!   or a plan from the [`planner`] — names resolved by the feature store,
 //!   PostgreSQL's rewrites, [`parameters`] typed — in the DataFusion
-//!   [`context`] and [`catalog`]), then executed ([`execute`]).
+//!   [`context`] and [`catalog`]), then executed ([`execute`]); a prepared
+//!   one-row INSERT runs without the planner ([`fast_insert`]).
 //! - Statements the engine runs itself: schemas, tables and COPY
 //!   ([`ddl`]), renames ([`rename`]), cursors ([`cursors`]); the registry's
 //!   statements and REFRESH go to the feature store ([`features`]).
@@ -17,6 +18,7 @@ pub mod copy;
 pub mod cursors;
 pub mod ddl;
 pub mod execute;
+mod fast_insert;
 pub mod features;
 pub mod outcome;
 pub mod parameters;

@@ -14,6 +14,7 @@ use datafusion::sql::sqlparser::ast;
 use featuredb_sql::session::ShowStatement;
 use featuredb_sql::{Statement, split_statements};
 
+use super::fast_insert::FastInsert;
 use super::session::Session;
 use crate::error::{Error, Result};
 use crate::features::ddl;
@@ -49,6 +50,8 @@ pub struct Prepared {
     pub(super) defines: Option<(String, SchemaRef)>,
     /// An online lookup, answered without DataFusion (see `serving`).
     pub(super) lookup: Option<Arc<LookupPlan>>,
+    /// A one-row INSERT, executed without the planner (see `fast_insert`).
+    pub(super) insert: Option<Arc<FastInsert>>,
 }
 
 impl Prepared {
@@ -63,6 +66,7 @@ impl Prepared {
             column_names: Vec::new(),
             defines: None,
             lookup: None,
+            insert: None,
         }
     }
 
@@ -153,6 +157,17 @@ impl Session {
                 } else {
                     self.plan_query_statement(sql, ast, declared, &mut prepared)
                         .await?;
+                    if let (ast::Statement::Insert(_), Some(plan), false) =
+                        (ast, &prepared.plan, prepared.param_types.is_empty())
+                    {
+                        prepared.insert = FastInsert::of(
+                            plan,
+                            &self.planner.ctx.state(),
+                            &self.engine.offline,
+                            self.settings.time_zone(),
+                        )
+                        .map(Arc::new);
+                    }
                 }
             }
             Statement::DeclareCursor(declare) => {

@@ -97,7 +97,21 @@ impl StreamEngine {
                     apply(&self.online, feed, seq, &batch);
                 }
             }
-            self.mark_unstored(&feed.view);
+        }
+        // Rows a flush committed before the crash but no refresh stored
+        // are neither in the tail nor online yet: store them before the
+        // server takes connections. A view that fails here is retried by
+        // the worker.
+        let mut stored = std::collections::HashSet::new();
+        for (_, feed) in &feeds {
+            if !stored.insert(feed.view.clone()) {
+                continue;
+            }
+            if let Err(e) = super::worker::store(self, &feed.view).await {
+                tracing::warn!(view = %feed.view, error = %e, "could not store a stream's committed rows at startup; retrying");
+                feed.stream.failed(e.to_string());
+                self.mark_unstored(&feed.view);
+            }
         }
         super::worker::spawn(Arc::downgrade(self));
         Ok(())

@@ -7,6 +7,10 @@
 use std::sync::Weak;
 use std::time::Duration;
 
+use featuredb_catalog::QualifiedName;
+
+use crate::error::Result;
+use crate::features::SqlPlanner;
 use crate::features::materialize::Caller;
 use crate::notice::NoticeSink;
 
@@ -66,17 +70,7 @@ async fn store_unstored(engine: &StreamEngine) -> bool {
         let Some(feed) = engine.feed(&view) else {
             continue;
         };
-        let registry = engine.registry.snapshot();
-        let mut notices = Vec::new();
-        let mut caller = Caller {
-            planner: planner.as_mut(),
-            notices: NoticeSink::new(&mut notices, None),
-        };
-        if let Err(e) = engine
-            .materializer
-            .refresh_stream(&registry, &view, &mut caller)
-            .await
-        {
+        if let Err(e) = store_with(engine, &view, planner.as_mut()).await {
             tracing::warn!(view = %view, error = %e, "could not store a stream's rows; retrying");
             feed.stream.failed(e.to_string());
             engine
@@ -88,4 +82,27 @@ async fn store_unstored(engine: &StreamEngine) -> bool {
         }
     }
     failed
+}
+
+/// Stores what `view`'s source committed and no refresh stored yet.
+pub(super) async fn store(engine: &StreamEngine, view: &QualifiedName) -> Result<()> {
+    let mut planner = engine.planner()?;
+    store_with(engine, view, planner.as_mut()).await
+}
+
+async fn store_with(
+    engine: &StreamEngine,
+    view: &QualifiedName,
+    planner: &mut dyn SqlPlanner,
+) -> Result<()> {
+    let registry = engine.registry.snapshot();
+    let mut notices = Vec::new();
+    let mut caller = Caller {
+        planner,
+        notices: NoticeSink::new(&mut notices, None),
+    };
+    engine
+        .materializer
+        .refresh_stream(&registry, view, &mut caller)
+        .await
 }
