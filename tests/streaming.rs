@@ -405,7 +405,8 @@ async fn prepared_inserts_keep_insert_semantics() {
     client.execute(&at, &[&4i64, &noon, &41i64]).await.unwrap();
     client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
     client.execute(&at, &[&5i64, &noon, &1i64]).await.unwrap();
-    let rows: Vec<(i64, Option<String>, Option<String>, Option<i32>, bool)> = client
+    type Row = (i64, Option<String>, Option<String>, Option<i32>, bool);
+    let rows: Vec<Row> = client
         .query(
             "SELECT id, CAST(at AS TEXT), code, n, seen IS NOT NULL FROM t ORDER BY id",
             &[],

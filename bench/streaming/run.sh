@@ -135,7 +135,7 @@ ratio() { echo "scale=2; $1 / $2" | bc -l; }
   echo "|---|---:|---:|---:|"
   printf '| single-row INSERT latency avg / p99 (ms) | %s / %s | %s / %s | %s |\n' "$PG_INS_AVG" "$PG_INS_P99" "$FDB_INS_AVG" "$FDB_INS_P99" "$(ratio "$FDB_INS_AVG" "$PG_INS_AVG")"
   printf '| batched ingest, 1,000-row INSERTs, 2 clients (rows/s) | %.0f | %.0f | %s |\n' "$PG_BATCH_ROWS" "$FDB_BATCH_ROWS" "$(ratio "$FDB_BATCH_ROWS" "$PG_BATCH_ROWS")"
-  printf '| windowed lookups during ingest (lookups/s, 4 clients) | %s | %s | %s |\n' "$PG_LOOKUP_TPS" "$FDB_LOOKUP_TPS" "$(ratio "$FDB_LOOKUP_TPS" "$PG_LOOKUP_TPS")"
+  printf '| windowed lookups during ingest (lookups/s, 4 clients) | %.0f | %.0f | %s |\n' "$PG_LOOKUP_TPS" "$FDB_LOOKUP_TPS" "$(ratio "$FDB_LOOKUP_TPS" "$PG_LOOKUP_TPS")"
   printf '| windowed lookup p99 during ingest (ms) | %s | %s | %s |\n' "$PG_LOOKUP_P99" "$FDB_LOOKUP_P99" "$(ratio "$FDB_LOOKUP_P99" "$PG_LOOKUP_P99")"
   printf '| freshness, write-ack → visible p50 / p99 (ms, one lookup included) | %s / %s | %s / %s | |\n' "$PG_FRESH_P50" "$PG_FRESH_P99" "$FDB_FRESH_P50" "$FDB_FRESH_P99"
   echo

@@ -23,6 +23,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, WriteOp};
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 
 use crate::error::{Error, Result};
+use crate::features::NameScope;
 use crate::offline::{OfflineStore, TableHandle};
 use crate::pgtypes::SessionTimeZone;
 
@@ -44,6 +45,8 @@ impl FastInsert {
         plan: &LogicalPlan,
         state: &SessionState,
         offline: &OfflineStore,
+        names: &NameScope,
+        default_schema: &str,
         time_zone: &SessionTimeZone,
     ) -> Option<Self> {
         let LogicalPlan::Dml(dml) = plan else {
@@ -52,7 +55,15 @@ impl FastInsert {
         if !matches!(dml.op, WriteOp::Insert(InsertOp::Append)) {
             return None;
         }
-        let table = offline.table(dml.table_name.schema()?, dml.table_name.table())?;
+        let schema = match dml.table_name.schema() {
+            Some(schema) => schema,
+            // A bare name is the default schema's table (as DataFusion
+            // resolves the INSERT's target), unless a temporary table
+            // takes the name.
+            None if names.temp.contains(dml.table_name.table()) => return None,
+            None => default_schema,
+        };
+        let table = offline.table(schema, dml.table_name.table())?;
         let analyzed = state
             .analyzer()
             .execute_and_check(plan.clone(), state.config_options(), |_, _| {})

@@ -164,6 +164,8 @@ impl Session {
                             plan,
                             &self.planner.ctx.state(),
                             &self.engine.offline,
+                            &self.planner.names(),
+                            &self.planner.default_schema(),
                             self.settings.time_zone(),
                         )
                         .map(Arc::new);
