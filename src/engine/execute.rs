@@ -139,8 +139,7 @@ impl Session {
         insert: &FastInsert,
         params: &[ScalarValue],
     ) -> Result<Option<Outcome>> {
-        let state = self.planner.ctx.state();
-        let Some((table, row)) = insert.row(params, &state, self.settings.time_zone())? else {
+        let Some((table, row)) = insert.row(params, self.settings.time_zone())? else {
             return Ok(None);
         };
         table.append_logged(row).await?;

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::execution::SessionState;
@@ -36,6 +37,9 @@ pub(crate) struct FastInsert {
     /// The session's time zone when the statement was analyzed (time zone
     /// conversions are part of the expressions).
     time_zone: SessionTimeZone,
+    /// The session's configuration then, which folding reads (copied once:
+    /// copying a session's state per execution cost more than the rest).
+    config: Arc<ConfigOptions>,
 }
 
 impl FastInsert {
@@ -80,6 +84,7 @@ impl FastInsert {
             table,
             values,
             time_zone: time_zone.clone(),
+            config: Arc::new(state.config_options().as_ref().clone()),
         })
     }
 
@@ -88,7 +93,6 @@ impl FastInsert {
     pub(crate) fn row(
         &self,
         params: &[ScalarValue],
-        state: &SessionState,
         time_zone: &SessionTimeZone,
     ) -> Result<Option<(Arc<TableHandle>, RecordBatch)>> {
         if self.table.is_dropped() || *time_zone != self.time_zone {
@@ -96,7 +100,7 @@ impl FastInsert {
         }
         let context = SimplifyContext::default()
             .with_schema(Arc::new(DFSchema::empty()))
-            .with_config_options(Arc::new(state.config_options().as_ref().clone()))
+            .with_config_options(self.config.clone())
             .with_query_execution_start_time(Some(chrono::Utc::now()));
         let simplifier = ExprSimplifier::new(context);
         let schema = self.table.arrow_schema();

@@ -408,8 +408,19 @@ impl TableHandle {
             .lock()
             .map_err(|_| Error::internal("log queue lock poisoned"))?
             .push(PendingLogged { batch, done });
-        let handle = Arc::clone(self);
-        tokio::spawn(async move { handle.log_waiting().await });
+        // Nobody is writing the log: write it here (ours and whatever else
+        // waits), saving a task handoff on every lone small write. Nothing
+        // in it awaits, so a caller that goes away cannot abandon other
+        // writers' rows half-way. Otherwise the writer holding the log
+        // may already have taken its batch: a task of our own takes the
+        // next turn.
+        match self.log.try_lock() {
+            Ok(log) => self.log_waiting_locked(log),
+            Err(_) => {
+                let handle = Arc::clone(self);
+                tokio::spawn(async move { handle.log_waiting().await });
+            }
+        }
         match result.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(message)) => Err(Error::internal(message)),
@@ -423,7 +434,12 @@ impl TableHandle {
     /// Takes the log turn and makes every waiting small write durable with
     /// one fsync, then adds them to the tail in sequence order.
     async fn log_waiting(&self) {
-        let mut log = self.log.lock().await;
+        let log = self.log.lock().await;
+        self.log_waiting_locked(log);
+    }
+
+    /// [`Self::log_waiting`] with the log turn taken.
+    fn log_waiting_locked(&self, mut log: tokio::sync::MutexGuard<'_, LogState>) {
         let waiting = match self.pending_logged.lock() {
             Ok(mut pending) => std::mem::take(&mut *pending),
             Err(_) => return,
