@@ -155,6 +155,14 @@ pub struct WindowedBase {
 }
 
 impl FeatureViewVersion {
+    /// The type of the event time column, if it has a storable one.
+    pub fn timestamp_type(&self) -> Option<&ColumnType> {
+        self.columns
+            .iter()
+            .find(|c| c.name == self.timestamp)
+            .and_then(|c| c.column_type.as_ref())
+    }
+
     /// What refreshes materialize of this version: itself, or for a
     /// windowed view its row-level base (same key, time, TTL).
     pub fn materialized_form(&self) -> std::borrow::Cow<'_, FeatureViewVersion> {

@@ -601,14 +601,10 @@ fn event_time_text(
     t: i64,
 ) -> String {
     use featuredb_catalog::ColumnType;
-    let column_type = state.views.get(view).and_then(|v| {
-        let current = v.current();
-        current
-            .columns
-            .iter()
-            .find(|c| c.name == current.timestamp)
-            .and_then(|c| c.column_type.clone())
-    });
+    let column_type = state
+        .views
+        .get(view)
+        .and_then(|v| v.current().timestamp_type().cloned());
     match column_type {
         Some(ColumnType::Timestamp) => chrono::DateTime::from_timestamp_micros(t)
             .map(|d| d.naive_utc().to_string())

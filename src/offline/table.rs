@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use featuredb_catalog::{QualifiedName, TableSchemaDef};
-use iceberg::spec::{DataFile, TableMetadata};
+use iceberg::spec::{DataFile, SnapshotRef, TableMetadata};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, TableIdent};
@@ -133,7 +133,11 @@ impl std::fmt::Debug for TableHandle {
 
 /// The watermark recorded by the newest snapshot that has one.
 fn committed_seq(metadata: &TableMetadata) -> u64 {
-    let mut snapshot = metadata.current_snapshot().cloned();
+    watermark_from(metadata, metadata.current_snapshot().cloned())
+}
+
+/// The watermark `snapshot` or its nearest ancestor records (0: none).
+fn watermark_from(metadata: &TableMetadata, mut snapshot: Option<SnapshotRef>) -> u64 {
     while let Some(current) = snapshot {
         if let Some(seq) = current
             .summary()
@@ -370,25 +374,12 @@ impl TableHandle {
     pub fn wal_watermark_at(&self, snapshot_seq: i64) -> Result<u64> {
         let table = self.current()?;
         let metadata = table.metadata();
-        let mut snapshot = metadata
+        let snapshot = metadata
             .snapshots()
             .filter(|s| s.sequence_number() <= snapshot_seq)
             .max_by_key(|s| s.sequence_number())
             .cloned();
-        while let Some(current) = snapshot {
-            if let Some(seq) = current
-                .summary()
-                .additional_properties
-                .get(WAL_SEQ_PROPERTY)
-                .and_then(|v| v.parse().ok())
-            {
-                return Ok(seq);
-            }
-            snapshot = current
-                .parent_snapshot_id()
-                .and_then(|id| metadata.snapshot_by_id(id).cloned());
-        }
-        Ok(0)
+        Ok(watermark_from(metadata, snapshot))
     }
 
     pub fn is_dropped(&self) -> bool {

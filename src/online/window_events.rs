@@ -46,6 +46,12 @@ pub struct WindowEvent {
     pub values: Box<[WindowValue]>,
 }
 
+/// How often a view's rows are swept for rows out of every window, and
+/// how many keys one write-locked step trims (a sweep of all 100k keys
+/// under one lock held lookups up for tens of milliseconds).
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+const SWEEP_STEP: usize = 1024;
+
 #[derive(Default)]
 struct ViewWindows {
     /// The definition the rows were computed for.
@@ -54,12 +60,20 @@ struct ViewWindows {
     stored_through: u64,
     /// Each key's rows, by event time.
     keys: HashMap<Vec<u8>, Vec<WindowEvent>, ahash::RandomState>,
+    /// When rows of keys nobody wrote were last dropped.
+    swept: Option<std::time::Instant>,
+    /// Keys holding streamed rows (a refresh that stores them looks at
+    /// these keys only).
+    streamed: std::collections::HashSet<Vec<u8>, ahash::RandomState>,
 }
 
 impl ViewWindows {
     fn add(&mut self, key: Vec<u8>, event: WindowEvent, keep_after: i64) {
         if event.ts < keep_after {
             return;
+        }
+        if event.seq != 0 && !self.streamed.contains(&key) {
+            self.streamed.insert(key.clone());
         }
         let events = self.keys.entry(key).or_default();
         if events.last().is_none_or(|last| last.ts <= event.ts) {
@@ -74,14 +88,39 @@ impl ViewWindows {
         }
     }
 
-    fn sweep(&mut self, keep_after: i64) {
-        self.keys.retain(|_, events| {
+    /// Drops `key`'s rows before `keep_after`, and the key if none stay.
+    fn trim(&mut self, key: &[u8], keep_after: i64) {
+        if let Some(events) = self.keys.get_mut(key) {
             let old = events.partition_point(|e| e.ts < keep_after);
-            if old > 0 {
-                events.drain(..old);
+            events.drain(..old);
+            if events.is_empty() {
+                self.keys.remove(key);
             }
-            !events.is_empty()
-        });
+        }
+    }
+}
+
+/// Drops rows out of every window from keys nobody wrote lately: finds
+/// them under the read lock, trims them a step at a time under the write
+/// lock, at most every [`SWEEP_EVERY`].
+fn sweep(windows: &RwLock<ViewWindows>, keep_after: i64) {
+    let stale: Vec<Vec<u8>> = {
+        let read = windows.read().unwrap_or_else(|p| p.into_inner());
+        if read.swept.is_some_and(|at| at.elapsed() < SWEEP_EVERY) {
+            return;
+        }
+        read.keys
+            .iter()
+            .filter(|(_, events)| events.first().is_some_and(|e| e.ts < keep_after))
+            .map(|(key, _)| key.clone())
+            .collect()
+    };
+    windows.write().unwrap_or_else(|p| p.into_inner()).swept = Some(std::time::Instant::now());
+    for step in stale.chunks(SWEEP_STEP) {
+        let mut write = windows.write().unwrap_or_else(|p| p.into_inner());
+        for key in step {
+            write.trim(key, keep_after);
+        }
     }
 }
 
@@ -125,6 +164,8 @@ impl OnlineStore {
             shape: shape.to_string(),
             stored_through,
             keys: HashMap::default(),
+            swept: None,
+            streamed: Default::default(),
         };
         let previous = self.view_windows(view);
         if let Some(previous) = &previous {
@@ -158,23 +199,38 @@ impl OnlineStore {
         events: Vec<(Vec<u8>, WindowEvent)>,
         keep_after: i64,
     ) -> bool {
-        let Some(windows) = self.view_windows(view) else {
+        let Some(shared) = self.view_windows(view) else {
             return false;
         };
-        let mut windows = windows.write().unwrap_or_else(|p| p.into_inner());
-        if windows.shape != shape {
-            return false;
-        }
-        if stored_through > windows.stored_through {
-            for events in windows.keys.values_mut() {
-                events.retain(|e| e.seq == 0 || e.seq > stored_through);
+        {
+            let mut windows = shared.write().unwrap_or_else(|p| p.into_inner());
+            if windows.shape != shape {
+                return false;
             }
-            windows.stored_through = stored_through;
+            if stored_through > windows.stored_through {
+                // Streamed rows this refresh stored leave (it adds them
+                // again as stored rows).
+                let streamed = std::mem::take(&mut windows.streamed);
+                let mut still = std::collections::HashSet::with_hasher(Default::default());
+                for key in streamed {
+                    if let Some(events) = windows.keys.get_mut(&key) {
+                        events.retain(|e| e.seq == 0 || e.seq > stored_through);
+                        if events.iter().any(|e| e.seq != 0) {
+                            still.insert(key.clone());
+                        }
+                        if events.is_empty() {
+                            windows.keys.remove(&key);
+                        }
+                    }
+                }
+                windows.streamed = still;
+                windows.stored_through = stored_through;
+            }
+            for (key, event) in events {
+                windows.add(key, event, keep_after);
+            }
         }
-        for (key, event) in events {
-            windows.add(key, event, keep_after);
-        }
-        windows.sweep(keep_after);
+        sweep(&shared, keep_after);
         true
     }
 

@@ -176,12 +176,7 @@ pub(super) fn ttl_of(view: &FeatureViewVersion) -> Result<Option<Ttl>> {
 
 /// How the online store records `view`'s event time.
 fn event_time_unit(view: &FeatureViewVersion) -> EventTimeUnit {
-    match view
-        .columns
-        .iter()
-        .find(|c| c.name == view.timestamp)
-        .and_then(|c| c.column_type.as_ref())
-    {
+    match view.timestamp_type() {
         Some(ColumnType::TimestampTz) => EventTimeUnit::InstantMicros,
         Some(ColumnType::Timestamp) => EventTimeUnit::WallMicros,
         Some(ColumnType::Date) => EventTimeUnit::Days,

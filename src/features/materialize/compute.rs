@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::sql::sqlparser::ast;
@@ -303,21 +303,7 @@ pub(super) async fn process_partition(
         let tie_column = batch.num_columns() - 1;
         let tie = cast(batch.column(tie_column), &DataType::Int64)?;
         let tie = tie.as_primitive::<Int64Type>();
-        let columns = shape
-            .target
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, field)| {
-                let column = batch.column(i);
-                if column.data_type() == field.data_type() {
-                    Ok(column.clone())
-                } else {
-                    cast(column, field.data_type())
-                }
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let out = RecordBatch::try_new(shape.target.clone(), columns)?;
+        let out = shape.cast(&batch)?;
         if online {
             newest.offer_batch(&out, &shape.key_indices, shape.ts_index, tie)?;
         }

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::sql::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, SetExpr, TableFactor, Value,
@@ -138,12 +140,7 @@ pub fn online_storable(view: &FeatureViewVersion) -> Result<()> {
             )));
         }
     }
-    let ts = view
-        .columns
-        .iter()
-        .find(|c| c.name == view.timestamp)
-        .and_then(|c| c.column_type.as_ref());
-    match ts {
+    match view.timestamp_type() {
         Some(
             ColumnType::Timestamp
             | ColumnType::TimestampTz
@@ -169,6 +166,28 @@ pub struct RowShape {
 }
 
 impl RowShape {
+    /// The view's columns of `batch` (its first columns; a tie-breaker may
+    /// follow) in the view's declared types, as a refresh writes them.
+    pub fn cast(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        if batch.num_columns() < self.target.fields().len() {
+            return Err(Error::internal("rows do not have the view's columns"));
+        }
+        let columns = self
+            .target
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .map(|(field, column)| {
+                if column.data_type() == field.data_type() {
+                    Ok(column.clone())
+                } else {
+                    cast(column, field.data_type())
+                }
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(RecordBatch::try_new(self.target.clone(), columns)?)
+    }
+
     pub fn of(view: &FeatureViewVersion) -> Result<Self> {
         let target = Arc::new(Schema::new(
             view.columns

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch, RecordBatchOptions};
-use datafusion::arrow::compute::{cast, filter_record_batch, prep_null_mask_filter};
+use datafusion::arrow::compute::{filter_record_batch, prep_null_mask_filter};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, DFSchemaRef};
@@ -217,25 +217,7 @@ impl RowPipeline {
             };
         }
         // The declared types, as a refresh casts them.
-        let target = &self.shape.target;
-        if batch.num_columns() != target.fields().len() {
-            return Err(Error::internal(
-                "a streaming view's rows do not have its columns",
-            ));
-        }
-        let columns = target
-            .fields()
-            .iter()
-            .zip(batch.columns())
-            .map(|(field, column)| {
-                if column.data_type() == field.data_type() {
-                    Ok(column.clone())
-                } else {
-                    cast(column, field.data_type())
-                }
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(RecordBatch::try_new(target.clone(), columns)?)
+        self.shape.cast(&batch)
     }
 }
 

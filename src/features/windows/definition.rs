@@ -386,12 +386,7 @@ fn interval_micros(expr: &Expr) -> Option<i64> {
 
 /// Whether a windowed view's event time can bound windows: a timestamp.
 pub fn check_event_time(view: &FeatureViewVersion) -> Result<()> {
-    let ts = view
-        .columns
-        .iter()
-        .find(|c| c.name == view.timestamp)
-        .and_then(|c| c.column_type.as_ref());
-    match ts {
+    match view.timestamp_type() {
         Some(ColumnType::Timestamp | ColumnType::TimestampTz) => Ok(()),
         _ => Err(Error::WindowingError(format!(
             "windowed features need a timestamp event time; {} is not one",
