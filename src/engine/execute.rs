@@ -108,6 +108,14 @@ impl Session {
         if statement.writes() && matches!(outcome, Outcome::Command(_)) {
             self.on_write();
         }
+        // A table that takes a streaming view's source name is a new
+        // source for it.
+        if matches!(
+            statement,
+            Statement::CreateTable(_) | Statement::RenameRelation(_)
+        ) {
+            self.engine.stream.reload().await?;
+        }
         match &prepared.plan {
             Some(LogicalPlan::Statement(PlanStatement::Prepare(prepare))) => {
                 let rows = prepared.defines.as_ref().map(|(_, rows)| rows.clone());

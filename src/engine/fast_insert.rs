@@ -9,7 +9,9 @@
 //! would: no physical plan, no streams, no tasks. Anything that does not
 //! fold to a constant (a volatile function), a table that is no longer
 //! the one prepared, or a session whose time zone changed since takes the
-//! planned path.
+//! planned path. Other settings are those at Parse (none of PostgreSQL's
+//! changes how an INSERT's constants fold; a `datafusion.*` option set
+//! later does not reach this path).
 
 use std::sync::Arc;
 

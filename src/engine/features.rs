@@ -83,13 +83,16 @@ impl Session {
     }
 
     /// After a registry change: the stream engine follows it, and each
-    /// streaming view whose online rows are not of its current version
-    /// (new, replaced, or just made STREAMING) is refreshed now, in this
-    /// statement, so that it serves online when the statement returns.
+    /// streaming view the change made (new, replaced, or just made
+    /// STREAMING) whose online rows are not of its current version is
+    /// refreshed now, in this statement, so that it serves online when the
+    /// statement returns. The change is committed: a refresh that fails is
+    /// a warning (the view is read through the planner until a refresh
+    /// succeeds; the stream engine retries), not the statement's error.
     pub(crate) async fn follow_streams(&mut self) -> Result<()> {
-        let streaming = self.engine.stream.reload().await?;
+        let compiled = self.engine.stream.reload().await?;
         let registry = self.engine.registry.snapshot();
-        let behind: Vec<_> = streaming
+        let behind: Vec<_> = compiled
             .into_iter()
             .filter(|name| {
                 let version = registry.views.get(name).map(|v| v.current().version);
@@ -107,9 +110,28 @@ impl Session {
             planner: &mut self.planner,
             notices: crate::notice::NoticeSink::new(&mut self.notices, self.progress_sink.as_ref()),
         };
-        materializer
+        if let Err(e) = materializer
             .refresh(&registry, &behind, false, &mut caller)
             .await
+        {
+            self.notices.push(crate::notice::Notice::warning(
+                "01000",
+                format!(
+                    "the first refresh of streaming feature view {} failed: {}; it is read \
+                     through the planner until a refresh succeeds",
+                    behind
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    e.report().message
+                ),
+            ));
+            for name in &behind {
+                self.engine.stream.retry(name);
+            }
+        }
+        Ok(())
     }
 
     /// `REFRESH FEATURE VIEW`: the named views (and the views they read)

@@ -2,6 +2,7 @@
 //! current from the rows of each acknowledged write. The offline store
 //! only calls out through this trait; it knows nothing of what listens.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, RwLock};
 
 use datafusion::arrow::array::RecordBatch;
@@ -40,15 +41,22 @@ impl WriteObservers {
             .clone()
     }
 
+    // A panic in an observer must not reach the writer: its rows are
+    // durable already, and the log turn carries other writers' rows.
     pub(super) fn logged(&self, table: &QualifiedName, seq: u64, batch: &RecordBatch) {
         if let Some(observer) = self.current() {
-            observer.logged(table, seq, batch);
+            let heard = catch_unwind(AssertUnwindSafe(|| observer.logged(table, seq, batch)));
+            if heard.is_err() {
+                tracing::error!(%table, seq, "a write observer panicked; the write stands");
+            }
         }
     }
 
     pub(super) fn committed(&self, table: &QualifiedName) {
-        if let Some(observer) = self.current() {
-            observer.committed(table);
+        if let Some(observer) = self.current()
+            && catch_unwind(AssertUnwindSafe(|| observer.committed(table))).is_err()
+        {
+            tracing::error!(%table, "a write observer panicked on a commit");
         }
     }
 }

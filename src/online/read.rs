@@ -32,12 +32,26 @@ impl OnlineStore {
         let mut fresh: Option<Arc<Materialization>> = None;
         loop {
             let current = fresh.as_deref().unwrap_or(state);
-            match self.probe(current, key, buffer)? {
-                Probe::Found(row) => return Ok(self.with_streamed(current, key, row)),
-                Probe::Stale => match current.view.as_ref().and_then(|v| self.materialization(v)) {
+            let stale = match self.probe(current, key, buffer)? {
+                Probe::Found(row) => {
+                    let row = self.with_streamed(current, key, row);
+                    // A refresh may have stored (and dropped from memory)
+                    // a streamed row after this state's row was found:
+                    // then the stored row is in the newer state. The
+                    // publish comes before the drop, so a state that is
+                    // still the latest here saw it.
+                    if !self.streams(current) || self.is_latest(current) {
+                        return Ok(row);
+                    }
+                    true
+                }
+                Probe::Stale => true,
+            };
+            if stale {
+                match current.view.as_ref().and_then(|v| self.materialization(v)) {
                     Some(next) => fresh = Some(next),
                     None => return Ok(None),
-                },
+                }
             }
         }
     }
@@ -130,6 +144,16 @@ impl OnlineStore {
         }
         let read = self.db.begin_read().map_err(storage("reading"))?;
         Ok(Some((fill, read)))
+    }
+
+    /// Whether `state` is its view's latest published state (an
+    /// incremental refresh publishes a new one with the same rows table).
+    pub(super) fn is_latest(&self, state: &Materialization) -> bool {
+        let Some(view) = &state.view else {
+            return true;
+        };
+        self.materialization(view)
+            .is_some_and(|latest| std::ptr::eq(Arc::as_ptr(&latest), state))
     }
 
     /// Whether `state` holds the same rows as its view's current state

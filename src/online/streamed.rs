@@ -251,6 +251,15 @@ impl OnlineStore {
             .collect()
     }
 
+    /// Whether `state`'s view keeps streamed rows in memory.
+    pub(super) fn streams(&self, state: &Materialization) -> bool {
+        self.streamed.any.load(Ordering::Acquire)
+            && state
+                .view
+                .as_ref()
+                .is_some_and(|v| self.view_stream(v).is_some())
+    }
+
     /// `stored`, or the streamed row of `key` if that is newer (or equal:
     /// it was written later).
     pub(super) fn with_streamed(

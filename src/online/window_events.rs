@@ -167,25 +167,31 @@ impl OnlineStore {
             swept: None,
             streamed: Default::default(),
         };
-        let previous = self.view_windows(view);
-        if let Some(previous) = &previous {
-            let previous = previous.read().unwrap_or_else(|p| p.into_inner());
-            if previous.shape == shape {
-                for (key, events) in &previous.keys {
-                    for event in events.iter().filter(|e| e.seq > stored_through) {
+        for (key, event) in events {
+            next.add(key, event, keep_after);
+        }
+        // Replaced in place, under the write lock: streamed rows that
+        // arrived while `next` was built are carried over, not lost.
+        let shared = self
+            .windows
+            .views
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(view.clone())
+            .or_default()
+            .clone();
+        let mut windows = shared.write().unwrap_or_else(|p| p.into_inner());
+        if windows.shape == shape {
+            let streamed = std::mem::take(&mut windows.streamed);
+            for key in streamed {
+                for event in windows.keys.get(&key).into_iter().flatten() {
+                    if event.seq > stored_through {
                         next.add(key.clone(), event.clone(), keep_after);
                     }
                 }
             }
         }
-        for (key, event) in events {
-            next.add(key, event, keep_after);
-        }
-        self.windows
-            .views
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(view.clone(), Arc::new(RwLock::new(next)));
+        *windows = next;
     }
 
     /// Adds the rows a refresh stored, which cover the logged writes up to

@@ -17,7 +17,7 @@ use featuredb_sql::names::normalize_ident;
 use super::service::LookupService;
 use super::shape::{KeyMatch, ValueRef, column_name, is_whole_row, key_match, lookup_shape};
 use crate::error::{Error, Result};
-use crate::features::materialize::shape_of;
+use crate::features::materialize::{shape_of, window_rows_shape};
 use crate::features::temporal::parse_query;
 use crate::features::windows::{WindowArguments, windowed_view};
 use crate::features::{NameScope, Relation, ResolveMode, SqlPlanner};
@@ -100,7 +100,7 @@ fn windowed_part(view: &FeatureViewVersion) -> Result<Option<WindowedPart>> {
         arguments,
         base_types,
         sources,
-        shape: shape_of(view),
+        shape: window_rows_shape(view, &windowed),
         unit: event_time_unit(view),
     }))
 }
@@ -250,7 +250,13 @@ impl LookupService {
         // A windowed view is served online once its rows are in memory.
         let materialized = |view: &FeatureViewVersion, name: &QualifiedName| {
             view.online
-                && (view.windowed_base.is_none() || online.has_window_events(name, &shape_of(view)))
+                && match windowed_view(view) {
+                    Ok(None) => true,
+                    Ok(Some(windowed)) => {
+                        online.has_window_events(name, &window_rows_shape(view, &windowed))
+                    }
+                    Err(_) => false,
+                }
                 && online.materialization(name).is_some_and(|m| {
                     m.online && (m.version == view.version || m.shape == shape_of(view))
                 })

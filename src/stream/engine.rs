@@ -32,8 +32,10 @@ pub(super) struct Feed {
     pub(super) stream: Arc<ViewStream>,
     /// A windowed view's windows: what they keep of each row.
     windows: Option<Arc<WindowCollect>>,
-    /// The materialized shape the stream's rows are of.
-    shape: String,
+    /// The source table's Iceberg UUID when compiled: a table that later
+    /// takes its name (renamed in, dropped and created) is another source,
+    /// whose log sequence numbers start again.
+    source_uuid: Option<String>,
 }
 
 pub struct StreamEngine {
@@ -119,7 +121,8 @@ impl StreamEngine {
 
     /// Follows the registry: compiles a pipeline for each streaming view
     /// (keeping those whose version did not change) and ends the streams
-    /// of views that no longer stream. Returns the streaming views.
+    /// of views that no longer stream. Returns the views compiled anew
+    /// (new, replaced, or just made STREAMING).
     pub async fn reload(&self) -> Result<Vec<QualifiedName>> {
         let _reloading = self.reloading.lock().await;
         let registry = self.registry.snapshot();
@@ -131,6 +134,7 @@ impl StreamEngine {
             .collect();
         let mut feeds: HashMap<QualifiedName, Vec<Arc<Feed>>> = HashMap::new();
         let mut streaming = Vec::new();
+        let mut compiled = Vec::new();
         let mut planner: Option<Box<dyn SqlPlanner>> = None;
         for (name, view) in &registry.views {
             let view = view.current();
@@ -139,25 +143,41 @@ impl StreamEngine {
             }
             streaming.push(name.clone());
             let feed = match existing.get(name) {
-                Some(feed) if feed.version == view.version => feed.clone(),
-                _ => {
+                Some(feed)
+                    if feed.version == view.version
+                        && feed.source_uuid == self.source_uuid(&feed.pipeline.source) =>
+                {
+                    feed.clone()
+                }
+                other => {
+                    if let Some(feed) = other
+                        && feed.source_uuid != self.source_uuid(&feed.pipeline.source)
+                    {
+                        // Rows streamed from another table (whose log
+                        // numbers mean nothing here) must not be taken
+                        // for the new one's.
+                        self.online.end_stream(name);
+                        self.online.drop_window_events(name);
+                    }
+                    compiled.push(name.clone());
                     let planner = match &mut planner {
                         Some(planner) => planner,
                         None => planner.insert(self.planner()?),
                     };
                     match RowPipeline::compile(name, view, &registry, planner.as_mut()).await {
                         Ok(pipeline) => {
-                            let shape = shape_of(view);
-                            let stream =
-                                self.online
-                                    .stream(name, &shape, &pipeline.source.to_string());
+                            let stream = self.online.stream(
+                                name,
+                                &shape_of(view),
+                                &pipeline.source.to_string(),
+                            );
                             Arc::new(Feed {
                                 view: name.clone(),
                                 version: view.version,
+                                source_uuid: self.source_uuid(&pipeline.source),
                                 pipeline,
                                 stream,
                                 windows: window_collect(view)?,
-                                shape,
                             })
                         }
                         Err(e) => {
@@ -183,7 +203,7 @@ impl StreamEngine {
             }
         }
         *self.feeds.write().unwrap_or_else(|p| p.into_inner()) = feeds;
-        Ok(streaming)
+        Ok(compiled)
     }
 
     /// Computes the rows of every windowed view with stored rows (they
@@ -222,8 +242,20 @@ impl StreamEngine {
         }
     }
 
+    fn source_uuid(&self, table: &QualifiedName) -> Option<String> {
+        let handle = self.offline.table(&table.schema, &table.name)?;
+        let current = handle.current().ok()?;
+        Some(current.metadata().uuid().to_string())
+    }
+
     fn read_feeds(&self) -> std::sync::RwLockReadGuard<'_, HashMap<QualifiedName, Vec<Arc<Feed>>>> {
         self.feeds.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the worker to store `view`'s committed rows (after a refresh
+    /// that failed elsewhere).
+    pub fn retry(&self, view: &QualifiedName) {
+        self.mark_unstored(view);
     }
 
     pub(super) fn mark_unstored(&self, view: &QualifiedName) {
@@ -253,7 +285,7 @@ fn apply(online: &OnlineStore, feed: &Feed, seq: u64, batch: &RecordBatch) {
         if let Some(windows) = &feed.windows {
             let keep_after = oldest_needed(windows.arguments.widest_micros);
             let events = windows.arguments.events(&rows, |_| seq, keep_after)?;
-            online.stream_window_events(&feed.view, &feed.shape, events, keep_after);
+            online.stream_window_events(&feed.view, &windows.shape, events, keep_after);
         }
         Ok(())
     });

@@ -16,6 +16,7 @@ use featuredb_catalog::{FeatureViewVersion, QualifiedName};
 use futures::StreamExt;
 
 use super::apply::Phases;
+use super::definition::shape_of;
 use super::definition::{RowShape, Rows, rows_sql};
 use super::inputs::REFRESH_INPUTS_PROPERTY;
 use super::materializer::{Caller, Materializer};
@@ -23,7 +24,7 @@ use super::newest::{MergedWinners, NewestRows, SortedWinners};
 use crate::error::{Error, Result};
 use crate::features::resolve::ResolveMode;
 use crate::features::temporal::parse_query;
-use crate::features::windows::{WindowArguments, oldest_needed, windowed_view};
+use crate::features::windows::{WindowArguments, WindowedView, oldest_needed, windowed_view};
 use crate::notice::Notice;
 use crate::offline::TableHandle;
 use crate::offline::writer::DataFileWriter;
@@ -45,6 +46,8 @@ pub(super) struct Computed {
 pub struct WindowCollect {
     pub arguments: WindowArguments,
     pub keep_after: i64,
+    /// Which rows in memory these are ([`window_rows_shape`]).
+    pub shape: String,
 }
 
 /// What a refresh of `view` (as defined, not its materialized form)
@@ -58,7 +61,15 @@ pub fn window_collect(view: &FeatureViewVersion) -> Result<Option<Arc<WindowColl
     Ok(Some(Arc::new(WindowCollect {
         arguments,
         keep_after,
+        shape: window_rows_shape(view, &windowed),
     })))
+}
+
+/// Which rows in memory serve `view`'s windows: those of its materialized
+/// shape kept for these windows (a wider window needs rows a narrower one
+/// let go).
+pub fn window_rows_shape(view: &FeatureViewVersion, windowed: &WindowedView) -> String {
+    format!("{}|{:?}", shape_of(view), windowed.features)
 }
 
 /// A pass's offline commit: its data files finished (flushed, fsynced),

@@ -260,7 +260,7 @@ impl Materializer {
             .await?;
         let through = stored_through.unwrap_or(0);
         if let Some(windows) = &how.windows {
-            let shape = shape_of(view);
+            let shape = windows.shape.clone();
             let stored = match update {
                 WindowUpdate::Store(events) => self.online.store_window_events(
                     name,
@@ -332,7 +332,7 @@ impl Materializer {
             .await?;
         self.online.reset_window_events(
             name,
-            &shape,
+            &windows.shape,
             through,
             computed.window_events,
             windows.keep_after,

@@ -44,7 +44,7 @@ mod materializer;
 mod newest;
 mod row_arena;
 
-pub use compute::{WindowCollect, window_collect};
+pub use compute::{WindowCollect, window_collect, window_rows_shape};
 pub use definition::{RowShape, online_storable, shape_of};
 pub use inputs::REFRESH_INPUTS_PROPERTY;
 pub use materializer::{Caller, Materializer};

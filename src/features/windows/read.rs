@@ -5,6 +5,7 @@ use featuredb_catalog::FeatureViewVersion;
 use featuredb_catalog::names::quote_ident;
 
 use super::definition::WindowedView;
+use crate::offline::write_order::WRITE_ORDER_COLUMN;
 
 /// The SQL reading a windowed view as of `time` (an expression of the
 /// view's event time type): the newest row at or before `time` per key,
@@ -19,18 +20,33 @@ pub fn as_of_sql(view: &FeatureViewVersion, windowed: &WindowedView, time: &str)
     if let Some(ttl) = &view.ttl {
         newest_conditions.push(format!("{ts} >= {time} - {ttl}"));
     }
-    // Ties on event time: a deterministic order on the other columns.
+    // Ties on event time: the row written last, where the base reads its
+    // one table in write order (as online, where the later write wins);
+    // otherwise a deterministic order on the other columns.
     let mut order = vec![format!("{ts} DESC")];
-    order.extend(
-        view.columns
-            .iter()
-            .filter(|c| {
-                !view.keys.contains(&c.name)
-                    && c.name != view.timestamp
-                    && !windowed.features.iter().any(|f| f.name == c.name)
-            })
-            .map(|c| format!("{} DESC NULLS LAST", quote_ident(&c.name))),
-    );
+    let write_ordered = view
+        .windowed_base
+        .as_ref()
+        .and_then(|b| b.write_ordered_query.as_deref());
+    let newest_base = match write_ordered {
+        Some(query) => {
+            order.push(format!("{WRITE_ORDER_COLUMN} DESC"));
+            query
+        }
+        None => {
+            order.extend(
+                view.columns
+                    .iter()
+                    .filter(|c| {
+                        !view.keys.contains(&c.name)
+                            && c.name != view.timestamp
+                            && !windowed.features.iter().any(|f| f.name == c.name)
+                    })
+                    .map(|c| format!("{} DESC NULLS LAST", quote_ident(&c.name))),
+            );
+            base.as_str()
+        }
+    };
     let aggregates: Vec<String> = windowed
         .features
         .iter()
@@ -75,7 +91,7 @@ pub fn as_of_sql(view: &FeatureViewVersion, windowed: &WindowedView, time: &str)
     format!(
         "SELECT {columns} FROM \
          (SELECT *, row_number() OVER (PARTITION BY {partition} ORDER BY {order}) AS featuredb_rank \
-          FROM ({base}) AS featuredb_history WHERE {newest}) AS featuredb_newest \
+          FROM ({newest_base}) AS featuredb_history WHERE {newest}) AS featuredb_newest \
          LEFT JOIN (SELECT {partition}, {aggregates} FROM ({base}) AS featuredb_events \
           WHERE {window} GROUP BY {partition}) AS featuredb_windows ON {join} \
          WHERE featuredb_newest.featuredb_rank = 1",
