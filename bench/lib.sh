@@ -121,11 +121,18 @@ online_data() {
 # warm-up and $T seconds of pgbench -M prepared -c 8 -j 2 (HOST is an
 # address, or a directory holding the server's Unix-domain socket).
 run_pgbench() {
-  local host=$1 port=$2 script=$3 label=$4 logdir="$WORK/pgbench-$4"
-  rm -rf "$logdir"; mkdir -p "$logdir"
   # A 5 s warm-up (caches, connections) for both systems, not measured.
-  "$PGBENCH" -n -M prepared -c 8 -j 2 -T 5 -h "$host" -p "$port" -f "$script" >/dev/null 2>&1 || true
-  (cd "$logdir" && "$PGBENCH" -n -M prepared -c 8 -j 2 -T "$T" -h "$host" -p "$port" -f "$script" -l >"$logdir/out" 2>&1) \
+  "$PGBENCH" -n -M prepared -c 8 -j 2 -T 5 -h "$1" -p "$2" -f "$3" >/dev/null 2>&1 || true
+  pgbench_stats "$1" "$2" "$3" "$4" -c 8 -j 2
+}
+
+# pgbench_stats HOST PORT SCRIPT LABEL [PGBENCH OPTIONS...]: prints "tps
+# avg_ms p99_ms" of $T seconds of pgbench -M prepared with the options.
+pgbench_stats() {
+  local host=$1 port=$2 script=$3 label=$4 logdir="$WORK/pgbench-$4"
+  shift 4
+  rm -rf "$logdir"; mkdir -p "$logdir"
+  (cd "$logdir" && "$PGBENCH" -n -M prepared "$@" -T "$T" -h "$host" -p "$port" -f "$script" -l >"$logdir/out" 2>&1) \
     || { cat "$logdir/out" >&2; exit 1; }
   local tps avg p99
   tps=$(awk '/^tps/ {print $3}' "$logdir/out")

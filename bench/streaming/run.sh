@@ -75,19 +75,9 @@ printf '\\set k random(1, %d)\n\\set a random(1, 10000)\nINSERT INTO transaction
 BATCH="$WORK/streaming-batch.sql"
 printf 'INSERT INTO transactions SELECT CAST(floor(random() * %d) AS BIGINT) + 1, now(), random() * 100, 0 FROM generate_series(1, 1000);\n' "$KEYS" > "$BATCH"
 
-# pgbench_stats PORT SCRIPT CLIENTS [EXTRA...]: "tps avg_ms p99_ms".
-pgbench_stats() {
-  local port=$1 script=$2 clients=$3 logdir
-  shift 3
-  logdir="$WORK/pgbench-streaming-$port-$(basename "$script" .sql)"
-  rm -rf "$logdir"; mkdir -p "$logdir"
-  (cd "$logdir" && "$PGBENCH" -n -M prepared -c "$clients" -j "$clients" -T "$T" -h 127.0.0.1 -p "$port" -f "$script" -l "$@" >"$logdir/out" 2>&1) \
-    || { cat "$logdir/out" >&2; exit 1; }
-  local tps avg p99
-  tps=$(awk '/^tps/ {print $3}' "$logdir/out")
-  avg=$(awk '/^latency average/ {print $4}' "$logdir/out")
-  p99=$(cat "$logdir"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "%.3f", a[int(NR*0.99)]/1000}')
-  echo "$tps $avg $p99"
+# stats PORT SCRIPT CLIENTS: "tps avg_ms p99_ms" (pgbench_stats in lib.sh).
+stats() {
+  pgbench_stats 127.0.0.1 "$1" "$2" "streaming-$1-$(basename "$2" .sql)" -c "$3" -j "$3"
 }
 
 # measure SYSTEM PORT LOOKUP_SQL: every figure for one server.
@@ -96,12 +86,12 @@ measure() {
   printf '\\set k random(1, %d)\n%s:k;\n' "$KEYS" "$lookup" > "$lookup_script"
   # Warm-up: caches, connections.
   "$PGBENCH" -n -M prepared -c 4 -j 4 -T 3 -h 127.0.0.1 -p "$port" -f "$lookup_script" >/dev/null 2>&1
-  read -r _ INS_AVG INS_P99 <<<"$(pgbench_stats "$port" "$INSERT1" 1)"
-  read -r BATCH_TPS _ _ <<<"$(pgbench_stats "$port" "$BATCH" 2)"
+  read -r _ INS_AVG INS_P99 <<<"$(stats "$port" "$INSERT1" 1)"
+  read -r BATCH_TPS _ _ <<<"$(stats "$port" "$BATCH" 2)"
   # Lookups while batches arrive at a fixed rate.
   "$PGBENCH" -n -M prepared -c 1 -j 1 -T "$T" -R 20 -h 127.0.0.1 -p "$port" -f "$BATCH" >"$WORK/streaming-ingest-$system.out" 2>&1 &
   local ingest=$!
-  read -r LOOKUP_TPS _ LOOKUP_P99 <<<"$(pgbench_stats "$port" "$lookup_script" 4)"
+  read -r LOOKUP_TPS _ LOOKUP_P99 <<<"$(stats "$port" "$lookup_script" 4)"
   wait "$ingest"
   read -r FRESH_P50 FRESH_P99 FRESH_MAX FRESH_POLLS <<<"$("$PY" "$BENCH_ROOT/bench/streaming/freshness.py" "$port" "$lookup%s" 2000 200 "$KEYS")"
   printf '%s: insert avg %s ms p99 %s ms; batched %.0f rows/s; lookups %s/s p99 %s ms during ingest; freshness p50 %s p99 %s max %s ms (%s lookups a write)\n' \
