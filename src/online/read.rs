@@ -34,13 +34,13 @@ impl OnlineStore {
             let current = fresh.as_deref().unwrap_or(state);
             let stale = match self.probe(current, key, buffer)? {
                 Probe::Found(row) => {
-                    let row = self.with_streamed(current, key, row);
+                    let (row, streams) = self.with_streamed(current, key, row);
                     // A refresh may have stored (and dropped from memory)
                     // a streamed row after this state's row was found:
                     // then the stored row is in the newer state. The
                     // publish comes before the drop, so a state that is
                     // still the latest here saw it.
-                    if !self.streams(current) || self.is_latest(current) {
+                    if !streams || self.is_latest(current) {
                         return Ok(row);
                     }
                     true

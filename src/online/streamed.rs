@@ -251,41 +251,33 @@ impl OnlineStore {
             .collect()
     }
 
-    /// Whether `state`'s view keeps streamed rows in memory.
-    pub(super) fn streams(&self, state: &Materialization) -> bool {
-        self.streamed.any.load(Ordering::Acquire)
-            && state
-                .view
-                .as_ref()
-                .is_some_and(|v| self.view_stream(v).is_some())
-    }
-
     /// `stored`, or the streamed row of `key` if that is newer (or equal:
-    /// it was written later).
+    /// it was written later); and whether `state`'s view streams at all.
     pub(super) fn with_streamed(
         &self,
         state: &Materialization,
         key: &[u8],
         stored: Option<StoredRow>,
-    ) -> Option<StoredRow> {
+    ) -> (Option<StoredRow>, bool) {
         if !self.streamed.any.load(Ordering::Acquire) {
-            return stored;
+            return (stored, false);
         }
         let Some(view) = &state.view else {
-            return stored;
+            return (stored, false);
         };
         let Some(stream) = self.view_stream(view) else {
-            return stored;
+            return (stored, false);
         };
         if stream.shape != state.shape {
-            return stored;
+            return (stored, true);
         }
-        match (stream.get(key), stored) {
+        let row = match (stream.get(key), stored) {
             (Some(streamed), Some(stored)) if stored.event_time() > streamed.event_time() => {
                 Some(stored)
             }
             (Some(streamed), _) => Some(streamed),
             (None, stored) => stored,
-        }
+        };
+        (row, true)
     }
 }
